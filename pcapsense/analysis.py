@@ -1,0 +1,204 @@
+"""The public entry point: `pcapsense.analyze(path)` runs the pipeline and returns an
+`Analysis` (connections DataFrame, capture facts, per-stream packets on request).
+
+Pipeline: capture.reader (records -> compiled engine: decode + track) ->
+tcp.connections (vectorised per-connection table) -> render.* (terminal, JSON).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from .capture import layout, reader
+from .capture.reader import CaptureError
+from .tcp import connections as conn_table
+from .tcp.state import State, Kind
+
+LINKTYPE_NAMES = {0: "NULL", 1: "EN10MB", 12: "RAW", 14: "RAW", 101: "RAW", 108: "LOOP",
+                  113: "LINUX_SLL", 228: "IPV4", 229: "IPV6", 276: "LINUX_SLL2"}
+
+
+@dataclass
+class Capture:
+    """Facts about the input file (the `capture` object of the JSON output)."""
+
+    path: str
+    format: str
+    compressed: bool
+    file_bytes: int | None
+    link_types: list[str]
+    frames: int
+    tcp_packets: int
+    non_tcp_packets: int
+    connections: int
+    first_time: pd.Timestamp | None
+    last_time: pd.Timestamp | None
+    truncated: bool
+    warnings: list[str]
+    error: str | None
+    counters: dict = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        if self.first_time is None or self.last_time is None:
+            return 0.0
+        return (self.last_time - self.first_time).total_seconds()
+
+
+class Analysis:
+    """Result of `analyze()`. `.connections`: one row per TCP connection (docs/schema.md);
+    `.transitions`: every endpoint state change; `.capture`: file facts;
+    `.packets(stream)`: that connection's packets, read again from the file."""
+
+    def __init__(self, capture: Capture, connections: pd.DataFrame, transitions: pd.DataFrame,
+                 options: dict):
+        self.capture = capture
+        self.connections = connections
+        self.transitions = transitions
+        self._options = options
+
+    def __repr__(self) -> str:
+        c = self.capture
+        return (f"<pcapsense.Analysis {c.path!r}: {c.frames} frames, {len(self.connections)} TCP "
+                f"connections, {int(self.connections['abnormal'].sum()) if len(self.connections) else 0} abnormal>")
+
+    @property
+    def abnormal(self) -> pd.DataFrame:
+        return self.connections[self.connections["abnormal"]]
+
+    def packets(self, stream: int) -> pd.DataFrame:
+        """Every packet of one connection (Wireshark tcp.stream), one row per packet, with
+        the analysis flags and both endpoints' states after it."""
+        if self._options["path"] == "-":
+            raise ValueError("packets() needs a file: standard input cannot be read twice")
+        rows: list[np.ndarray] = []
+        eng = reader.new_engine(verify_checksums=self._options["verify_checksums"],
+                                emit_packets=True, only_stream=int(stream))
+        reader.run(self._options["path"], eng, on_rows=rows.append)
+        arr = np.concatenate(rows) if rows else np.empty(0, dtype=layout.PACKET_DTYPE)
+        return packets_frame(arr)
+
+
+def packets_frame(arr: np.ndarray) -> pd.DataFrame:
+    names = np.array([s.name for s in State], dtype=object)
+    flags = arr["flags"].astype(np.int32)
+    letters = ["F", "S", "R", "P", "A", "U", "E", "C", "N"]
+    flag_str = np.array(["".join(l for b, l in enumerate(letters) if f >> b & 1) for f in flags], dtype=object)
+    a = arr["analysis"]
+    return pd.DataFrame({
+        "frame": arr["frame"],
+        "time": pd.to_datetime(arr["ts"], unit="ns", utc=True),
+        "stream": arr["stream"],
+        "dir": arr["dir"],
+        "flags": flag_str,
+        "seq": arr["seq"].astype(np.int64),
+        "ack": arr["ack"].astype(np.int64),
+        "len": arr["payload_len"].astype(np.int64),
+        "captured_len": arr["captured_len"].astype(np.int64),
+        "win": arr["win"].astype(np.int32),
+        "ttl": arr["ttl"].astype(np.int16),
+        "ip_id": arr["ipid"].astype(np.int32),
+        "checksum": pd.Categorical(np.array(["unverified", "good", "bad"])[arr["csum"]],
+                                   categories=["unverified", "good", "bad"]),
+        "retransmission": (a & layout.A_RETRANSMISSION) != 0,
+        "out_of_order": (a & layout.A_OUT_OF_ORDER) != 0,
+        "lost_segment": (a & layout.A_LOST_SEGMENT) != 0,
+        "keep_alive": (a & layout.A_KEEP_ALIVE) != 0,
+        "zero_window": (a & layout.A_ZERO_WINDOW) != 0,
+        "dup_ack": (a & layout.A_DUP_ACK) != 0,
+        "port_reused": (a & layout.A_REUSED_PORTS) != 0,
+        "state_0_after": pd.Categorical(names[arr["state0"]], categories=list(names)),
+        "state_1_after": pd.Categorical(names[arr["state1"]], categories=list(names)),
+        "record_offset": arr["rec_off"],
+    })
+
+
+def _transitions_frame(arr: np.ndarray, conns: pd.DataFrame) -> pd.DataFrame:
+    names = np.array([s.name for s in State], dtype=object)
+    kinds = np.array([k.name for k in Kind], dtype=object)
+    df = pd.DataFrame({
+        "stream": arr["stream"], "frame": arr["frame"],
+        "time": pd.to_datetime(arr["ts"], unit="ns", utc=True),
+        "endpoint_dir": arr["endpoint"].astype(np.int8),
+        "old_state": pd.Categorical(names[arr["old_state"]], categories=list(names)),
+        "new_state": pd.Categorical(names[arr["new_state"]], categories=list(names)),
+        "kind": pd.Categorical(kinds[arr["kind"]], categories=list(kinds)),
+    })
+    if len(df) and len(conns):
+        # endpoint_dir is relative to the stream's first sender; name the side
+        client_dir = _client_dirs(conns)
+        cd = client_dir[df["stream"].to_numpy()]
+        df["endpoint"] = pd.Categorical(np.where(df["endpoint_dir"].to_numpy() == cd, "client", "server"),
+                                        categories=["client", "server"])
+    else:
+        df["endpoint"] = pd.Categorical([], categories=["client", "server"])
+    return df
+
+
+def _client_dirs(conns: pd.DataFrame) -> np.ndarray:
+    return conns["_client_dir"].to_numpy() if "_client_dir" in conns else np.zeros(len(conns), np.int8)
+
+
+def analyze(path: str | os.PathLike, *, verify_checksums: bool = False,
+            progress: Callable[[int], None] | None = None, strict: bool = False) -> Analysis:
+    """Analyse one capture (pcap, pcapng, optionally gzip-compressed; '-' = stdin).
+
+    Raises `CaptureError` when the input cannot be read at all; a corrupt record later in
+    the file is reported in `capture.error` and `capture.warnings` (everything before it is
+    analysed) unless `strict=True`, which raises instead.
+    """
+    path = os.fspath(path)
+    eng = reader.new_engine(verify_checksums=verify_checksums)
+    chunks: list[bytes] = []
+
+    def drain(_rows=None):
+        b = eng.take_transitions()
+        if b:
+            chunks.append(b)
+
+    res = reader.run(path, eng, progress=(lambda pos: (drain(), progress(pos) if progress else None)))
+    drain()
+    if res.error is not None and strict:
+        raise res.error
+    counters = eng.counters()
+    if counters["format"] == 0:
+        raise res.error or CaptureError("not a capture", path=res.path)
+    streams = np.frombuffer(eng.streams(), dtype=layout.STREAM_DTYPE)
+    trans = np.frombuffer(b"".join(chunks), dtype=layout.TRANSITION_DTYPE)
+    conns = conn_table.build(streams, trans)
+    warnings = list(res.warnings)
+    if res.error is not None:
+        warnings.append(f"{res.error} (analysed the {counters['frames']} frames before it)")
+    bad = counters["bad_checksums"]
+    if bad and not verify_checksums:
+        warnings.append(f"{bad} TCP packets have bad checksums (usual for captures taken on the "
+                        f"sending host with checksum offload); analysed anyway, --verify-checksums to drop them")
+    for key, what in (("unsupported_link_packets", "frames of an unsupported link type were skipped"),
+                      ("undecodable_packets", "frames could not be decoded (malformed or cut headers)")):
+        if counters[key]:
+            warnings.append(f"{counters[key]} {what}")
+    first = pd.Timestamp(counters["first_ts_ns"], unit="ns", tz="UTC") if counters["frames"] else None
+    last = pd.Timestamp(counters["last_ts_ns"], unit="ns", tz="UTC") if counters["frames"] else None
+    cap = Capture(
+        path=res.path,
+        format=reader.FORMAT_NAMES[counters["format"]] + ("-nanosecond" if counters["pcap_nano"] else ""),
+        compressed=res.compressed,
+        file_bytes=res.file_bytes,
+        link_types=[LINKTYPE_NAMES.get(x, f"LINKTYPE_{x}") for x in counters["link_types"]],
+        frames=counters["frames"],
+        tcp_packets=counters["tcp_packets"],
+        non_tcp_packets=counters["frames"] - counters["tcp_packets"],
+        connections=len(conns),
+        first_time=first, last_time=last,
+        truncated=res.truncated,
+        warnings=warnings,
+        error=str(res.error) if res.error else None,
+        counters=counters,
+    )
+    transitions = _transitions_frame(trans, conns)
+    return Analysis(cap, conns, transitions, {"path": path, "verify_checksums": verify_checksums})

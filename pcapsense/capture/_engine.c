@@ -1,0 +1,1186 @@
+/*
+ * pcapsense._engine: the per-packet stages, compiled.
+ *
+ * Why hand-written C: captures of millions of packets are normal input and every
+ * per-packet Python step costs 0.4-3 us; no maintained library walks pcap/pcapng records,
+ * strips link layers and tunnels, and keeps TCP per-connection accounting at wire speed
+ * (dpkt and scapy build a Python object per packet, libpcap bindings stop at records).
+ * So this one file does, for each record, in one pass and without allocating:
+ *
+ *   1. records   walk classic pcap (both byte orders, us/ns) and pcapng (SHB/IDB/EPB/
+ *                SPB/OPB, per-interface link type and if_tsresol/if_tsoffset);
+ *   2. decode    link layer (Ethernet + VLAN/QinQ/MPLS/PPPoE/PBB/FabricPath, SLL, SLL2,
+ *                NULL/LOOP, raw IP) -> IPv4/IPv6 (+extension headers) -> tunnels
+ *                (VXLAN, Geneve, GRE/ERSPAN, Teredo, GTP-U, AYIYA, IP-in-IP) -> TCP;
+ *   3. track     Wireshark-compatible tcp.stream numbering (port reuse on SYN), per
+ *                direction sequence analysis (retransmission, out-of-order, lost segment,
+ *                keep-alive, zero window, dup ACK), counters, Zeek history letters, and
+ *                both endpoints' state machines by table lookup.
+ *
+ * It decides nothing itself about TCP states: the transition tables come from
+ * pcapsense/tcp/state.py (uint8[state][peer_state][kind]). Results leave as flat C
+ * structs whose numpy dtypes are declared in pcapsense/capture/layout.py; an
+ * import-time check compares sizes and offsets.
+ *
+ * Input is hostile: every read is bounds-checked; malformed headers make the packet
+ * "undecodable" (counted), a malformed record or block stops the walk with an error
+ * naming the byte offset.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+#include <stdlib.h>
+#include <stddef.h>
+
+/* ------------------------------------------------------------------ layouts */
+
+#define N_KINDS 11
+enum { K_SYN_OUT, K_SYNACK_OUT, K_SEG_OUT, K_FIN_OUT, K_RST_OUT,
+       K_SYN_IN, K_SYNACK_IN, K_SEG_IN, K_ACK_OF_FIN_IN, K_FIN_IN, K_RST_IN };
+
+#define TH_FIN 0x01
+#define TH_SYN 0x02
+#define TH_RST 0x04
+#define TH_PSH 0x08
+#define TH_ACK 0x10
+
+/* analysis bits, Wireshark's values */
+#define A_RETRANS   0x0001
+#define A_LOST      0x0002
+#define A_ACKUNSEEN 0x0004
+#define A_KEEPALIVE 0x0008
+#define A_DUPACK    0x0010
+#define A_ZEROWIN   0x0020
+#define A_OOO       0x0200
+#define A_REUSED    0x2000
+
+#define HIST_MAX 48
+
+typedef struct {
+    int64_t packets;
+    int64_t payload_bytes;        /* sum of TCP segment lengths (retransmissions included) */
+    int64_t captured_payload_bytes;
+    int64_t seq_hi;               /* sequence space used, from the ISN (unwrapped) */
+    int64_t ip_bytes;
+    int64_t first_frame, last_frame, first_ts, last_ts;
+    int64_t first_data_frame, last_data_frame, first_data_ts, last_data_ts;
+    int64_t first_syn_frame, first_synack_frame, first_fin_frame, first_rst_frame;
+    int64_t first_fin_ts, first_rst_ts;
+    int64_t last_seg_ts;          /* last segment carrying data/SYN/FIN (for OOO) */
+    int64_t last_syn_ts, first_synack_ts;
+    uint32_t isn, nextseq, last_ack, fin_seq;
+    uint32_t retransmissions, out_of_order, lost_segments, ack_unseen, keepalives,
+             zero_windows, dup_acks, syn_pkts, synack_pkts, fin_pkts, rst_pkts,
+             syn_retransmits, bad_checksums, unverified_checksums, cut_packets;
+    uint16_t last_win, ipid_first, ipid_last, ttl_changes, mac_changes, ipid_zero;
+    uint8_t ttl_first, ttl_last, ttl_min, ttl_max;
+    uint8_t mac_first[6];
+    uint8_t mac_last[6];
+    uint8_t head[8];              /* first 8 payload bytes sent (request-or-response hint) */
+    uint8_t head_len;
+    uint8_t flags;                /* DF_* */
+    uint8_t state, zstate;        /* RFC and Zeek endpoint states at the end */
+    uint8_t hist_t, hist_g, hist_w, hist_c;   /* log10 thresholds reached */
+    uint8_t hflags;               /* HF_*: S/F/R letters recorded */
+    uint8_t pad[1];
+    uint32_t h_syn_seq, h_fin_seq, h_rst_seq;
+    uint32_t pad2;
+} dir_t;
+#define HF_SYN 1
+#define HF_FIN 2
+#define HF_RST 4
+
+#define DF_SEEN       0x01
+#define DF_SEQ        0x02   /* nextseq valid */
+#define DF_FIN_SENT   0x04
+#define DF_HIST_A     0x08
+#define DF_HIST_D     0x10
+#define DF_HIST_I     0x20
+#define DF_HIST_Q     0x40
+#define DF_SYN_SEEN   0x80
+
+typedef struct {
+    int64_t stream;
+    int64_t first_frame, last_frame, first_ts, last_ts;
+    int64_t max_idle_ns, max_idle_frame;
+    /* the first FIN and the first RST: who, when, both states just before */
+    int64_t fin_frame, fin_ts, rst_frame, rst_ts;
+    int64_t anomaly_frame;
+    uint32_t anomalies, rst_seq, rst_expected_seq, rst_ack;
+    uint8_t fin_dir, fin_sender_state, fin_peer_state, rst_dir;
+    uint8_t rst_sender_state, rst_peer_state, rst_ttl, rst_prev_ttl;
+    uint16_t rst_ipid, rst_prev_ipid;
+    uint8_t rst_flags, rst_mac_differs, ipver, reused;
+    uint8_t addr[2][16];          /* [0] = sender of the stream's first packet */
+    uint16_t port[2];
+    uint8_t vlan_or_tunnel, simultaneous_close;
+    uint8_t rst_after_close, fin_rst_same_packet;
+    char history[HIST_MAX];       /* Zeek letters, upper case = dir 0 */
+    dir_t d[2];
+} stream_t;
+
+/* one row per packet handed back to Python ("all" mode or one stream) */
+typedef struct {
+    int64_t frame, ts, stream, rec_off;
+    uint32_t seq, ack, payload_len, captured_len, nextseq_before;
+    uint16_t flags, win, ipid, analysis, payload_off;
+    uint8_t dir, ttl, csum, iface, state0, state1;
+    uint8_t mac[6];
+    uint8_t pad[2];
+} pkt_t;
+
+/* one row per state change */
+typedef struct {
+    int64_t stream, frame, ts;
+    uint8_t endpoint, old_state, new_state, kind;
+    uint8_t pad[4];
+} trans_t;
+
+/* ------------------------------------------------------------------ flow table */
+
+typedef struct {
+    uint8_t key[40];     /* canonical: lower (addr,port) first, ipver */
+    int64_t stream;      /* current stream index for this 4-tuple */
+} flow_t;
+
+/* ------------------------------------------------------------------ decoder object */
+
+enum { FMT_UNKNOWN = 0, FMT_PCAP = 1, FMT_PCAPNG = 2 };
+
+#define MAX_IFACES 256
+
+typedef struct {
+    int linktype;
+    uint32_t snaplen;
+    int tsres_pow2;       /* 1: 2^-v, 0: 10^-v */
+    int tsres;            /* v */
+    int64_t tsoffset_s;
+} iface_t;
+
+typedef struct {
+    PyObject_HEAD
+    int fmt;
+    int swapped;          /* classic pcap or current pcapng section in other byte order */
+    int pcap_nano;
+    uint32_t pcap_snaplen;
+    int pcap_linktype;
+    int n_ifaces;
+    iface_t ifaces[MAX_IFACES];
+    int verify_checksums;
+    int64_t only_stream;  /* -1: all */
+    int emit_packets;     /* fill pkt rows */
+    uint8_t rfc[12 * 12 * N_KINDS];
+    uint8_t zeek[8 * 8 * N_KINDS];
+    int64_t frame;        /* frames seen so far */
+    int64_t last_ts;
+    /* counters */
+    int64_t c_tcp, c_ipv4, c_ipv6, c_non_ip, c_non_tcp, c_undecodable, c_fragments,
+            c_tunnelled, c_bad_csum, c_unverified_csum, c_cut, c_unknown_blocks,
+            c_unsupported_link, c_sections, c_bytes;
+    int64_t first_ts_seen, last_ts_seen;
+    uint64_t linktypes_seen[8];   /* bitmap of first 512 link types */
+    int64_t other_linktype;
+    /* flows and streams */
+    flow_t *flows; size_t flow_cap, flow_n;
+    stream_t *streams; size_t stream_cap, stream_n;
+    /* transitions (grown, drained by Python) */
+    trans_t *trans; size_t trans_cap, trans_n;
+    /* current packet scratch */
+    int64_t cur_rec_off;
+    const uint8_t *cur_mac;
+    const uint8_t *cur_rec_data;
+    int cur_iface;
+    int tunnel_depth;
+    int cur_tunnelled;
+} Engine;
+
+/* ------------------------------------------------------------------ helpers */
+
+static inline uint16_t rd16be(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static inline uint32_t rd32be(const uint8_t *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static inline uint16_t rd16(const uint8_t *p, int sw) {
+    uint16_t v; memcpy(&v, p, 2); return sw ? (uint16_t)((v >> 8) | (v << 8)) : v;
+}
+static inline uint32_t rd32(const uint8_t *p, int sw) {
+    uint32_t v; memcpy(&v, p, 4); return sw ? __builtin_bswap32(v) : v;
+}
+static inline int seq_lt(uint32_t a, uint32_t b) { return (int32_t)(a - b) < 0; }
+static inline int seq_gt(uint32_t a, uint32_t b) { return (int32_t)(a - b) > 0; }
+
+static uint64_t hash_key(const uint8_t *k) {
+    uint64_t h = 1469598103934665603ULL;
+    for (int i = 0; i < 40; i++) { h ^= k[i]; h *= 1099511628211ULL; }
+    h ^= h >> 29; h *= 0xbf58476d1ce4e5b9ULL; h ^= h >> 32;
+    return h;
+}
+
+static int grow_flows(Engine *e) {
+    size_t ncap = e->flow_cap ? e->flow_cap * 2 : 1 << 14;
+    flow_t *nf = calloc(ncap, sizeof(flow_t));
+    if (!nf) return -1;
+    for (size_t i = 0; i < e->flow_cap; i++) {
+        if (!e->flows[i].key[39]) continue;          /* empty slot */
+        size_t j = hash_key(e->flows[i].key) & (ncap - 1);
+        while (nf[j].key[39]) j = (j + 1) & (ncap - 1);
+        nf[j] = e->flows[i];
+    }
+    free(e->flows);
+    e->flows = nf; e->flow_cap = ncap;
+    return 0;
+}
+
+/* slot lookup: key[39] holds a non-zero "used" marker, so calloc'd slots are empty */
+static flow_t *flow_find(Engine *e, const uint8_t *key, int *created) {
+    if ((e->flow_n + 1) * 2 > e->flow_cap) { if (grow_flows(e) < 0) return NULL; }
+    size_t j = hash_key(key) & (e->flow_cap - 1);
+    for (;;) {
+        flow_t *f = &e->flows[j];
+        if (f->key[39] == 0) {
+            memcpy(f->key, key, 40);
+            f->stream = -1;
+            e->flow_n++;
+            *created = 1;
+            return f;
+        }
+        if (memcmp(f->key, key, 40) == 0) { *created = 0; return f; }
+        j = (j + 1) & (e->flow_cap - 1);
+    }
+}
+
+static stream_t *new_stream(Engine *e) {
+    if (e->stream_n == e->stream_cap) {
+        size_t ncap = e->stream_cap ? e->stream_cap * 2 : 1024;
+        stream_t *ns = realloc(e->streams, ncap * sizeof(stream_t));
+        if (!ns) return NULL;
+        e->streams = ns; e->stream_cap = ncap;
+    }
+    stream_t *s = &e->streams[e->stream_n];
+    memset(s, 0, sizeof(*s));
+    s->stream = (int64_t)e->stream_n;
+    s->fin_frame = s->rst_frame = s->anomaly_frame = 0;
+    for (int i = 0; i < 2; i++) { s->d[i].ttl_min = 255; }
+    e->stream_n++;
+    return s;
+}
+
+static int push_trans(Engine *e, int64_t stream, int64_t frame, int64_t ts, int ep,
+                      int old, int nw, int kind) {
+    if (e->trans_n == e->trans_cap) {
+        size_t ncap = e->trans_cap ? e->trans_cap * 2 : 4096;
+        trans_t *nt = realloc(e->trans, ncap * sizeof(trans_t));
+        if (!nt) return -1;
+        e->trans = nt; e->trans_cap = ncap;
+    }
+    trans_t *t = &e->trans[e->trans_n++];
+    t->stream = stream; t->frame = frame; t->ts = ts;
+    t->endpoint = (uint8_t)ep; t->old_state = (uint8_t)old; t->new_state = (uint8_t)nw;
+    t->kind = (uint8_t)kind;
+    memset(t->pad, 0, sizeof t->pad);
+    return 0;
+}
+
+static void hist_add(stream_t *s, int dir, char c) {
+    size_t n = strnlen(s->history, HIST_MAX);
+    if (n + 1 >= HIST_MAX) return;
+    if (c >= 'A' && c <= 'Z' && dir == 1) c = (char)(c - 'A' + 'a');
+    s->history[n] = c; s->history[n + 1] = 0;
+}
+
+/* Zeek's logarithmic letters: 1st at >=1 events, 2nd at >=10, 3rd at >=100 ... */
+static void hist_log(stream_t *s, int dir, uint8_t *level, uint32_t count, char c) {
+    uint64_t need = 1;
+    for (int i = 0; i < *level; i++) need *= 10;
+    if (count >= need) { (*level)++; hist_add(s, dir, c); }
+}
+
+/* ------------------------------------------------------------------ checksum */
+
+static uint64_t csum_add(uint64_t sum, const uint8_t *p, size_t n) {
+    while (n >= 8) {
+        uint64_t v; memcpy(&v, p, 8);
+        sum += (v & 0xffffffffULL) + (v >> 32);
+        p += 8; n -= 8;
+    }
+    while (n >= 2) { uint16_t v; memcpy(&v, p, 2); sum += v; p += 2; n -= 2; }
+    if (n) { uint16_t v = 0; memcpy(&v, p, 1); sum += v; }
+    return sum;
+}
+static uint16_t csum_fold(uint64_t sum) {
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    return (uint16_t)sum;
+}
+
+/* ------------------------------------------------------------------ TCP tracking */
+
+typedef struct {
+    const uint8_t *src, *dst;   /* 4 or 16 bytes */
+    int ipver;
+    uint8_t ttl;
+    uint16_t ipid;
+    uint32_t ip_len;            /* IP total length (v4) or 40+payload (v6) */
+    const uint8_t *tcp;         /* TCP header */
+    uint32_t tcp_avail;         /* captured bytes from tcp header on */
+    uint32_t tcp_len;           /* TCP header+payload length per IP header */
+    int fragment;
+} ippkt_t;
+
+static void apply(Engine *e, stream_t *s, int64_t frame, int64_t ts, int ep, int kind) {
+    dir_t *me = &s->d[ep], *peer = &s->d[ep ^ 1];
+    uint8_t cur = me->state, nxt = e->rfc[(cur * 12 + peer->state) * N_KINDS + kind];
+    if (nxt == 255) {
+        s->anomalies++;
+        if (!s->anomaly_frame) s->anomaly_frame = frame;
+    } else if (nxt != cur) {
+        me->state = nxt;
+        push_trans(e, s->stream, frame, ts, ep, cur, nxt, kind);
+    }
+    uint8_t zc = me->zstate, zn = e->zeek[(zc * 8 + peer->zstate) * N_KINDS + kind];
+    if (zn != 255) me->zstate = zn;
+}
+
+static int track_tcp(Engine *e, ippkt_t *ip, int64_t ts, pkt_t *out, int *emitted) {
+    const uint8_t *t = ip->tcp;
+    if (ip->tcp_avail < 14) { e->c_undecodable++; return 0; }
+    uint16_t sport = rd16be(t), dport = rd16be(t + 2);
+    uint32_t seq = rd32be(t + 4), ack = rd32be(t + 8);
+    unsigned doff = (t[12] >> 4) * 4u;
+    uint16_t flags = (uint16_t)(((t[12] & 1) << 8) | t[13]);
+    uint16_t win = ip->tcp_avail >= 16 ? rd16be(t + 14) : 0;
+    if (doff < 20) { e->c_undecodable++; return 0; }
+    uint32_t payload_len = ip->tcp_len >= doff ? ip->tcp_len - doff : 0;
+    uint32_t captured = ip->tcp_avail > doff ? ip->tcp_avail - doff : 0;
+    if (captured > payload_len) captured = payload_len;
+    int cut = captured < payload_len || ip->tcp_avail < doff;
+    e->c_tcp++;
+    if (cut) e->c_cut++;
+
+    /* checksum: only when the whole segment is here */
+    int csum = 0;   /* 0 unknown, 1 good, 2 bad */
+    if (!cut && !ip->fragment && ip->tcp_avail >= ip->tcp_len && ip->tcp_len >= doff) {
+        uint64_t sum = 0;
+        int alen = ip->ipver == 4 ? 4 : 16;
+        sum = csum_add(sum, ip->src, alen);
+        sum = csum_add(sum, ip->dst, alen);
+        uint8_t ph[8] = {0};
+        uint32_t l = ip->tcp_len;
+        ph[0] = (uint8_t)(l >> 24); ph[1] = (uint8_t)(l >> 16); ph[2] = (uint8_t)(l >> 8); ph[3] = (uint8_t)l;
+        ph[7] = 6;
+        sum = csum_add(sum, ph, 8);
+        sum = csum_add(sum, t, ip->tcp_len);
+        csum = csum_fold(sum) == 0xffff ? 1 : 2;
+    }
+    if (csum == 2) e->c_bad_csum++;
+    if (csum == 0) e->c_unverified_csum++;
+
+    /* key */
+    uint8_t key[40]; memset(key, 0, 40);
+    int alen = ip->ipver == 4 ? 4 : 16;
+    uint8_t a[18], b[18]; memset(a, 0, 18); memset(b, 0, 18);
+    memcpy(a, ip->src, alen); a[16] = (uint8_t)(sport >> 8); a[17] = (uint8_t)sport;
+    memcpy(b, ip->dst, alen); b[16] = (uint8_t)(dport >> 8); b[17] = (uint8_t)dport;
+    int src_is_low = memcmp(a, b, 18) <= 0;
+    memcpy(key, src_is_low ? a : b, 18);
+    memcpy(key + 18, src_is_low ? b : a, 18);
+    key[36] = (uint8_t)ip->ipver;
+    key[39] = 1;
+    int created;
+    flow_t *f = flow_find(e, key, &created);
+    if (!f) return -1;
+
+    stream_t *s = f->stream >= 0 ? &e->streams[f->stream] : NULL;
+    int dir = 0;
+    if (s) dir = (memcmp(s->addr[0], ip->src, alen) == 0 && s->port[0] == sport &&
+                  memcmp(s->addr[1], ip->dst, alen) == 0 && s->port[1] == dport) ? 0 : 1;
+
+    /* Wireshark's split rules: a pure SYN (or a SYN/ACK) whose direction already has a
+     * base sequence number different from this one, or after the conversation saw a FIN
+     * or RST, starts a new stream ("TCP port numbers reused"). */
+    int reused = 0;
+    if (s && (flags & TH_SYN)) {
+        dir_t *fd = &s->d[dir];
+        int closed_before = s->fin_frame || s->rst_frame;
+        if ((fd->flags & DF_SEQ) && (seq != fd->isn || closed_before)) {
+            if (!(flags & TH_ACK) || seq != fd->isn) reused = 1;
+        }
+    }
+    if (!s || reused) {
+        int64_t idx = (int64_t)e->stream_n;
+        s = new_stream(e);
+        if (!s) return -1;
+        f->stream = idx;
+        memcpy(s->addr[0], ip->src, alen); memcpy(s->addr[1], ip->dst, alen);
+        s->port[0] = sport; s->port[1] = dport;
+        s->ipver = (uint8_t)ip->ipver;
+        s->first_frame = e->frame; s->first_ts = ts;
+        s->reused = (uint8_t)reused;
+        s->vlan_or_tunnel = (uint8_t)e->cur_tunnelled;
+        dir = 0;
+    }
+
+    int64_t frame = e->frame;
+    dir_t *me = &s->d[dir], *peer = &s->d[dir ^ 1];
+    uint16_t analysis = reused ? A_REUSED : 0;
+    uint32_t nextseq_before = me->nextseq;
+
+    /* idle gap (any direction) */
+    if (s->last_frame && ts - s->last_ts > s->max_idle_ns) {
+        s->max_idle_ns = ts - s->last_ts; s->max_idle_frame = frame;
+    }
+    if (!s->last_frame || ts >= s->last_ts) s->last_ts = ts;
+    s->last_frame = frame;
+
+    me->packets++;
+    if (!(me->flags & DF_SEEN)) {
+        me->flags |= DF_SEEN;
+        me->first_frame = frame; me->first_ts = ts;
+        me->ttl_first = ip->ttl; me->ipid_first = ip->ipid;
+        if (e->cur_mac) memcpy(me->mac_first, e->cur_mac, 6);
+    } else {
+        if (ip->ttl != me->ttl_last) me->ttl_changes++;
+        if (e->cur_mac && memcmp(me->mac_last, e->cur_mac, 6) != 0) me->mac_changes++;
+    }
+    int mac_differs = e->cur_mac && (me->flags & DF_SEEN) && me->packets > 1 &&
+                      memcmp(me->mac_last, e->cur_mac, 6) != 0;
+    uint8_t prev_ttl = me->packets > 1 ? me->ttl_last : ip->ttl;
+    uint16_t prev_ipid = me->packets > 1 ? me->ipid_last : ip->ipid;
+    me->last_frame = frame; me->last_ts = ts;
+    me->ttl_last = ip->ttl; me->ipid_last = ip->ipid;
+    if (ip->ttl < me->ttl_min) me->ttl_min = ip->ttl;
+    if (ip->ttl > me->ttl_max) me->ttl_max = ip->ttl;
+    if (ip->ipid == 0 && ip->ipver == 4) me->ipid_zero++;
+    if (e->cur_mac) memcpy(me->mac_last, e->cur_mac, 6);
+    me->ip_bytes += ip->ip_len;
+    if (cut) me->cut_packets++;
+
+    if (csum == 2) {
+        me->bad_checksums++;
+        if (e->verify_checksums) {
+            hist_log(s, dir, &me->hist_c, me->bad_checksums, 'C');
+            goto emit;     /* strict mode: the packet is counted, not used */
+        }
+    } else if (csum == 0) me->unverified_checksums++;
+
+    {
+    int syn = flags & TH_SYN, fin = flags & TH_FIN, rst = flags & TH_RST, ackf = flags & TH_ACK;
+    uint32_t seglen = payload_len + (syn ? 1 : 0) + (fin ? 1 : 0);
+
+    /* --- sequence analysis (Wireshark's definitions, simplified) */
+    if (!(me->flags & DF_SEQ)) {
+        me->flags |= DF_SEQ;
+        me->isn = seq;
+        me->nextseq = seq + seglen;
+        me->seq_hi = seglen;
+        if (payload_len) me->last_seg_ts = ts;
+    } else {
+        if (!syn && !fin && !rst && payload_len <= 1 && seq == me->nextseq - 1) {
+            analysis |= A_KEEPALIVE; me->keepalives++;
+        } else if (seglen > 0 && !rst && seq_lt(seq, me->nextseq)) {
+            int64_t thresh = 3000000;  /* 3 ms */
+            if (ts - me->last_seg_ts < thresh && me->nextseq != seq + seglen) {
+                analysis |= A_OOO; me->out_of_order++;
+            } else {
+                analysis |= A_RETRANS;
+                if (payload_len) me->retransmissions++;
+            }
+        } else if (!rst && seq_gt(seq, me->nextseq)) {
+            analysis |= A_LOST; me->lost_segments++;
+        }
+        if (!(analysis & A_KEEPALIVE) && !rst && seq_gt(seq + seglen, me->nextseq)) {
+            me->seq_hi += (int64_t)(uint32_t)(seq + seglen - me->nextseq);
+            me->nextseq = seq + seglen;
+        }
+        if (seglen > 0 && !(analysis & A_KEEPALIVE)) me->last_seg_ts = ts;
+    }
+    if (ackf && (peer->flags & DF_SEQ) && seq_gt(ack, peer->nextseq)) {
+        analysis |= A_ACKUNSEEN; me->ack_unseen++;
+    }
+    if (!syn && !fin && !rst && win == 0) { analysis |= A_ZEROWIN; me->zero_windows++; }
+    if (!syn && !fin && !rst && payload_len == 0 && ackf && me->packets > 1 &&
+        ack == me->last_ack && win == me->last_win && win != 0) {
+        analysis |= A_DUPACK; me->dup_acks++;
+    }
+    me->last_ack = ack; me->last_win = win;
+
+    /* --- data bookkeeping */
+    if (payload_len) {
+        me->payload_bytes += payload_len;
+        me->captured_payload_bytes += captured;
+        if (!me->first_data_frame) {
+            me->first_data_frame = frame; me->first_data_ts = ts;
+            uint32_t n = captured < 8 ? captured : 8;
+            memcpy(me->head, t + doff, n); me->head_len = (uint8_t)n;
+        }
+        me->last_data_frame = frame; me->last_data_ts = ts;
+    }
+
+    /* --- flag counters */
+    if (syn && !ackf) {
+        if (me->syn_pkts && (me->flags & DF_SYN_SEEN) && seq == me->isn) me->syn_retransmits++;
+        me->syn_pkts++;
+        if (!me->first_syn_frame) me->first_syn_frame = frame;
+        me->last_syn_ts = ts;
+        me->flags |= DF_SYN_SEEN;
+    }
+    if (syn && ackf) { me->synack_pkts++; if (!me->first_synack_frame) { me->first_synack_frame = frame; me->first_synack_ts = ts; } }
+    if (fin) {
+        me->fin_pkts++;
+        if (!me->first_fin_frame) { me->first_fin_frame = frame; me->first_fin_ts = ts; }
+        if (!(me->flags & DF_FIN_SENT)) { me->fin_seq = seq + payload_len + (syn ? 1 : 0); }
+        me->flags |= DF_FIN_SENT;
+    }
+    if (rst) {
+        me->rst_pkts++;
+        if (!me->first_rst_frame) { me->first_rst_frame = frame; me->first_rst_ts = ts; }
+    }
+    if (fin && rst) s->fin_rst_same_packet = 1;
+
+    /* --- the first FIN / first RST of the connection, with both states before it */
+    if (fin && !s->fin_frame) {
+        s->fin_frame = frame; s->fin_ts = ts; s->fin_dir = (uint8_t)dir;
+        s->fin_sender_state = me->state; s->fin_peer_state = peer->state;
+    }
+    if (rst && !s->rst_frame) {
+        s->rst_frame = frame; s->rst_ts = ts; s->rst_dir = (uint8_t)dir;
+        s->rst_sender_state = me->state; s->rst_peer_state = peer->state;
+        s->rst_seq = seq; s->rst_ack = ack; s->rst_expected_seq = nextseq_before;
+        s->rst_ttl = ip->ttl; s->rst_prev_ttl = prev_ttl;
+        s->rst_ipid = ip->ipid; s->rst_prev_ipid = prev_ipid;
+        s->rst_flags = (uint8_t)flags; s->rst_mac_differs = (uint8_t)mac_differs;
+    }
+    /* a RST once both FINs were out (RST-after-close); fin flag of this packet excluded */
+    if (rst && s->d[0].first_fin_frame && s->d[1].first_fin_frame &&
+        s->d[0].first_fin_frame < frame && s->d[1].first_fin_frame < frame)
+        s->rst_after_close = 1;
+
+    /* --- Zeek history letters */
+    {
+        int multi = (syn && fin) || (syn && rst);
+        if (multi) {
+            if (!(me->flags & DF_HIST_Q)) { me->flags |= DF_HIST_Q; hist_add(s, dir, 'Q'); }
+        } else if (fin && rst) {
+            if (!(me->flags & DF_HIST_I)) { me->flags |= DF_HIST_I; hist_add(s, dir, 'I'); }
+        } else if (syn) {
+            if (!(me->hflags & HF_SYN) || me->h_syn_seq != seq) hist_add(s, dir, ackf ? 'H' : 'S');
+            me->hflags |= HF_SYN; me->h_syn_seq = seq;
+        } else if (fin) {
+            uint32_t fs = seq + payload_len;
+            if (!(me->hflags & HF_FIN) || me->h_fin_seq != fs) hist_add(s, dir, 'F');
+            me->hflags |= HF_FIN; me->h_fin_seq = fs;
+        } else if (rst) {
+            if (!(me->hflags & HF_RST) || me->h_rst_seq != seq) hist_add(s, dir, 'R');
+            me->hflags |= HF_RST; me->h_rst_seq = seq;
+        } else if (payload_len) {
+            if (!(me->flags & DF_HIST_D)) { me->flags |= DF_HIST_D; hist_add(s, dir, 'D'); }
+        } else if (ackf) {
+            if (!(me->flags & DF_HIST_A)) { me->flags |= DF_HIST_A; hist_add(s, dir, 'A'); }
+        }
+        if ((analysis & (A_RETRANS | A_OOO)) && payload_len)
+            hist_log(s, dir, &me->hist_t, me->retransmissions + me->out_of_order, 'T');
+        if (analysis & A_LOST) hist_log(s, dir, &me->hist_g, me->lost_segments, 'G');
+        if ((analysis & A_ZEROWIN) && !(peer->flags & DF_FIN_SENT) && !s->rst_frame)
+            hist_log(s, dir, &me->hist_w, me->zero_windows, 'W');
+    }
+
+    /* --- state machines: sender kinds, then receiver kinds, in Kind order */
+    {
+        int other = dir ^ 1;
+        if (syn) apply(e, s, frame, ts, dir, ackf ? K_SYNACK_OUT : K_SYN_OUT);
+        if (!syn && !rst) apply(e, s, frame, ts, dir, K_SEG_OUT);
+        if (fin && !syn) apply(e, s, frame, ts, dir, K_FIN_OUT);
+        if (rst) apply(e, s, frame, ts, dir, K_RST_OUT);
+        if (syn) apply(e, s, frame, ts, other, ackf ? K_SYNACK_IN : K_SYN_IN);
+        if (!syn && !rst) {
+            int acks_fin = ackf && (peer->flags & DF_FIN_SENT) && !seq_lt(ack, peer->fin_seq + 1);
+            apply(e, s, frame, ts, other, acks_fin ? K_ACK_OF_FIN_IN : K_SEG_IN);
+        }
+        if (fin && !syn) apply(e, s, frame, ts, other, K_FIN_IN);
+        if (rst) apply(e, s, frame, ts, other, K_RST_IN);
+        if (me->state == 7 && peer->state == 7) s->simultaneous_close = 1;  /* CLOSING */
+    }
+    }
+
+emit:
+    if (e->emit_packets && (e->only_stream < 0 || e->only_stream == s->stream)) {
+        pkt_t *o = out;
+        o->frame = frame; o->ts = ts; o->stream = s->stream; o->rec_off = e->cur_rec_off;
+        o->seq = seq; o->ack = ack; o->payload_len = payload_len; o->captured_len = captured;
+        o->nextseq_before = nextseq_before;
+        o->flags = flags; o->win = win; o->ipid = ip->ipid; o->analysis = analysis;
+        { ptrdiff_t po = (t + doff) - e->cur_rec_data; o->payload_off = (uint16_t)(po > 65535 ? 65535 : po); }
+        o->dir = (uint8_t)dir; o->ttl = ip->ttl; o->csum = (uint8_t)csum;
+        o->iface = (uint8_t)e->cur_iface;
+        o->state0 = s->d[0].state; o->state1 = s->d[1].state;
+        if (e->cur_mac) memcpy(o->mac, e->cur_mac, 6); else memset(o->mac, 0, 6);
+        o->pad[0] = o->pad[1] = 0;
+        *emitted = 1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ layers */
+
+static int decode_ip(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *out, int *emitted);
+
+static int decode_ether(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *out,
+                        int *emitted) {
+    if (n < 14) { e->c_undecodable++; return 0; }
+    e->cur_mac = p + 6;
+    uint16_t type = rd16be(p + 12);
+    size_t off = 14;
+    for (int guard = 0; guard < 8; guard++) {
+        if (type == 0x8100 || type == 0x88a8 || type == 0x9100 || type == 0x9200) {
+            if (n < off + 4) { e->c_undecodable++; return 0; }
+            e->cur_tunnelled = 1;
+            type = rd16be(p + off + 2); off += 4;
+        } else if (type == 0x88e7) {               /* PBB: I-TAG then a whole frame */
+            if (n < off + 4 + 14) { e->c_undecodable++; return 0; }
+            e->cur_tunnelled = 1;
+            return decode_ether(e, p + off + 4, n - off - 4, ts, out, emitted);
+        } else if (type == 0x8903) {               /* Cisco FabricPath: outer hdr + frame */
+            if (n < off + 2 + 14) { e->c_undecodable++; return 0; }
+            e->cur_tunnelled = 1;
+            return decode_ether(e, p + off + 2, n - off - 2, ts, out, emitted);
+        } else break;
+    }
+    if (type == 0x8847 || type == 0x8848) {         /* MPLS label stack */
+        e->cur_tunnelled = 1;
+        for (;;) {
+            if (n < off + 4) { e->c_undecodable++; return 0; }
+            int bos = p[off + 2] & 1; off += 4;
+            if (bos) break;
+        }
+        if (n <= off) { e->c_undecodable++; return 0; }
+        int v = p[off] >> 4;
+        if (v == 4 || v == 6) return decode_ip(e, p + off, n - off, ts, out, emitted);
+        /* pseudowire with control word then Ethernet */
+        if (v == 0 && n >= off + 4 + 14) return decode_ether(e, p + off + 4, n - off - 4, ts, out, emitted);
+        e->c_non_ip++; return 0;
+    }
+    if (type == 0x8864) {                           /* PPPoE session */
+        if (n < off + 8) { e->c_undecodable++; return 0; }
+        e->cur_tunnelled = 1;
+        uint16_t proto = rd16be(p + off + 6);
+        if (proto == 0x0021 || proto == 0x0057) return decode_ip(e, p + off + 8, n - off - 8, ts, out, emitted);
+        e->c_non_ip++; return 0;
+    }
+    if (type == 0x0800 || type == 0x86dd) return decode_ip(e, p + off, n - off, ts, out, emitted);
+    e->c_non_ip++;
+    return 0;
+}
+
+static int decode_udp_tunnel(Engine *e, const uint8_t *u, size_t n, int64_t ts, pkt_t *out,
+                             int *emitted) {
+    if (n < 8) return 1;
+    uint16_t sp = rd16be(u), dp = rd16be(u + 2);
+    const uint8_t *p = u + 8; size_t m = n - 8;
+    if (e->tunnel_depth >= 4) return 1;
+    e->tunnel_depth++;
+    e->cur_tunnelled = 1;
+    int r = 1;
+    if ((dp == 4789 || sp == 4789) && m >= 8 + 14 && (p[0] & 0x08)) {          /* VXLAN */
+        r = decode_ether(e, p + 8, m - 8, ts, out, emitted);
+    } else if ((dp == 6081 || sp == 6081) && m >= 8) {                          /* Geneve */
+        size_t hl = 8 + (size_t)(p[0] & 0x3f) * 4;
+        uint16_t pt = rd16be(p + 2);
+        if (m > hl) {
+            if (pt == 0x6558) r = decode_ether(e, p + hl, m - hl, ts, out, emitted);
+            else if (pt == 0x0800 || pt == 0x86dd) r = decode_ip(e, p + hl, m - hl, ts, out, emitted);
+        }
+    } else if ((dp == 3544 || sp == 3544) && m >= 40) {                         /* Teredo */
+        size_t off = 0;
+        for (int g = 0; g < 2; g++) {
+            if (m >= off + 4 && p[off] == 0 && p[off + 1] == 1) {               /* auth */
+                if (m < off + 13) break;
+                off += 13 + p[off + 2] + p[off + 3];
+            } else if (m >= off + 8 && p[off] == 0 && p[off + 1] == 0) {        /* origin */
+                off += 8;
+            }
+        }
+        if (m > off + 40 && (p[off] >> 4) == 6) r = decode_ip(e, p + off, m - off, ts, out, emitted);
+    } else if ((dp == 2152 || sp == 2152) && m >= 8) {                          /* GTP-U */
+        uint8_t fl = p[0];
+        if ((fl >> 5) == 1 && p[1] == 0xff) {
+            size_t off = 8;
+            if (fl & 0x07) {
+                if (m < 12) goto out;
+                uint8_t nxt = p[11]; off = 12;
+                while (nxt && m > off) {
+                    size_t l = (size_t)p[off] * 4;
+                    if (!l || m < off + l) goto out;
+                    nxt = p[off + l - 1]; off += l;
+                }
+            }
+            if (m > off && ((p[off] >> 4) == 4 || (p[off] >> 4) == 6))
+                r = decode_ip(e, p + off, m - off, ts, out, emitted);
+        }
+    } else if ((dp == 5072 || sp == 5072) && m >= 12) {                         /* AYIYA */
+        size_t idlen = (size_t)1 << (p[0] >> 4);
+        size_t siglen = (size_t)(p[1] >> 4) * 4;
+        size_t off = 8 + idlen + siglen;
+        uint8_t next = p[3];
+        if (m > off && (next == 4 || next == 41))
+            r = decode_ip(e, p + off, m - off, ts, out, emitted);
+    }
+out:
+    e->tunnel_depth--;
+    return r;
+}
+
+static int decode_gre(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *out, int *emitted) {
+    if (n < 4 || e->tunnel_depth >= 4) { e->c_non_tcp++; return 0; }
+    uint16_t fl = rd16be(p), pt = rd16be(p + 2);
+    int ver = fl & 7;
+    size_t off = 4;
+    if (fl & 0x8000) off += 4;               /* checksum + reserved */
+    if (fl & 0x2000) off += 4;               /* key */
+    if (fl & 0x1000) off += 4;               /* sequence */
+    if (ver == 1) {                          /* enhanced GRE (PPTP): ack field */
+        if (fl & 0x0080) off += 4;
+    }
+    if (n <= off) { e->c_undecodable++; return 0; }
+    e->tunnel_depth++;
+    e->cur_tunnelled = 1;
+    int r = 0;
+    if (pt == 0x0800 || pt == 0x86dd) r = decode_ip(e, p + off, n - off, ts, out, emitted);
+    else if (pt == 0x6558) r = decode_ether(e, p + off, n - off, ts, out, emitted);
+    else if (pt == 0x88be) {                 /* ERSPAN type II (or I without seq) */
+        size_t hl = (fl & 0x1000) ? 8 : 0;
+        if (n > off + hl + 14) r = decode_ether(e, p + off + hl, n - off - hl, ts, out, emitted);
+    } else if (pt == 0x22eb) {               /* ERSPAN type III */
+        if (n > off + 12) {
+            size_t hl = 12 + ((p[off + 11] & 1) ? 8 : 0);
+            if (n > off + hl + 14) r = decode_ether(e, p + off + hl, n - off - hl, ts, out, emitted);
+        }
+    } else if (pt == 0x880b && ver == 1) {   /* PPP in enhanced GRE */
+        size_t o2 = off;
+        if (n > o2 + 2 && p[o2] == 0xff && p[o2 + 1] == 0x03) o2 += 2;
+        if (n > o2 + 2) {
+            uint16_t pp = rd16be(p + o2);
+            if (pp == 0x0021 || pp == 0x0057) r = decode_ip(e, p + o2 + 2, n - o2 - 2, ts, out, emitted);
+        }
+    } else e->c_non_tcp++;
+    e->tunnel_depth--;
+    return r;
+}
+
+static int decode_ip(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *out, int *emitted) {
+    if (n < 1) { e->c_undecodable++; return 0; }
+    ippkt_t ip; memset(&ip, 0, sizeof ip);
+    int v = p[0] >> 4;
+    int proto; const uint8_t *l4; size_t l4_avail; uint32_t l4_len;
+    if (v == 4) {
+        if (n < 20) { e->c_undecodable++; return 0; }
+        size_t ihl = (size_t)(p[0] & 0x0f) * 4;
+        if (ihl < 20 || n < ihl) { e->c_undecodable++; return 0; }
+        uint32_t tot = rd16be(p + 2);
+        if (tot == 0) tot = (uint32_t)n;          /* TSO on the capturing host */
+        if (tot < ihl) { e->c_undecodable++; return 0; }
+        uint16_t frag = rd16be(p + 6);
+        if (frag & 0x1fff) { e->c_fragments++; return 0; }   /* not the first fragment */
+        ip.fragment = (frag & 0x2000) != 0;
+        if (ip.fragment) e->c_fragments++;
+        e->c_ipv4++;
+        ip.ipver = 4; ip.src = p + 12; ip.dst = p + 16; ip.ttl = p[8]; ip.ipid = rd16be(p + 4);
+        ip.ip_len = tot;
+        proto = p[9];
+        l4 = p + ihl; l4_avail = n - ihl; l4_len = tot - (uint32_t)ihl;
+    } else if (v == 6) {
+        if (n < 40) { e->c_undecodable++; return 0; }
+        e->c_ipv6++;
+        ip.ipver = 6; ip.src = p + 8; ip.dst = p + 24; ip.ttl = p[7]; ip.ipid = 0;
+        uint32_t plen = rd16be(p + 4);
+        if (plen == 0) plen = (uint32_t)(n - 40);
+        ip.ip_len = plen + 40;
+        proto = p[6];
+        size_t off = 40;
+        for (int g = 0; g < 12; g++) {
+            if (proto == 0 || proto == 43 || proto == 60 || proto == 135 || proto == 139 || proto == 140) {
+                if (n < off + 8) { e->c_undecodable++; return 0; }
+                proto = p[off]; off += ((size_t)p[off + 1] + 1) * 8;
+            } else if (proto == 44) {
+                if (n < off + 8) { e->c_undecodable++; return 0; }
+                uint16_t fo = rd16be(p + off + 2);
+                if (fo & 0xfff8) { e->c_fragments++; return 0; }
+                ip.fragment = (fo & 1) != 0;
+                if (ip.fragment) e->c_fragments++;
+                proto = p[off]; off += 8;
+            } else if (proto == 51) {
+                if (n < off + 8) { e->c_undecodable++; return 0; }
+                proto = p[off]; off += ((size_t)p[off + 1] + 2) * 4;
+            } else break;
+        }
+        if (off > n || off - 40 > plen) { e->c_undecodable++; return 0; }
+        l4 = p + off; l4_avail = n - off; l4_len = plen - (uint32_t)(off - 40);
+    } else { e->c_undecodable++; return 0; }
+
+    if (l4_avail > l4_len) l4_avail = l4_len;     /* Ethernet padding */
+    if (proto == 6) {
+        ip.tcp = l4; ip.tcp_avail = (uint32_t)l4_avail; ip.tcp_len = l4_len;
+        return track_tcp(e, &ip, ts, out, emitted);
+    }
+    if (proto == 17 && e->tunnel_depth < 4) {
+        int r = decode_udp_tunnel(e, l4, l4_avail, ts, out, emitted);
+        if (r == 1) e->c_non_tcp++;
+        return r < 0 ? r : 0;
+    }
+    if (proto == 47) return decode_gre(e, l4, l4_avail, ts, out, emitted);
+    if ((proto == 4 || proto == 41) && e->tunnel_depth < 4) {
+        e->tunnel_depth++; e->cur_tunnelled = 1;
+        int r = decode_ip(e, l4, l4_avail, ts, out, emitted);
+        e->tunnel_depth--;
+        return r;
+    }
+    e->c_non_tcp++;
+    return 0;
+}
+
+static int decode_link(Engine *e, int linktype, const uint8_t *p, size_t n, int64_t ts,
+                       pkt_t *out, int *emitted) {
+    e->cur_mac = NULL; e->tunnel_depth = 0; e->cur_tunnelled = 0;
+    if (linktype >= 0 && linktype < 512) e->linktypes_seen[linktype / 64] |= 1ULL << (linktype % 64);
+    else e->other_linktype = linktype;
+    switch (linktype) {
+    case 1: return decode_ether(e, p, n, ts, out, emitted);
+    case 113:                                        /* Linux cooked SLL */
+        if (n < 16) { e->c_undecodable++; return 0; }
+        if (rd16be(p + 4) == 6) e->cur_mac = p + 6;
+        { uint16_t pr = rd16be(p + 14);
+          if (pr == 0x0800 || pr == 0x86dd) return decode_ip(e, p + 16, n - 16, ts, out, emitted);
+          if (pr == 0x8100 && n >= 20) { uint16_t in = rd16be(p + 18);
+              if (in == 0x0800 || in == 0x86dd) return decode_ip(e, p + 20, n - 20, ts, out, emitted); } }
+        e->c_non_ip++; return 0;
+    case 276:                                        /* Linux cooked SLL2 */
+        if (n < 20) { e->c_undecodable++; return 0; }
+        if (p[11] == 6) e->cur_mac = p + 12;
+        { uint16_t pr = rd16be(p);
+          if (pr == 0x0800 || pr == 0x86dd) return decode_ip(e, p + 20, n - 20, ts, out, emitted); }
+        e->c_non_ip++; return 0;
+    case 0:                                          /* BSD loopback, host byte order */
+    case 108: {                                      /* OpenBSD loopback, network order */
+        if (n < 4) { e->c_undecodable++; return 0; }
+        uint32_t fam = linktype == 108 ? rd32be(p) : (p[0] == 0 && p[1] == 0 ? rd32be(p) : rd32(p, 0));
+        if (linktype == 0 && fam > 0xffff) fam = __builtin_bswap32(fam);
+        if (fam == 2 || fam == 24 || fam == 28 || fam == 30 || fam == 10 || fam == 23)
+            return decode_ip(e, p + 4, n - 4, ts, out, emitted);
+        e->c_non_ip++; return 0;
+    }
+    case 101: case 12: case 14: case 228: case 229:  /* raw IP */
+        return decode_ip(e, p, n, ts, out, emitted);
+    default:
+        e->c_unsupported_link++;
+        return 0;
+    }
+}
+
+/* ------------------------------------------------------------------ records */
+
+static int64_t ts_from_ticks(const iface_t *ifc, uint64_t ticks) {
+    int64_t ns;
+    if (ifc->tsres_pow2) {
+        if (ifc->tsres >= 63) return 0;
+        __int128 v = (__int128)ticks * 1000000000 / ((__int128)1 << ifc->tsres);
+        ns = (int64_t)v;
+    } else {
+        int r = ifc->tsres;
+        if (r <= 9) { int64_t m = 1; for (int i = r; i < 9; i++) m *= 10; ns = (int64_t)ticks * m; }
+        else { uint64_t d = 1; for (int i = 9; i < r && i < 28; i++) d *= 10; ns = (int64_t)(ticks / d); }
+    }
+    return ns + ifc->tsoffset_s * 1000000000LL;
+}
+
+/* result codes of feed() */
+#define R_NEED_MORE 0
+#define R_OUT_FULL 1
+#define R_ERROR 2
+
+typedef struct { int code; Py_ssize_t consumed; Py_ssize_t rows; int64_t err_off; char msg[200]; } feed_res_t;
+
+static void parse_idb_options(Engine *e, iface_t *ifc, const uint8_t *o, size_t n) {
+    size_t off = 0;
+    while (off + 4 <= n) {
+        uint16_t code = rd16(o + off, e->swapped), len = rd16(o + off + 2, e->swapped);
+        if (code == 0) break;
+        if (off + 4 + len > n) break;
+        if (code == 9 && len >= 1) {
+            uint8_t v = o[off + 4];
+            ifc->tsres_pow2 = (v & 0x80) != 0; ifc->tsres = v & 0x7f;
+        } else if (code == 14 && len >= 8) {
+            uint64_t v; memcpy(&v, o + off + 4, 8);
+            if (e->swapped) v = __builtin_bswap64(v);
+            ifc->tsoffset_s = (int64_t)v;
+        }
+        off += 4 + (((size_t)len + 3) & ~(size_t)3);
+    }
+}
+
+/* Walk records in buf[0:n). base = file offset of buf[0]. */
+static void feed_impl(Engine *e, const uint8_t *buf, Py_ssize_t n, int64_t base, pkt_t *rows,
+                      Py_ssize_t cap, feed_res_t *r) {
+    Py_ssize_t pos = 0;
+    r->code = R_NEED_MORE; r->rows = 0; r->msg[0] = 0; r->err_off = 0;
+    while (1) {
+        if (e->emit_packets && r->rows >= cap) { r->code = R_OUT_FULL; break; }
+        const uint8_t *p = buf + pos; Py_ssize_t left = n - pos;
+        if (e->fmt == FMT_UNKNOWN) {
+            if (left < 4) break;
+            uint32_t m; memcpy(&m, p, 4);
+            if (m == 0x0A0D0D0A) { e->fmt = FMT_PCAPNG; continue; }
+            if (left < 24) break;
+            if (m == 0xa1b2c3d4 || m == 0xa1b23c4d) e->swapped = 0;
+            else if (m == 0xd4c3b2a1 || m == 0x4d3cb2a1) e->swapped = 1;
+            else {
+                r->code = R_ERROR; r->err_off = base + pos;
+                snprintf(r->msg, sizeof r->msg, "not a pcap or pcapng file (magic 0x%02x%02x%02x%02x)", p[0], p[1], p[2], p[3]);
+                break;
+            }
+            uint32_t mm = rd32(p, e->swapped);
+            e->pcap_nano = mm == 0xa1b23c4d;
+            e->pcap_snaplen = rd32(p + 16, e->swapped);
+            e->pcap_linktype = (int)(rd32(p + 20, e->swapped) & 0x0fffffff);
+            e->fmt = FMT_PCAP;
+            e->n_ifaces = 1;
+            e->ifaces[0].linktype = e->pcap_linktype;
+            e->ifaces[0].tsres_pow2 = 0; e->ifaces[0].tsres = e->pcap_nano ? 9 : 6;
+            pos += 24;
+            continue;
+        }
+        if (e->fmt == FMT_PCAP) {
+            if (left < 16) break;
+            uint32_t sec = rd32(p, e->swapped), frac = rd32(p + 4, e->swapped);
+            uint32_t caplen = rd32(p + 8, e->swapped), olen = rd32(p + 12, e->swapped);
+            uint32_t maxcap = e->pcap_snaplen > 262144 ? e->pcap_snaplen : 262144;
+            if (maxcap > 16 * 1024 * 1024) maxcap = 16 * 1024 * 1024;
+            if (caplen > maxcap) {
+                r->code = R_ERROR; r->err_off = base + pos;
+                snprintf(r->msg, sizeof r->msg, "corrupt pcap record header (frame %lld claims %u captured bytes)",
+                         (long long)(e->frame + 1), caplen);
+                break;
+            }
+            if ((Py_ssize_t)(16 + caplen) > left) break;
+            (void)olen;
+            int64_t ts = (int64_t)sec * 1000000000LL + (int64_t)frac * (e->pcap_nano ? 1 : 1000);
+            e->frame++;
+            e->cur_rec_off = base + pos; e->cur_iface = 0; e->cur_rec_data = p + 16;
+            int emitted = 0;
+            if (!e->first_ts_seen) e->first_ts_seen = ts;
+            e->last_ts_seen = ts;
+            e->c_bytes += caplen;
+            if (decode_link(e, e->pcap_linktype, p + 16, caplen, ts, &rows[r->rows], &emitted) < 0) {
+                r->code = R_ERROR; r->err_off = base + pos; snprintf(r->msg, sizeof r->msg, "out of memory"); break;
+            }
+            if (emitted) r->rows++;
+            pos += 16 + caplen;
+            continue;
+        }
+        /* pcapng */
+        if (left < 12) break;
+        uint32_t btype_raw; memcpy(&btype_raw, p, 4);
+        if (btype_raw == 0x0A0D0D0A) {
+            if (left < 12) break;
+            uint32_t bom; memcpy(&bom, p + 8, 4);
+            if (bom == 0x1A2B3C4D) e->swapped = 0;
+            else if (bom == 0x4D3C2B1A) e->swapped = 1;
+            else {
+                r->code = R_ERROR; r->err_off = base + pos;
+                snprintf(r->msg, sizeof r->msg, "corrupt pcapng section header (byte-order magic 0x%08x)", bom);
+                break;
+            }
+        }
+        uint32_t btype = rd32(p, e->swapped), blen = rd32(p + 4, e->swapped);
+        if (blen < 12 || (blen & 3) || blen > 16 * 1024 * 1024) {
+            r->code = R_ERROR; r->err_off = base + pos;
+            snprintf(r->msg, sizeof r->msg, "corrupt pcapng block (type 0x%08x, length %u)", btype, blen);
+            break;
+        }
+        if ((Py_ssize_t)blen > left) break;
+        if (rd32(p + blen - 4, e->swapped) != blen) {
+            r->code = R_ERROR; r->err_off = base + pos;
+            snprintf(r->msg, sizeof r->msg, "corrupt pcapng block (type 0x%08x: trailing length differs)", btype);
+            break;
+        }
+        const uint8_t *body = p + 8; size_t blen_body = blen - 12;
+        if (btype == 0x0A0D0D0A) {
+            e->n_ifaces = 0; e->c_sections++;
+        } else if (btype == 1) {                       /* IDB */
+            if (blen_body >= 8 && e->n_ifaces < MAX_IFACES) {
+                iface_t *ifc = &e->ifaces[e->n_ifaces++];
+                ifc->linktype = rd16(body, e->swapped);
+                ifc->snaplen = rd32(body + 4, e->swapped);
+                ifc->tsres_pow2 = 0; ifc->tsres = 6; ifc->tsoffset_s = 0;
+                parse_idb_options(e, ifc, body + 8, blen_body - 8);
+            } else if (e->n_ifaces >= MAX_IFACES) {
+                r->code = R_ERROR; r->err_off = base + pos;
+                snprintf(r->msg, sizeof r->msg, "more than %d interfaces in one pcapng section", MAX_IFACES);
+                break;
+            }
+        } else if (btype == 6 || btype == 3 || btype == 2) {   /* EPB, SPB, OPB */
+            uint32_t ifid = 0, caplen; uint64_t ticks = 0; const uint8_t *data; int have_ts = 1;
+            if (btype == 6) {
+                if (blen_body < 20) goto bad_block;
+                ifid = rd32(body, e->swapped);
+                ticks = ((uint64_t)rd32(body + 4, e->swapped) << 32) | rd32(body + 8, e->swapped);
+                caplen = rd32(body + 12, e->swapped);
+                data = body + 20;
+                if (caplen > blen_body - 20) goto bad_block;
+            } else if (btype == 2) {
+                if (blen_body < 20) goto bad_block;
+                ifid = rd16(body, e->swapped);
+                ticks = ((uint64_t)rd32(body + 4, e->swapped) << 32) | rd32(body + 8, e->swapped);
+                caplen = rd32(body + 12, e->swapped);
+                data = body + 20;
+                if (caplen > blen_body - 20) goto bad_block;
+            } else {
+                if (blen_body < 4) goto bad_block;
+                uint32_t olen = rd32(body, e->swapped);
+                caplen = (uint32_t)(blen_body - 4);
+                if (olen < caplen) caplen = olen;
+                if (e->n_ifaces > 0 && e->ifaces[0].snaplen && caplen > e->ifaces[0].snaplen) caplen = e->ifaces[0].snaplen;
+                data = body + 4; have_ts = 0;
+            }
+            if ((int)ifid >= e->n_ifaces) {
+                r->code = R_ERROR; r->err_off = base + pos;
+                snprintf(r->msg, sizeof r->msg, "pcapng packet for interface %u, but only %d described", ifid, e->n_ifaces);
+                break;
+            }
+            iface_t *ifc = &e->ifaces[ifid];
+            int64_t ts = have_ts ? ts_from_ticks(ifc, ticks) : e->last_ts_seen;
+            e->frame++;
+            e->cur_rec_off = base + pos; e->cur_iface = (int)ifid; e->cur_rec_data = data;
+            if (!e->first_ts_seen) e->first_ts_seen = ts;
+            e->last_ts_seen = ts;
+            e->c_bytes += caplen;
+            int emitted = 0;
+            if (decode_link(e, ifc->linktype, data, caplen, ts, &rows[r->rows], &emitted) < 0) {
+                r->code = R_ERROR; r->err_off = base + pos; snprintf(r->msg, sizeof r->msg, "out of memory"); break;
+            }
+            if (emitted) r->rows++;
+        } else {
+            e->c_unknown_blocks++;
+        }
+        pos += blen;
+        continue;
+    bad_block:
+        r->code = R_ERROR; r->err_off = base + pos;
+        snprintf(r->msg, sizeof r->msg, "corrupt pcapng packet block (type %u, length %u)", btype, blen);
+        break;
+    }
+    r->consumed = pos;
+}
+
+/* ------------------------------------------------------------------ Python glue */
+
+static int Engine_init(Engine *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"rfc_table", "zeek_table", "verify_checksums", "emit_packets", "only_stream", NULL};
+    Py_buffer rfc, zeek; int verify = 0, emit = 0; long long only = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*|ppL", kwlist, &rfc, &zeek, &verify, &emit, &only))
+        return -1;
+    if (rfc.len != (Py_ssize_t)sizeof self->rfc || zeek.len != (Py_ssize_t)sizeof self->zeek) {
+        PyBuffer_Release(&rfc); PyBuffer_Release(&zeek);
+        PyErr_SetString(PyExc_ValueError, "transition tables have the wrong shape");
+        return -1;
+    }
+    memcpy(self->rfc, rfc.buf, sizeof self->rfc);
+    memcpy(self->zeek, zeek.buf, sizeof self->zeek);
+    PyBuffer_Release(&rfc); PyBuffer_Release(&zeek);
+    self->verify_checksums = verify; self->emit_packets = emit; self->only_stream = only;
+    return 0;
+}
+
+static void Engine_dealloc(Engine *self) {
+    free(self->flows); free(self->streams); free(self->trans);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* feed(data, base_offset, rows_out) -> (consumed, rows, code, err_offset, message) */
+static PyObject *Engine_feed(Engine *self, PyObject *args) {
+    Py_buffer data, out; long long base;
+    if (!PyArg_ParseTuple(args, "y*Lw*", &data, &base, &out)) return NULL;
+    Py_ssize_t cap = out.len / (Py_ssize_t)sizeof(pkt_t);
+    feed_res_t r;
+    Py_BEGIN_ALLOW_THREADS
+    feed_impl(self, (const uint8_t *)data.buf, data.len, base, (pkt_t *)out.buf, cap, &r);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&data); PyBuffer_Release(&out);
+    return Py_BuildValue("(nniLs)", r.consumed, r.rows, r.code, (long long)r.err_off, r.msg);
+}
+
+static PyObject *Engine_streams(Engine *self, PyObject *noargs) {
+    return PyBytes_FromStringAndSize((const char *)self->streams, (Py_ssize_t)(self->stream_n * sizeof(stream_t)));
+}
+
+static PyObject *Engine_take_transitions(Engine *self, PyObject *noargs) {
+    PyObject *b = PyBytes_FromStringAndSize((const char *)self->trans, (Py_ssize_t)(self->trans_n * sizeof(trans_t)));
+    self->trans_n = 0;
+    return b;
+}
+
+static PyObject *Engine_counters(Engine *self, PyObject *noargs) {
+    PyObject *lts = PyList_New(0);
+    for (int i = 0; i < 512; i++)
+        if (self->linktypes_seen[i / 64] & (1ULL << (i % 64))) {
+            PyObject *v = PyLong_FromLong(i); PyList_Append(lts, v); Py_DECREF(v);
+        }
+    if (self->other_linktype) { PyObject *v = PyLong_FromLongLong(self->other_linktype); PyList_Append(lts, v); Py_DECREF(v); }
+    return Py_BuildValue(
+        "{s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:N,s:i,s:i}",
+        "frames", (long long)self->frame, "tcp_packets", (long long)self->c_tcp,
+        "ipv4_packets", (long long)self->c_ipv4, "ipv6_packets", (long long)self->c_ipv6,
+        "non_ip_packets", (long long)self->c_non_ip, "non_tcp_packets", (long long)self->c_non_tcp,
+        "undecodable_packets", (long long)self->c_undecodable, "ip_fragments", (long long)self->c_fragments,
+        "bad_checksums", (long long)self->c_bad_csum, "unverified_checksums", (long long)self->c_unverified_csum,
+        "snaplen_cut_packets", (long long)self->c_cut, "unknown_blocks", (long long)self->c_unknown_blocks,
+        "unsupported_link_packets", (long long)self->c_unsupported_link, "sections", (long long)self->c_sections,
+        "captured_bytes", (long long)self->c_bytes, "first_ts_ns", (long long)self->first_ts_seen,
+        "last_ts_ns", (long long)self->last_ts_seen, "streams", (long long)self->stream_n,
+        "link_types", lts, "format", self->fmt, "pcap_nano", self->pcap_nano);
+}
+
+static PyObject *sizes(PyObject *m, PyObject *noargs) {
+    return Py_BuildValue("{s:n,s:n,s:n,s:n,s:n,s:n,s:n}",
+        "stream", (Py_ssize_t)sizeof(stream_t), "dir", (Py_ssize_t)sizeof(dir_t),
+        "pkt", (Py_ssize_t)sizeof(pkt_t), "trans", (Py_ssize_t)sizeof(trans_t),
+        "stream.d", (Py_ssize_t)offsetof(stream_t, d),
+        "stream.history", (Py_ssize_t)offsetof(stream_t, history),
+        "dir.state", (Py_ssize_t)offsetof(dir_t, state));
+}
+
+static PyMethodDef Engine_methods[] = {
+    {"feed", (PyCFunction)Engine_feed, METH_VARARGS, "feed(data, base_offset, rows_out) -> (consumed, rows, code, err_offset, message)"},
+    {"streams", (PyCFunction)Engine_streams, METH_NOARGS, "bytes of the stream table"},
+    {"take_transitions", (PyCFunction)Engine_take_transitions, METH_NOARGS, "bytes of new transition rows (drained)"},
+    {"counters", (PyCFunction)Engine_counters, METH_NOARGS, "capture-level counters"},
+    {NULL}
+};
+
+static PyTypeObject EngineType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pcapsense._engine.Engine",
+    .tp_basicsize = sizeof(Engine),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Engine_init,
+    .tp_dealloc = (destructor)Engine_dealloc,
+    .tp_methods = Engine_methods,
+    .tp_doc = "Walks capture records, decodes to TCP and tracks connections (see module doc).",
+};
+
+static PyMethodDef module_methods[] = {
+    {"sizes", sizes, METH_NOARGS, "struct sizes, for the layout check"},
+    {NULL}
+};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "_engine", "pcapsense compiled per-packet engine", -1, module_methods
+};
+
+PyMODINIT_FUNC PyInit__engine(void) {
+    if (PyType_Ready(&EngineType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&moduledef);
+    if (!m) return NULL;
+    Py_INCREF(&EngineType);
+    PyModule_AddObject(m, "Engine", (PyObject *)&EngineType);
+    return m;
+}

@@ -1,0 +1,186 @@
+"""Stage 1: bytes from a file, a gzip file or standard input, fed to the engine in chunks.
+
+Streaming: one reusable buffer (default 8 MiB), never the whole file in memory and never
+a Python object per packet. Compression is detected by magic bytes, not by name.
+Problems are reported the way a user can act on them:
+
+* `CaptureError` (fatal, exit code 2): not a capture, an unsupported format, a corrupt
+  record or block. Its message is one line naming the file and the byte offset. Packets
+  before the corrupt record have been analysed and are still returned.
+* warnings (a list of one-line strings): a truncated last record (tcpdump killed
+  mid-write) or a truncated gzip stream. Everything before it is analysed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import sys
+import zlib
+from dataclasses import dataclass, field
+from typing import BinaryIO, Callable
+
+import numpy as np
+
+from . import _engine, layout
+from ..tcp.state import RFC_TABLE, ZEEK_TABLE
+
+layout.check_layout(_engine.sizes())
+
+CHUNK_BYTES = 8 << 20
+ROWS_PER_CALL = 1 << 16
+
+FORMAT_NAMES = {0: "unknown", 1: "pcap", 2: "pcapng"}
+R_NEED_MORE, R_OUT_FULL, R_ERROR = 0, 1, 2
+
+
+class CaptureError(Exception):
+    """A capture that cannot be read (further). `str(err)` is a one-line message."""
+
+    def __init__(self, message: str, *, path: str = "", offset: int | None = None):
+        self.path, self.offset, self.reason = path, offset, message
+        where = f"{path}: " if path else ""
+        at = f" at byte offset {offset}" if offset is not None else ""
+        super().__init__(f"{where}{message}{at}")
+
+
+@dataclass
+class ReadResult:
+    """What the read stage says about the input, besides the packets."""
+
+    path: str
+    compressed: bool
+    file_bytes: int | None
+    bytes_read: int = 0
+    truncated: bool = False
+    warnings: list[str] = field(default_factory=list)
+    error: CaptureError | None = None
+
+
+def _open(path: str) -> tuple[BinaryIO, bool, int | None, list]:
+    """Open `path` ('-' = stdin); unwrap gzip by magic. Returns (stream, gzipped, size, to_close)."""
+    if path == "-":
+        raw = sys.stdin.buffer
+        size = None
+        closers: list = []
+    else:
+        try:
+            raw = open(path, "rb", buffering=0)
+        except IsADirectoryError:
+            raise CaptureError("is a directory, not a capture file", path=path) from None
+        except FileNotFoundError:
+            raise CaptureError("no such file", path=path) from None
+        except PermissionError:
+            raise CaptureError("permission denied", path=path) from None
+        except OSError as exc:
+            raise CaptureError(exc.strerror or str(exc), path=path) from None
+        closers = [raw]
+        try:
+            size = os.fstat(raw.fileno()).st_size
+        except OSError:
+            size = None
+    buffered = io.BufferedReader(raw, buffer_size=1 << 16) if not isinstance(raw, io.BufferedReader) else raw
+    head = buffered.peek(2)[:2]
+    if head == b"\x1f\x8b":
+        gz = gzip.GzipFile(fileobj=buffered, mode="rb")
+        return gz, True, size, closers + [gz]
+    return buffered, False, size, closers
+
+
+def run(
+    path: str,
+    engine: "_engine.Engine",
+    on_rows: Callable[[np.ndarray], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> ReadResult:
+    """Feed the whole input to `engine`. Packet rows (when the engine emits them) go to
+    `on_rows`; `progress(bytes_read_on_disk)` is called once per chunk."""
+    display = "<stdin>" if path == "-" else path
+    stream, compressed, size, closers = _open(path)
+    result = ReadResult(path=display, compressed=compressed, file_bytes=size)
+    out = np.empty(ROWS_PER_CALL, dtype=layout.PACKET_DTYPE)
+    buf = bytearray(chunk_bytes)
+    filled = 0
+    base = 0          # offset (in the decompressed byte stream) of buf[0]
+    started = False
+    try:
+        while True:
+            eof = False
+            try:
+                n = stream.readinto(memoryview(buf)[filled:])
+            except EOFError:                      # gzip stream cut short
+                n = 0
+                result.truncated = True
+                result.warnings.append(
+                    f"{display}: compressed stream ends early (truncated gzip); "
+                    f"analysed the {base + filled} bytes before that")
+            except (gzip.BadGzipFile, zlib.error) as exc:
+                raise CaptureError(f"corrupt gzip data ({exc})", path=display, offset=base + filled) from None
+            except OSError as exc:
+                raise CaptureError(f"read failed ({exc.strerror or exc})", path=display, offset=base + filled) from None
+            if not n:
+                eof = True
+            filled += n or 0
+            if not started and filled == 0 and eof:
+                raise CaptureError("empty file (0 bytes): not a capture", path=display)
+            started = True
+            pos = 0
+            view = memoryview(buf)
+            while True:
+                consumed, rows, code, err_off, msg = engine.feed(view[pos:filled], base + pos, out)
+                pos += consumed
+                if rows and on_rows is not None:
+                    on_rows(out[:rows].copy())
+                if code == R_OUT_FULL:
+                    continue
+                break
+            del view
+            if code == R_ERROR:
+                result.error = CaptureError(msg, path=display, offset=err_off)
+                break
+            if progress is not None:
+                progress(_disk_pos(stream, base + pos))
+            leftover = filled - pos
+            if eof:
+                if leftover:
+                    c = engine.counters()
+                    if c["format"] == 0:
+                        raise CaptureError(
+                            f"not a capture: only {leftover} bytes, shorter than a pcap/pcapng header",
+                            path=display)
+                    result.truncated = True
+                    result.warnings.append(
+                        f"{display}: capture truncated at byte offset {base + pos}: last record incomplete "
+                        f"({leftover} bytes; tcpdump killed mid-write?); analysed the {c['frames']} frames before it")
+                break
+            if pos == 0 and filled == len(buf):
+                buf.extend(bytes(len(buf)))       # one record larger than the buffer
+            else:
+                buf[:leftover] = buf[pos:filled]
+                filled = leftover
+                base += pos
+        result.bytes_read = base + pos
+    finally:
+        for c in reversed(closers):
+            try:
+                c.close()
+            except Exception:
+                pass
+    return result
+
+
+def _disk_pos(stream, fallback: int) -> int:
+    try:
+        if isinstance(stream, gzip.GzipFile):
+            return stream.fileobj.tell()  # type: ignore[union-attr]
+        return stream.tell()
+    except (OSError, AttributeError, ValueError):
+        return fallback
+
+
+def new_engine(*, verify_checksums: bool = False, emit_packets: bool = False,
+               only_stream: int = -1) -> "_engine.Engine":
+    return _engine.Engine(RFC_TABLE.tobytes(), ZEEK_TABLE.tobytes(), verify_checksums,
+                          emit_packets, only_stream)

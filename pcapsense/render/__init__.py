@@ -1,0 +1,1 @@
+"""Stage 6: renderers (terminal, JSON)."""

@@ -1,0 +1,1 @@
+"""Stage 3: TCP connection tracking (state tables, connection table, Zeek view)."""

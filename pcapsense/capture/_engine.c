@@ -689,17 +689,6 @@ static int decode_udp_tunnel(Engine *e, const uint8_t *u, size_t n, int64_t ts, 
             if (pt == 0x6558) r = decode_ether(e, p + hl, m - hl, ts, out, emitted);
             else if (pt == 0x0800 || pt == 0x86dd) r = decode_ip(e, p + hl, m - hl, ts, out, emitted);
         }
-    } else if ((dp == 3544 || sp == 3544) && m >= 40) {                         /* Teredo */
-        size_t off = 0;
-        for (int g = 0; g < 2; g++) {
-            if (m >= off + 4 && p[off] == 0 && p[off + 1] == 1) {               /* auth */
-                if (m < off + 13) break;
-                off += 13 + p[off + 2] + p[off + 3];
-            } else if (m >= off + 8 && p[off] == 0 && p[off + 1] == 0) {        /* origin */
-                off += 8;
-            }
-        }
-        if (m > off + 40 && (p[off] >> 4) == 6) r = decode_ip(e, p + off, m - off, ts, out, emitted);
     } else if ((dp == 2152 || sp == 2152) && m >= 8) {                          /* GTP-U */
         uint8_t fl = p[0];
         if ((fl >> 5) == 1 && p[1] == 0xff) {
@@ -723,6 +712,27 @@ static int decode_udp_tunnel(Engine *e, const uint8_t *u, size_t n, int64_t ts, 
         uint8_t next = p[3];
         if (m > off && (next == 4 || next == 41))
             r = decode_ip(e, p + off, m - off, ts, out, emitted);
+    } else if (m >= 40) {                                                       /* Teredo */
+        /* by port 3544, or by content as Zeek does: an IPv6 packet (after optional
+         * authentication / origin indication headers) whose length fits the datagram and
+         * one of whose addresses is in the Teredo prefix 2001:0::/32 */
+        size_t off = 0;
+        for (int g = 0; g < 2; g++) {
+            if (m >= off + 13 && p[off] == 0 && p[off + 1] == 1) {              /* auth */
+                off += 13 + (size_t)p[off + 2] + p[off + 3];
+            } else if (m >= off + 8 && p[off] == 0 && p[off + 1] == 0) {        /* origin */
+                off += 8;
+            }
+        }
+        if (m >= off + 40 && (p[off] >> 4) == 6) {
+            const uint8_t *v6 = p + off;
+            int port_match = dp == 3544 || sp == 3544;
+            int len_ok = (size_t)rd16be(v6 + 4) + 40 == m - off;
+            int prefix = (v6[8] == 0x20 && v6[9] == 0x01 && v6[10] == 0 && v6[11] == 0) ||
+                         (v6[24] == 0x20 && v6[25] == 0x01 && v6[26] == 0 && v6[27] == 0);
+            if (len_ok && (port_match || prefix))
+                r = decode_ip(e, v6, m - off, ts, out, emitted);
+        }
     }
 out:
     e->tunnel_depth--;

@@ -1,0 +1,143 @@
+"""Command line: `pcapsense analyze CAPTURE`.
+
+Exit codes (documented in the README): 0 = analysed; 1 = analysed and `--fail-on`
+matched; 2 = bad input or usage (one-line message on stderr, never a traceback).
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from . import __version__
+from .analysis import analyze as run_analysis
+from .capture.reader import CaptureError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Why did the connection die? TCP disconnect analysis of pcap/pcapng captures.",
+)
+
+EXIT_OK, EXIT_FOUND, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class Format(str, enum.Enum):
+    terminal = "terminal"
+    json = "json"
+
+
+class FailOn(str, enum.Enum):
+    abnormal = "abnormal"
+    rst = "rst"
+
+
+def _version(value: bool):
+    if value:
+        print(f"pcapsense {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                           help="Print the version and exit.")] = None):
+    """pcapsense: reads a capture, rebuilds every TCP connection on both ends and says who
+    closed it, how (FIN/RST) and in which TCP state."""
+
+
+@app.command()
+def analyze(
+    capture: Annotated[str, typer.Argument(help="pcap or pcapng file, optionally gzip-compressed; '-' reads standard input.")],
+    format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.terminal,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report to this file instead of stdout.")] = None,
+    verify_checksums: Annotated[bool, typer.Option("--verify-checksums", help="Drop packets with bad TCP checksums from the analysis (Zeek's default). Off by default: captures taken on the sending host carry wrong checksums (offload).")] = False,
+    fail_on: Annotated[Optional[FailOn], typer.Option("--fail-on", help="Exit with code 1 when the capture has abnormal disconnects ('abnormal') or any connection ended by RST ('rst').")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Rows in the terminal table.")] = 50,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no warnings on stderr.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Treat a corrupt record as fatal instead of analysing what came before it.")] = False,
+):
+    """Analyse one capture and report every TCP connection's ending."""
+    err = Console(stderr=True, highlight=False)
+    progress_cb, finish = _progress(capture, quiet, err)
+    try:
+        result = run_analysis(capture, verify_checksums=verify_checksums, progress=progress_cb, strict=strict)
+    except CaptureError as exc:
+        finish()
+        _stderr(f"pcapsense: error: {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        finish()
+        raise typer.Exit(130)
+    finish()
+    if format is Format.json:
+        from .render import jsonout
+        text = jsonout.render(result)
+        if output:
+            output.write_text(text + "\n", encoding="utf-8")
+        else:
+            sys.stdout.write(text + "\n")
+    else:
+        from .render import terminal
+        if output:
+            with output.open("w", encoding="utf-8") as fh:
+                terminal.render(result, Console(file=fh, width=160, color_system=None, highlight=False), limit=limit)
+        else:
+            con = Console(highlight=False)
+            if not con.is_terminal:
+                con = Console(highlight=False, width=160)
+            terminal.render(result, con, limit=limit)
+    if result.capture.error and not quiet:
+        _stderr(f"pcapsense: error: {result.capture.error}")
+    elif format is not Format.terminal and not quiet:
+        for w in result.capture.warnings:
+            _stderr(f"pcapsense: warning: {w}")
+    conns = result.connections
+    if fail_on is FailOn.abnormal and len(conns) and conns["abnormal"].any():
+        raise typer.Exit(EXIT_FOUND)
+    if fail_on is FailOn.rst and len(conns) and (conns["close_kind"] == "RST").any():
+        raise typer.Exit(EXIT_FOUND)
+    if result.capture.error:
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _stderr(line: str) -> None:
+    """One line on stderr, unwrapped and free of control characters."""
+    sys.stderr.write("".join(ch if ch.isprintable() else "?" for ch in line) + "\n")
+    sys.stderr.flush()
+
+
+def _progress(path: str, quiet: bool, err: Console):
+    """A progress bar on a TTY for inputs over 50 MB (rich.progress)."""
+    import os
+    if quiet or path == "-" or not err.is_terminal:
+        return None, lambda: None
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return None, lambda: None
+    if size < 50 << 20:
+        return None, lambda: None
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+    prog = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                    TransferSpeedColumn(), TimeRemainingColumn(), console=err, transient=True)
+    task = prog.add_task("reading", total=size)
+    prog.start()
+    return (lambda pos: prog.update(task, completed=pos)), prog.stop
+
+
+def main():
+    try:
+        app()
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

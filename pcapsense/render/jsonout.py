@@ -1,0 +1,77 @@
+"""JSON renderer: `{"pcapsense": version, "capture": {...}, "connections": [...]}`.
+
+The schema is a public interface, documented in docs/schema.md. Times are ISO 8601
+UTC strings; missing values are `null`; numbers carry their unit in the key name.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SCHEMA_VERSION = 1
+
+
+def capture_dict(analysis) -> dict[str, Any]:
+    c = analysis.capture
+    conns = analysis.connections
+    return {
+        "path": c.path,
+        "format": c.format,
+        "compressed": c.compressed,
+        "file_bytes": c.file_bytes,
+        "link_types": c.link_types,
+        "frames": c.frames,
+        "tcp_packets": c.tcp_packets,
+        "non_tcp_packets": c.non_tcp_packets,
+        "connections": c.connections,
+        "abnormal_connections": int(conns["abnormal"].sum()) if len(conns) else 0,
+        "first_time": _iso(c.first_time),
+        "last_time": _iso(c.last_time),
+        "duration_s": round(c.duration_s, 6),
+        "truncated": c.truncated,
+        "error": c.error,
+        "warnings": c.warnings,
+        "counters": {k: v for k, v in c.counters.items() if k not in ("format", "link_types", "pcap_nano")},
+    }
+
+
+def _iso(ts) -> str | None:
+    if ts is None or ts is pd.NaT or (isinstance(ts, float) and math.isnan(ts)):
+        return None
+    return pd.Timestamp(ts).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _clean(v):
+    if v is None or v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, pd.Timestamp):
+        return _iso(v)
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating, float)):
+        return None if math.isnan(v) else round(float(v), 6)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v
+
+
+def connection_records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    cols = [c for c in df.columns if not c.startswith("_")]
+    out = []
+    for row in df[cols].itertuples(index=False, name=None):
+        out.append({k: _clean(v) for k, v in zip(cols, row)})
+    return out
+
+
+def render(analysis) -> str:
+    doc = {
+        "pcapsense": SCHEMA_VERSION,
+        "capture": capture_dict(analysis),
+        "connections": connection_records(analysis.connections),
+    }
+    return json.dumps(doc, indent=1, ensure_ascii=False)

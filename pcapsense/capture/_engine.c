@@ -395,16 +395,14 @@ static int track_tcp(Engine *e, ippkt_t *ip, int64_t ts, pkt_t *out, int *emitte
     if (s) dir = (memcmp(s->addr[0], ip->src, alen) == 0 && s->port[0] == sport &&
                   memcmp(s->addr[1], ip->dst, alen) == 0 && s->port[1] == dport) ? 0 : 1;
 
-    /* Wireshark's split rules: a pure SYN (or a SYN/ACK) whose direction already has a
-     * base sequence number different from this one, or after the conversation saw a FIN
-     * or RST, starts a new stream ("TCP port numbers reused"). */
+    /* Wireshark's split rule (4.0): a pure SYN whose direction already has a base
+     * sequence number different from this one starts a new stream ("TCP port numbers
+     * reused"). The same ISN is a retransmission, even after a FIN or RST; a SYN/ACK
+     * never splits (it is only flagged). */
     int reused = 0;
-    if (s && (flags & TH_SYN)) {
+    if (s && (flags & (TH_SYN | TH_ACK)) == TH_SYN) {
         dir_t *fd = &s->d[dir];
-        int closed_before = s->fin_frame || s->rst_frame;
-        if ((fd->flags & DF_SEQ) && (seq != fd->isn || closed_before)) {
-            if (!(flags & TH_ACK) || seq != fd->isn) reused = 1;
-        }
+        if ((fd->flags & DF_SEQ) && seq != fd->isn) reused = 1;
     }
     if (!s || reused) {
         int64_t idx = (int64_t)e->stream_n;

@@ -35,8 +35,8 @@
 
 /* ------------------------------------------------------------------ layouts */
 
-#define N_KINDS 11
-enum { K_SYN_OUT, K_SYNACK_OUT, K_SEG_OUT, K_FIN_OUT, K_RST_OUT,
+#define N_KINDS 12   /* pcapsense/tcp/state.py: Kind */
+enum { K_SYN_OUT, K_SYNACK_OUT, K_SEG_OUT, K_FIN_OUT, K_FIN_CROSS_OUT, K_RST_OUT,
        K_SYN_IN, K_SYNACK_IN, K_SEG_IN, K_ACK_OF_FIN_IN, K_FIN_IN, K_RST_IN };
 
 #define TH_FIN 0x01
@@ -587,7 +587,13 @@ static int track_tcp(Engine *e, ippkt_t *ip, int64_t ts, pkt_t *out, int *emitte
         int other = dir ^ 1;
         if (syn) apply(e, s, frame, ts, dir, ackf ? K_SYNACK_OUT : K_SYN_OUT);
         if (!syn && !rst) apply(e, s, frame, ts, dir, K_SEG_OUT);
-        if (fin && !syn) apply(e, s, frame, ts, dir, K_FIN_OUT);
+        if (fin && !syn) {
+            /* FINs crossed: the peer's FIN is out but this FIN does not acknowledge it */
+            int crossed = (peer->flags & DF_FIN_SENT) && peer->first_fin_frame < frame &&
+                          (!ackf || seq_lt(ack, peer->fin_seq + 1));
+            if (crossed) s->simultaneous_close = 1;
+            apply(e, s, frame, ts, dir, crossed ? K_FIN_CROSS_OUT : K_FIN_OUT);
+        }
         if (rst) apply(e, s, frame, ts, dir, K_RST_OUT);
         if (syn) apply(e, s, frame, ts, other, ackf ? K_SYNACK_IN : K_SYN_IN);
         if (!syn && !rst) {
@@ -596,7 +602,6 @@ static int track_tcp(Engine *e, ippkt_t *ip, int64_t ts, pkt_t *out, int *emitte
         }
         if (fin && !syn) apply(e, s, frame, ts, other, K_FIN_IN);
         if (rst) apply(e, s, frame, ts, other, K_RST_IN);
-        if (me->state == 7 && peer->state == 7) s->simultaneous_close = 1;  /* CLOSING */
     }
     }
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import zeek
-from .state import State
+from .state import Kind, State
 
 STATE_NAMES = [s.name for s in State]
 CLOSERS = ["client", "server", "middlebox", "none"]
@@ -104,7 +104,7 @@ def build(streams: np.ndarray, transitions: np.ndarray) -> pd.DataFrame:
     # ---- first FIN / first RST and the close
     fin_frame, rst_frame = streams["fin_frame"], streams["rst_frame"]
     has_fin, has_rst = fin_frame > 0, rst_frame > 0
-    rst_first = has_rst & (~has_fin | (rst_frame < fin_frame))
+    rst_first = has_rst & (~has_fin | (rst_frame <= fin_frame))   # FIN+RST: the RST decides
     fin_first = has_fin & ~rst_first
     fin_by_client = streams["fin_dir"] == client_dir
     rst_by_client = streams["rst_dir"] == client_dir
@@ -123,7 +123,7 @@ def build(streams: np.ndarray, transitions: np.ndarray) -> pd.DataFrame:
     if len(transitions):
         t = transitions
         est = t[(t["old_state"] == State.SYN_RECEIVED) & (t["new_state"] == State.ESTABLISHED)
-                & (t["kind"] == 7)]  # SEG_IN: the client's ACK arrived at the server
+                & (t["kind"] == Kind.SEG_IN)]  # the client's ACK arrived at the server
         if len(est):
             idx, first = np.unique(est["stream"], return_index=True)
             ack_ts = np.zeros(n, dtype=np.int64)

@@ -57,19 +57,23 @@ class Kind(enum.IntEnum):
     `_OUT`: the endpoint sent it. `_IN`: it was addressed to the endpoint.
     SEG is any segment without SYN or RST (data, pure ACK, or the ACK part of a FIN).
     ACK_OF_FIN_IN replaces SEG_IN when the segment acknowledges the endpoint's FIN.
+    FIN_CROSS_OUT replaces FIN_OUT when the endpoint's FIN does not acknowledge the FIN
+    its peer already sent: the two FINs crossed on the wire (simultaneous close), so the
+    endpoint had not received the peer's FIN when it closed.
     """
 
     SYN_OUT = 0
     SYNACK_OUT = 1
     SEG_OUT = 2
     FIN_OUT = 3
-    RST_OUT = 4
-    SYN_IN = 5
-    SYNACK_IN = 6
-    SEG_IN = 7
-    ACK_OF_FIN_IN = 8
-    FIN_IN = 9
-    RST_IN = 10
+    FIN_CROSS_OUT = 4
+    RST_OUT = 5
+    SYN_IN = 6
+    SYNACK_IN = 7
+    SEG_IN = 8
+    ACK_OF_FIN_IN = 9
+    FIN_IN = 10
+    RST_IN = 11
 
 
 ANY = None
@@ -147,6 +151,7 @@ _rules(TRANSITIONS, [
     # ---- CLOSE_WAIT: the peer's FIN arrived, we have not closed
     (S.CLOSE_WAIT, ANY, (K.SEG_OUT, K.SEG_IN, K.ACK_OF_FIN_IN, K.FIN_IN), S.CLOSE_WAIT),
     (S.CLOSE_WAIT, ANY, K.FIN_OUT, S.LAST_ACK),
+    (S.CLOSE_WAIT, ANY, K.FIN_CROSS_OUT, S.CLOSING),   # it sent FIN before the peer's arrived
     (S.CLOSE_WAIT, ANY, (K.RST_OUT, K.RST_IN), S.CLOSED),
     # ---- LAST_ACK
     (S.LAST_ACK, ANY, (K.SEG_OUT, K.SEG_IN, K.FIN_IN, K.FIN_OUT), S.LAST_ACK),
@@ -218,6 +223,18 @@ for _z in ZeekState:
     for _k in (K.SYN_IN, K.SYNACK_IN, K.SEG_IN, K.ACK_OF_FIN_IN, K.FIN_IN, K.RST_IN):
         ZEEK_TRANSITIONS.setdefault((_z, ANY, _k), _z)
 
+
+
+def _fin_cross_defaults(table):
+    """FIN_CROSS_OUT behaves as FIN_OUT wherever no rule says otherwise."""
+    for (state, peer, kind), nxt in list(table.items()):
+        if kind == K.FIN_OUT:
+            table.setdefault((state, peer, K.FIN_CROSS_OUT), nxt)
+
+
+_fin_cross_defaults(TRANSITIONS)
+_fin_cross_defaults(ZEEK_TRANSITIONS)
+
 NO_TRANSITION = 255
 
 
@@ -226,11 +243,8 @@ def compile_table(table, n_states: int) -> np.ndarray:
     arr = np.full((n_states, n_states, len(Kind)), NO_TRANSITION, dtype=np.uint8)
     for (state, peer, kind), nxt in table.items():
         if peer is ANY:
-            # fill only where no specific peer entry exists
-            for p in range(n_states):
-                if (state, p, kind) not in table and arr[state, p, kind] == NO_TRANSITION:
-                    arr[state, p, kind] = nxt
-    for (state, peer, kind), nxt in table.items():
+            arr[state, :, kind] = nxt
+    for (state, peer, kind), nxt in table.items():  # specific peer states win
         if peer is not ANY:
             arr[state, peer, kind] = nxt
     return arr

@@ -145,15 +145,22 @@ def _client_dirs(conns: pd.DataFrame) -> np.ndarray:
 
 
 def analyze(path: str | os.PathLike, *, verify_checksums: bool = False,
-            progress: Callable[[int], None] | None = None, strict: bool = False) -> Analysis:
+            progress: Callable[[int], None] | None = None, strict: bool = False,
+            split: str = "wireshark") -> Analysis:
     """Analyse one capture (pcap, pcapng, optionally gzip-compressed; '-' = stdin).
 
     Raises `CaptureError` when the input cannot be read at all; a corrupt record later in
     the file is reported in `capture.error` and `capture.warnings` (everything before it is
     analysed) unless `strict=True`, which raises instead.
+
+    `split="wireshark"` (default): one row per Wireshark tcp.stream. `split="zeek"`: one
+    row per Zeek conn.log record (Zeek's expiry timers and port-reuse rule; used for the
+    Zeek conformance suite, see docs/conformance.md).
     """
     path = os.fspath(path)
-    eng = reader.new_engine(verify_checksums=verify_checksums)
+    if split not in ("wireshark", "zeek"):
+        raise ValueError("split must be 'wireshark' or 'zeek'")
+    eng = reader.new_engine(verify_checksums=verify_checksums, zeek_split=split == "zeek")
     chunks: list[bytes] = []
 
     def drain(_rows=None):

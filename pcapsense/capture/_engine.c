@@ -144,6 +144,20 @@ typedef struct {
     int64_t stream;      /* current stream index for this 4-tuple */
 } flow_t;
 
+/* Zeek-compatible record splitting (zeek_mode only; see docs/conformance.md): the
+ * timers Zeek uses to remove a connection record, evaluated when the next packet of the
+ * 4-tuple arrives, as Zeek does offline. */
+typedef struct {
+    int64_t last_time;          /* advances while not both sides closed */
+    int64_t close_deadline;     /* ConnDeleteTimer / ResetTimer: close + 5 s */
+    int64_t attempt_deadline;   /* AttemptTimer: first SYN + 5 s */
+    int64_t inactivity_ns;      /* 60 s during the handshake, then 300 s (3600 s for some ports) */
+    uint8_t did_close[2];
+    uint8_t pad[6];
+} zk_t;
+
+#define NS 1000000000LL
+
 /* ------------------------------------------------------------------ decoder object */
 
 enum { FMT_UNKNOWN = 0, FMT_PCAP = 1, FMT_PCAPNG = 2 };
@@ -168,6 +182,8 @@ typedef struct {
     int n_ifaces;
     iface_t ifaces[MAX_IFACES];
     int verify_checksums;
+    int zeek_mode;
+    zk_t *zk;
     int64_t only_stream;  /* -1: all */
     int emit_packets;     /* fill pkt rows */
     uint8_t rfc[12 * 12 * N_KINDS];
@@ -256,7 +272,13 @@ static stream_t *new_stream(Engine *e) {
         stream_t *ns = realloc(e->streams, ncap * sizeof(stream_t));
         if (!ns) return NULL;
         e->streams = ns; e->stream_cap = ncap;
+        if (e->zeek_mode) {
+            zk_t *nz = realloc(e->zk, ncap * sizeof(zk_t));
+            if (!nz) return NULL;
+            e->zk = nz;
+        }
     }
+    if (e->zeek_mode) memset(&e->zk[e->stream_n], 0, sizeof(zk_t));
     stream_t *s = &e->streams[e->stream_n];
     memset(s, 0, sizeof(*s));
     s->stream = (int64_t)e->stream_n;
@@ -403,6 +425,22 @@ static int track_tcp(Engine *e, ippkt_t *ip, int64_t ts, pkt_t *out, int *emitte
     if (s && (flags & (TH_SYN | TH_ACK)) == TH_SYN) {
         dir_t *fd = &s->d[dir];
         if ((fd->flags & DF_SEQ) && seq != fd->isn) reused = 1;
+    }
+    if (s && e->zeek_mode) {
+        zk_t *z = &e->zk[s->stream];
+        int zo = s->d[0].zstate, zr = s->d[1].zstate;
+        int expired = 0;
+        if (z->close_deadline && ts >= z->close_deadline) expired = 1;
+        if (z->attempt_deadline && ts >= z->attempt_deadline && zo == 1 && zr == 0)
+            expired = 1;   /* a first SYN/ACK makes its sender the responder: no attempt */
+        if (ts >= z->last_time + z->inactivity_ns) expired = 1;
+        /* Zeek's IsReuse: a pure SYN with another ISN, or any SYN once a side closed */
+        int zreuse = 0;
+        if ((flags & (TH_SYN | TH_ACK)) == TH_SYN) {
+            dir_t *o = (s->d[0].flags & DF_SEQ) ? &s->d[0] : &s->d[1];
+            if (z->did_close[0] || z->did_close[1] || ((o->flags & DF_SEQ) && seq != o->isn)) zreuse = 1;
+        }
+        reused = expired || zreuse;
     }
     if (!s || reused) {
         int64_t idx = (int64_t)e->stream_n;
@@ -602,6 +640,29 @@ static int track_tcp(Engine *e, ippkt_t *ip, int64_t ts, pkt_t *out, int *emitte
         }
         if (fin && !syn) apply(e, s, frame, ts, other, K_FIN_IN);
         if (rst) apply(e, s, frame, ts, other, K_RST_IN);
+        if (e->zeek_mode) {
+            zk_t *z = &e->zk[s->stream];
+            int zme = me->zstate, zpeer = peer->zstate;
+            if (me->packets == 1 && s->first_frame == frame && syn)
+                z->attempt_deadline = ts + 5 * NS;
+            if (!z->inactivity_ns) z->inactivity_ns = 60 * NS;
+            int hs_me = zme <= 2, hs_peer = zpeer <= 2;   /* INACTIVE, SYN_SENT, SYN_ACK_SENT */
+            if (!(hs_me && hs_peer) && z->inactivity_ns == 60 * NS) {
+                int p0 = s->port[0], p1 = s->port[1];
+                int long_port = p0 == 21 || p0 == 22 || p0 == 23 || p0 == 513 ||
+                                p1 == 21 || p1 == 22 || p1 == 23 || p1 == 513;
+                z->inactivity_ns = (long_port ? 3600 : 300) * NS;
+            }
+            if (!(z->did_close[0] && z->did_close[1])) z->last_time = ts;
+            int closing = (fin || rst) && !z->did_close[dir] && zme >= 5;  /* CLOSED or RESET */
+            if (closing) {
+                z->did_close[dir] = 1;
+                int complete = zme == 6 || zme == 7 || z->did_close[dir ^ 1] || zpeer == 0;
+                if (complete) z->close_deadline = z->last_time + 5 * NS;
+            } else if (rst && z->did_close[dir] && (zme == 6 || zme == 7)) {
+                z->close_deadline = ts + 5 * NS;               /* ResetTimer */
+            }
+        }
     }
     }
 
@@ -1086,9 +1147,10 @@ static void feed_impl(Engine *e, const uint8_t *buf, Py_ssize_t n, int64_t base,
 /* ------------------------------------------------------------------ Python glue */
 
 static int Engine_init(Engine *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"rfc_table", "zeek_table", "verify_checksums", "emit_packets", "only_stream", NULL};
-    Py_buffer rfc, zeek; int verify = 0, emit = 0; long long only = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*|ppL", kwlist, &rfc, &zeek, &verify, &emit, &only))
+    static char *kwlist[] = {"rfc_table", "zeek_table", "verify_checksums", "emit_packets", "only_stream",
+                             "zeek_mode", NULL};
+    Py_buffer rfc, zeek; int verify = 0, emit = 0, zmode = 0; long long only = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*|ppLp", kwlist, &rfc, &zeek, &verify, &emit, &only, &zmode))
         return -1;
     if (rfc.len != (Py_ssize_t)sizeof self->rfc || zeek.len != (Py_ssize_t)sizeof self->zeek) {
         PyBuffer_Release(&rfc); PyBuffer_Release(&zeek);
@@ -1099,11 +1161,12 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kw) {
     memcpy(self->zeek, zeek.buf, sizeof self->zeek);
     PyBuffer_Release(&rfc); PyBuffer_Release(&zeek);
     self->verify_checksums = verify; self->emit_packets = emit; self->only_stream = only;
+    self->zeek_mode = zmode;
     return 0;
 }
 
 static void Engine_dealloc(Engine *self) {
-    free(self->flows); free(self->streams); free(self->trans);
+    free(self->flows); free(self->streams); free(self->trans); free(self->zk);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 

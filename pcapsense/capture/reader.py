@@ -181,6 +181,8 @@ def _disk_pos(stream, fallback: int) -> int:
 
 
 def new_engine(*, verify_checksums: bool = False, emit_packets: bool = False,
-               only_stream: int = -1) -> "_engine.Engine":
+               only_stream: int = -1, zeek_split: bool = False) -> "_engine.Engine":
+    """`zeek_split`: split connections where Zeek ends a conn.log record (its timers and
+    reuse rule) instead of where Wireshark starts a new tcp.stream."""
     return _engine.Engine(RFC_TABLE.tobytes(), ZEEK_TABLE.tobytes(), verify_checksums,
-                          emit_packets, only_stream)
+                          emit_packets, only_stream, zeek_split)

@@ -58,6 +58,46 @@ class ReadResult:
     error: CaptureError | None = None
 
 
+class _Gunzip(io.RawIOBase):
+    """Streaming gzip reader (multi-member) that keeps the bytes decompressed before a
+    cut: `GzipFile` raises EOFError and loses them. `truncated` is set at a cut."""
+
+    def __init__(self, raw: BinaryIO):
+        self.raw = raw
+        self.dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self.pending = b""
+        self.truncated = False
+        self.done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not self.pending and not self.done:
+            chunk = self.raw.read(1 << 16)
+            if not chunk:
+                if not self.dec.eof:
+                    self.truncated = True
+                self.pending = self.dec.flush() if not self.dec.eof else b""
+                self.done = True
+                break
+            try:
+                self.pending = self.dec.decompress(chunk)
+            except zlib.error as exc:
+                raise gzip.BadGzipFile(str(exc)) from None
+            while self.dec.eof and self.dec.unused_data:        # next member
+                rest = self.dec.unused_data
+                self.dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                self.pending += self.dec.decompress(rest)
+        n = min(len(b), len(self.pending))
+        b[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+
 def _open(path: str) -> tuple[BinaryIO, bool, int | None, list]:
     """Open `path` ('-' = stdin); unwrap gzip by magic. Returns (stream, gzipped, size, to_close)."""
     if path == "-":
@@ -83,8 +123,8 @@ def _open(path: str) -> tuple[BinaryIO, bool, int | None, list]:
     buffered = io.BufferedReader(raw, buffer_size=1 << 16) if not isinstance(raw, io.BufferedReader) else raw
     head = buffered.peek(2)[:2]
     if head == b"\x1f\x8b":
-        gz = gzip.GzipFile(fileobj=buffered, mode="rb")
-        return gz, True, size, closers + [gz]
+        gz = _Gunzip(buffered)
+        return gz, True, size, closers
     return buffered, False, size, closers
 
 
@@ -122,6 +162,11 @@ def run(
                 raise CaptureError(f"read failed ({exc.strerror or exc})", path=display, offset=base + filled) from None
             if not n:
                 eof = True
+                if isinstance(stream, _Gunzip) and stream.truncated and not result.truncated:
+                    result.truncated = True
+                    result.warnings.append(
+                        f"{display}: compressed stream ends early (truncated gzip); "
+                        f"analysed the {base + filled} bytes before that")
             filled += n or 0
             if not started and filled == 0 and eof:
                 raise CaptureError("empty file (0 bytes): not a capture", path=display)
@@ -173,8 +218,8 @@ def run(
 
 def _disk_pos(stream, fallback: int) -> int:
     try:
-        if isinstance(stream, gzip.GzipFile):
-            return stream.fileobj.tell()  # type: ignore[union-attr]
+        if isinstance(stream, _Gunzip):
+            return stream.raw.tell()
         return stream.tell()
     except (OSError, AttributeError, ValueError):
         return fallback

@@ -69,9 +69,15 @@ def connection_records(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def render(analysis) -> str:
-    doc = {
-        "pcapsense": SCHEMA_VERSION,
-        "capture": capture_dict(analysis),
-        "connections": connection_records(analysis.connections),
-    }
-    return json.dumps(doc, indent=1, ensure_ascii=False)
+    """The whole document. Connections go through pandas' C JSON writer (one object per
+    line); the capture object through `json`."""
+    df = analysis.connections[[c for c in analysis.connections.columns if not c.startswith("_")]]
+    head = json.dumps({"pcapsense": SCHEMA_VERSION, "capture": capture_dict(analysis)},
+                      indent=1, ensure_ascii=False)
+    if len(df):
+        body = df.to_json(orient="records", lines=True, date_format="iso", date_unit="us",
+                          double_precision=6, force_ascii=False).rstrip("\n").replace("\n", ",\n  ")
+        conns = '"connections": [\n  ' + body + "\n ]"
+    else:
+        conns = '"connections": []'
+    return head[:-2] + ",\n " + conns + "\n}"

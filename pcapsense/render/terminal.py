@@ -47,7 +47,7 @@ def render(analysis, console: Console, *, limit: int = 50) -> None:
                   f"{int(kinds.get('RST', 0))} by RST, {int(kinds.get('none', 0))} not closed in the capture; "
                   f"[bold]{n_abn} abnormal[/bold]")
     for w in cap.warnings:
-        console.print(Text("  warning: ", style="yellow") + safe(w))
+        console.print(Text("  warning: ", style="yellow") + safe(w), soft_wrap=True)
     if not len(df):
         return
     order = df.assign(_abn=~df["abnormal"]).sort_values(["_abn", "stream"])

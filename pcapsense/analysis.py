@@ -16,6 +16,8 @@ import pandas as pd
 
 from .capture import layout, reader
 from .capture.reader import CaptureError
+from . import classify
+from .app import facts as app_facts
 from .tcp import connections as conn_table
 from .tcp.state import State, Kind
 
@@ -144,6 +146,12 @@ def _client_dirs(conns: pd.DataFrame) -> np.ndarray:
     return conns["_client_dir"].to_numpy() if "_client_dir" in conns else np.zeros(len(conns), np.int8)
 
 
+def _append_app(rows: list, data: list, r: bytes, d: bytes) -> None:
+    """Keep each drained batch with its own bytes (offsets are relative to them)."""
+    rows.append(np.frombuffer(r, dtype=layout.APP_DTYPE))
+    data.append(d)
+
+
 def analyze(path: str | os.PathLike, *, verify_checksums: bool = False,
             progress: Callable[[int], None] | None = None, strict: bool = False,
             split: str = "wireshark") -> Analysis:
@@ -160,13 +168,18 @@ def analyze(path: str | os.PathLike, *, verify_checksums: bool = False,
     path = os.fspath(path)
     if split not in ("wireshark", "zeek"):
         raise ValueError("split must be 'wireshark' or 'zeek'")
-    eng = reader.new_engine(verify_checksums=verify_checksums, zeek_split=split == "zeek")
+    eng = reader.new_engine(verify_checksums=verify_checksums, zeek_split=split == "zeek", app=True)
     chunks: list[bytes] = []
+    app_rows: list[bytes] = []
+    app_data: list[bytes] = []
 
     def drain(_rows=None):
         b = eng.take_transitions()
         if b:
             chunks.append(b)
+        r, d = eng.take_app()
+        if r:
+            _append_app(app_rows, app_data, r, d)
 
     res = reader.run(path, eng, progress=(lambda pos: (drain(), progress(pos) if progress else None)))
     drain()
@@ -175,9 +188,14 @@ def analyze(path: str | os.PathLike, *, verify_checksums: bool = False,
     counters = eng.counters()
     if counters["format"] == 0:
         raise res.error or CaptureError("not a capture", path=res.path)
+    r, d = eng.app_tails()
+    if r:
+        _append_app(app_rows, app_data, r, d)
     streams = np.frombuffer(eng.streams(), dtype=layout.STREAM_DTYPE)
     trans = np.frombuffer(b"".join(chunks), dtype=layout.TRANSITION_DTYPE)
     conns = conn_table.build(streams, trans)
+    app = app_facts.build(streams, conns, list(zip(app_rows, app_data)))
+    conns = classify.run(conns, app, streams)
     warnings = list(res.warnings)
     if res.error is not None:
         warnings.append(f"{res.error} (analysed the {counters['frames']} frames before it)")

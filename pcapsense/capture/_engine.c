@@ -26,6 +26,7 @@
  * "undecodable" (counted), a malformed record or block stops the walk with an error
  * naming the byte offset.
  */
+#define _GNU_SOURCE
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
@@ -144,6 +145,27 @@ typedef struct {
     int64_t stream;      /* current stream index for this 4-tuple */
 } flow_t;
 
+/* application bytes handed to Python (app_mode): the segments that parsing needs, not
+ * whole bodies. A segment is emitted when it lies in the first `app_head_bytes` of its
+ * direction (TLS handshakes, the first HTTP message), when it starts with an HTTP/1
+ * message token, or while an HTTP head that started earlier is still open. At most
+ * `app_copy_max` bytes of each are copied. The last data segment of each direction is
+ * kept too (its last APP_TAIL bytes: close_notify alerts, GOAWAY frames, the request
+ * that crossed a FIN) and handed over at the end. */
+typedef struct {
+    int64_t stream, frame, ts;
+    uint32_t seq, len, cap, off;    /* off: into the byte buffer; cap: bytes copied */
+    uint8_t dir, tail, flags, pad[5];
+} app_t;
+
+#define APP_TAIL 512
+typedef struct {
+    uint8_t head_open[2], head_segs[2];
+    uint32_t tail_len[2], tail_seq[2], tail_plen[2];
+    int64_t tail_frame[2], tail_ts[2];
+    uint8_t tail[2][APP_TAIL];
+} appst_t;
+
 /* Zeek-compatible record splitting (zeek_mode only; see docs/conformance.md): the
  * timers Zeek uses to remove a connection record, evaluated when the next packet of the
  * 4-tuple arrives, as Zeek does offline. */
@@ -184,6 +206,11 @@ typedef struct {
     int verify_checksums;
     int zeek_mode;
     zk_t *zk;
+    int app_mode;
+    uint32_t app_head_bytes, app_copy_max;
+    appst_t *appst;
+    app_t *app; size_t app_n, app_cap;
+    uint8_t *appbuf; size_t appbuf_n, appbuf_cap;
     int64_t only_stream;  /* -1: all */
     int emit_packets;     /* fill pkt rows */
     uint8_t rfc[12 * 12 * N_KINDS];
@@ -277,8 +304,14 @@ static stream_t *new_stream(Engine *e) {
             if (!nz) return NULL;
             e->zk = nz;
         }
+        if (e->app_mode) {
+            appst_t *na = realloc(e->appst, ncap * sizeof(appst_t));
+            if (!na) return NULL;
+            e->appst = na;
+        }
     }
     if (e->zeek_mode) memset(&e->zk[e->stream_n], 0, sizeof(zk_t));
+    if (e->app_mode) memset(&e->appst[e->stream_n], 0, offsetof(appst_t, tail));
     stream_t *s = &e->streams[e->stream_n];
     memset(s, 0, sizeof(*s));
     s->stream = (int64_t)e->stream_n;
@@ -348,6 +381,44 @@ typedef struct {
     uint32_t tcp_len;           /* TCP header+payload length per IP header */
     int fragment;
 } ippkt_t;
+
+static int starts_http_message(const uint8_t *p, uint32_t n) {
+    static const char *tok[] = {"GET ", "POST ", "PUT ", "HEAD ", "DELETE ", "OPTIONS ", "PATCH ",
+                                "CONNECT ", "TRACE ", "HTTP/1.", "PRI * HTTP/2", NULL};
+    for (int i = 0; tok[i]; i++) {
+        size_t l = strlen(tok[i]);
+        if (n >= l && memcmp(p, tok[i], l) == 0) return 1;
+    }
+    return 0;
+}
+
+static int push_app(Engine *e, int64_t stream, int64_t frame, int64_t ts, uint32_t seq, uint32_t len,
+                    const uint8_t *data, uint32_t cap, int dir, int tail, int flags) {
+    if (e->app_n == e->app_cap) {
+        size_t ncap = e->app_cap ? e->app_cap * 2 : 4096;
+        app_t *na = realloc(e->app, ncap * sizeof(app_t));
+        if (!na) return -1;
+        e->app = na; e->app_cap = ncap;
+    }
+    if (e->appbuf_n + cap > e->appbuf_cap) {
+        size_t ncap = e->appbuf_cap ? e->appbuf_cap : 1 << 20;
+        while (ncap < e->appbuf_n + cap) ncap *= 2;
+        uint8_t *nb = realloc(e->appbuf, ncap);
+        if (!nb) return -1;
+        e->appbuf = nb; e->appbuf_cap = ncap;
+    }
+    app_t *a = &e->app[e->app_n++];
+    a->stream = stream; a->frame = frame; a->ts = ts; a->seq = seq; a->len = len; a->cap = cap;
+    a->off = (uint32_t)e->appbuf_n; a->dir = (uint8_t)dir; a->tail = (uint8_t)tail;
+    a->flags = (uint8_t)flags; memset(a->pad, 0, sizeof a->pad);
+    memcpy(e->appbuf + e->appbuf_n, data, cap);
+    e->appbuf_n += cap;
+    return 0;
+}
+
+static void *find_crlfcrlf(const uint8_t *p, size_t n) {
+    return memmem(p, n, "\r\n\r\n", 4);
+}
 
 static void apply(Engine *e, stream_t *s, int64_t frame, int64_t ts, int ep, int kind) {
     dir_t *me = &s->d[ep], *peer = &s->d[ep ^ 1];
@@ -550,6 +621,29 @@ static int track_tcp(Engine *e, ippkt_t *ip, int64_t ts, pkt_t *out, int *emitte
             memcpy(me->head, t + doff, n); me->head_len = (uint8_t)n;
         }
         me->last_data_frame = frame; me->last_data_ts = ts;
+    }
+    if (e->app_mode && payload_len && captured && !rst && !(analysis & A_KEEPALIVE)) {
+        appst_t *as = &e->appst[s->stream];
+        const uint8_t *pl = t + doff;
+        uint32_t rel = seq - me->isn - ((me->flags & DF_SYN_SEEN) ? 1u : 0u);
+        int msg = starts_http_message(pl, captured);
+        if (rel < e->app_head_bytes || msg || as->head_open[dir]) {
+            uint32_t n = captured < e->app_copy_max ? captured : e->app_copy_max;
+            if (push_app(e, s->stream, frame, ts, seq, payload_len, pl, n, dir, 0, flags) < 0) return -1;
+            if (msg || as->head_open[dir]) {
+                int done = find_crlfcrlf(pl, n) != NULL;
+                if (msg) as->head_segs[dir] = 0;
+                as->head_open[dir] = !done && ++as->head_segs[dir] < 32;
+            }
+        }
+        /* the newest data of this direction, by sequence number */
+        uint32_t end = seq + payload_len;
+        if (!as->tail_frame[dir] || !seq_lt(end, as->tail_seq[dir] + as->tail_len[dir])) {
+            uint32_t n = captured < APP_TAIL ? captured : APP_TAIL;
+            memcpy(as->tail[dir], pl + (captured - n), n);
+            as->tail_len[dir] = n; as->tail_seq[dir] = seq + (captured - n);
+            as->tail_plen[dir] = payload_len; as->tail_frame[dir] = frame; as->tail_ts[dir] = ts;
+        }
     }
 
     /* --- flag counters */
@@ -1148,9 +1242,11 @@ static void feed_impl(Engine *e, const uint8_t *buf, Py_ssize_t n, int64_t base,
 
 static int Engine_init(Engine *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"rfc_table", "zeek_table", "verify_checksums", "emit_packets", "only_stream",
-                             "zeek_mode", NULL};
+                             "zeek_mode", "app_head_bytes", "app_copy_max", NULL};
     Py_buffer rfc, zeek; int verify = 0, emit = 0, zmode = 0; long long only = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*|ppLp", kwlist, &rfc, &zeek, &verify, &emit, &only, &zmode))
+    unsigned int head_bytes = 0, copy_max = 4096;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*|ppLpII", kwlist, &rfc, &zeek, &verify, &emit, &only,
+                                     &zmode, &head_bytes, &copy_max))
         return -1;
     if (rfc.len != (Py_ssize_t)sizeof self->rfc || zeek.len != (Py_ssize_t)sizeof self->zeek) {
         PyBuffer_Release(&rfc); PyBuffer_Release(&zeek);
@@ -1162,11 +1258,14 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kw) {
     PyBuffer_Release(&rfc); PyBuffer_Release(&zeek);
     self->verify_checksums = verify; self->emit_packets = emit; self->only_stream = only;
     self->zeek_mode = zmode;
+    self->app_mode = head_bytes > 0;
+    self->app_head_bytes = head_bytes; self->app_copy_max = copy_max;
     return 0;
 }
 
 static void Engine_dealloc(Engine *self) {
     free(self->flows); free(self->streams); free(self->trans); free(self->zk);
+    free(self->appst); free(self->app); free(self->appbuf);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1193,6 +1292,30 @@ static PyObject *Engine_take_transitions(Engine *self, PyObject *noargs) {
     return b;
 }
 
+/* take_app() -> (rows bytes, data bytes): application segments so far (drained) */
+static PyObject *Engine_take_app(Engine *self, PyObject *noargs) {
+    PyObject *r = Py_BuildValue("(y#y#)", (const char *)self->app, (Py_ssize_t)(self->app_n * sizeof(app_t)),
+                                (const char *)self->appbuf, (Py_ssize_t)self->appbuf_n);
+    self->app_n = 0; self->appbuf_n = 0;
+    return r;
+}
+
+/* app_tails() -> (rows bytes, data bytes): the last data of every direction (at the end) */
+static PyObject *Engine_app_tails(Engine *self, PyObject *noargs) {
+    if (self->app_mode) {
+        self->app_n = 0; self->appbuf_n = 0;
+        for (size_t i = 0; i < self->stream_n; i++)
+            for (int d = 0; d < 2; d++) {
+                appst_t *as = &self->appst[i];
+                if (!as->tail_frame[d]) continue;
+                if (push_app(self, (int64_t)i, as->tail_frame[d], as->tail_ts[d], as->tail_seq[d],
+                             as->tail_plen[d], as->tail[d], as->tail_len[d], d, 1, 0) < 0)
+                    return PyErr_NoMemory();
+            }
+    }
+    return Engine_take_app(self, NULL);
+}
+
 static PyObject *Engine_counters(Engine *self, PyObject *noargs) {
     PyObject *lts = PyList_New(0);
     for (int i = 0; i < 512; i++)
@@ -1215,10 +1338,10 @@ static PyObject *Engine_counters(Engine *self, PyObject *noargs) {
 }
 
 static PyObject *sizes(PyObject *m, PyObject *noargs) {
-    return Py_BuildValue("{s:n,s:n,s:n,s:n,s:n,s:n,s:n}",
+    return Py_BuildValue("{s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n}",
         "stream", (Py_ssize_t)sizeof(stream_t), "dir", (Py_ssize_t)sizeof(dir_t),
         "pkt", (Py_ssize_t)sizeof(pkt_t), "trans", (Py_ssize_t)sizeof(trans_t),
-        "stream.d", (Py_ssize_t)offsetof(stream_t, d),
+        "stream.d", (Py_ssize_t)offsetof(stream_t, d), "app", (Py_ssize_t)sizeof(app_t),
         "stream.history", (Py_ssize_t)offsetof(stream_t, history),
         "dir.state", (Py_ssize_t)offsetof(dir_t, state));
 }
@@ -1228,6 +1351,8 @@ static PyMethodDef Engine_methods[] = {
     {"streams", (PyCFunction)Engine_streams, METH_NOARGS, "bytes of the stream table"},
     {"take_transitions", (PyCFunction)Engine_take_transitions, METH_NOARGS, "bytes of new transition rows (drained)"},
     {"counters", (PyCFunction)Engine_counters, METH_NOARGS, "capture-level counters"},
+    {"take_app", (PyCFunction)Engine_take_app, METH_NOARGS, "application segments so far (drained)"},
+    {"app_tails", (PyCFunction)Engine_app_tails, METH_NOARGS, "last data of every direction"},
     {NULL}
 };
 

@@ -68,6 +68,12 @@ TRANSITION_DTYPE = np.dtype(
     align=True,
 )
 
+APP_DTYPE = np.dtype(
+    [("stream", _I8), ("frame", _I8), ("ts", _I8), ("seq", _U4), ("len", _U4), ("cap", _U4),
+     ("off", _U4), ("dir", _U1), ("tail", _U1), ("flags", _U1), ("pad", _U1, (5,))],
+    align=True,
+)
+
 # Wireshark's tcp.analysis bits as the engine sets them in PACKET_DTYPE["analysis"]
 A_RETRANSMISSION = 0x0001
 A_LOST_SEGMENT = 0x0002
@@ -86,6 +92,7 @@ def check_layout(sizes: dict) -> None:
         "stream.d": STREAM_DTYPE.fields["d"][1],
         "stream.history": STREAM_DTYPE.fields["history"][1],
         "dir.state": DIR_DTYPE.fields["state"][1],
+        "app": APP_DTYPE.itemsize,
     }
     bad = {k: (sizes[k], v) for k, v in expected.items() if sizes[k] != v}
     if bad:

@@ -225,9 +225,15 @@ def _disk_pos(stream, fallback: int) -> int:
         return fallback
 
 
+APP_HEAD_BYTES = 8192     # first bytes of each direction handed to the app-layer parsers
+APP_COPY_MAX = 4096       # bytes copied of each such segment
+
+
 def new_engine(*, verify_checksums: bool = False, emit_packets: bool = False,
-               only_stream: int = -1, zeek_split: bool = False) -> "_engine.Engine":
+               only_stream: int = -1, zeek_split: bool = False, app: bool = False) -> "_engine.Engine":
     """`zeek_split`: split connections where Zeek ends a conn.log record (its timers and
-    reuse rule) instead of where Wireshark starts a new tcp.stream."""
+    reuse rule) instead of where Wireshark starts a new tcp.stream. `app`: hand over the
+    segments the application-layer parsers need (`Engine.take_app`)."""
     return _engine.Engine(RFC_TABLE.tobytes(), ZEEK_TABLE.tobytes(), verify_checksums,
-                          emit_packets, only_stream, zeek_split)
+                          emit_packets, only_stream, zeek_split,
+                          APP_HEAD_BYTES if app else 0, APP_COPY_MAX)

@@ -237,6 +237,7 @@ def build(streams: np.ndarray, transitions: np.ndarray) -> pd.DataFrame:
     df["abnormal"] = (df["close_kind"] == "RST").to_numpy() | \
         df["conn_state"].isin(["S0", "REJ", "RSTOS0", "RSTRH", "SH", "SHR"]).to_numpy()
     df["wireshark_filter"] = "tcp.stream eq " + df["stream"].astype(str)
+    df["_client_dir"] = client_dir
     return df
 
 

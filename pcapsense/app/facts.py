@@ -1,0 +1,215 @@
+"""Stage 4e: per-connection application facts (one row per connection that carried
+payload), the input of the classifier next to the TCP columns.
+
+Columns (all prefixed by protocol): see docs/schema.md, section "Application facts".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import h2, http1, tls
+from .segments import Piece, group
+
+NS = 1_000_000_000
+
+# every application column, with its kind, so the table has the same columns whatever
+# the capture holds (documented in docs/schema.md)
+COLUMNS = {
+    "app_protocol": "str", "app_error": "str",
+    "http_requests": "int", "http_responses": "int", "http_statuses": "str", "http_unanswered": "int",
+    "http_100_continue": "bool", "http_last_method": "str", "http_last_target": "str",
+    "http_last_request_frame": "int", "http_last_request_ts": "int", "http_last_request_complete": "bool",
+    "http_last_request_body_declared": "int", "http_last_request_body_sent": "int",
+    "http_last_request_expect_continue": "bool", "http_last_request_answered": "bool",
+    "http_client_keep_alive": "bool", "http_absolute_form": "bool", "http_host": "str",
+    "http_user_agent": "str", "http_prev_request_ts": "int", "http_last_status": "int",
+    "http_last_response_frame": "int", "http_last_response_ts": "int", "http_last_response_complete": "bool",
+    "http_server_keep_alive": "bool", "http_retry_after": "str", "http_server": "str", "http_malformed": "bool",
+    "proxy_connect_status": "int",
+    "tls": "bool", "tls_sni": "str", "tls_versions_offered": "str", "tls_version": "str",
+    "tls_alpn_offered": "str", "tls_alpn": "str", "tls_client_hello_frame": "int",
+    "tls_server_hello_frame": "int", "tls_certificate": "obj", "tls_handshake_complete": "bool",
+    "tls_client_app_data_frame": "int", "tls_alert": "str", "tls_alert_level": "int", "tls_alert_by": "str",
+    "tls_alert_frame": "int", "tls_client_records": "int", "tls_server_records": "int",
+    "h2_frames": "int", "h2_goaway_frame": "int", "h2_goaway_by": "str", "h2_goaway_error": "str",
+    "h2_goaway_last_stream": "int", "h2_rst_stream_frame": "int", "h2_rst_stream_error": "str",
+    "h2_rst_streams": "int",
+}
+
+
+def _base_seq(streams: np.ndarray) -> np.ndarray:
+    d = streams["d"]
+    syn_first = ((d["first_syn_frame"] == d["first_frame"]) & (d["first_syn_frame"] > 0)) | \
+                ((d["first_synack_frame"] == d["first_frame"]) & (d["first_synack_frame"] > 0))
+    return (d["isn"].astype(np.int64) + syn_first.astype(np.int64)) & 0xFFFFFFFF
+
+
+def _payload_total(streams: np.ndarray) -> np.ndarray:
+    d = streams["d"]
+    b = d["seq_hi"] - ((d["syn_pkts"] + d["synack_pkts"]) > 0) - (d["fin_pkts"] > 0)
+    return np.maximum(b, 0)
+
+
+def _kind(first: bytes) -> str | None:
+    if first.startswith(h2.PREFACE[:16]):
+        return "h2c"
+    if first.startswith(b"HTTP/1.") or http1._starts_message("request", first):
+        return "http1"
+    if tls.looks_like_tls(first):
+        return "tls"
+    return None
+
+
+def _shift(pieces: list[Piece], at: int) -> list[Piece]:
+    out = []
+    for p in pieces:
+        if p.end <= at:
+            continue
+        if p.offset < at:
+            cut = at - p.offset
+            p = Piece(at, p.data[cut:], p.length - cut, p.frame, p.ts_ns, p.tail)
+        out.append(Piece(p.offset - at, p.data, p.length, p.frame, p.ts_ns, p.tail))
+    return out
+
+
+def _tls_facts(row: dict, cl: list[Piece], sv: list[Piece], prefix="tls") -> None:
+    c, s = tls.parse_direction(cl, client=True), tls.parse_direction(sv, client=False)
+    row["tls"] = True
+    row["tls_sni"] = c.sni
+    row["tls_versions_offered"] = ",".join(c.versions) or None
+    row["tls_version"] = s.versions[0] if s.versions else None
+    row["tls_alpn_offered"] = ",".join(c.alpn) or None
+    row["tls_alpn"] = s.alpn[0] if s.alpn else None
+    row["tls_client_hello_frame"] = c.hello_frame
+    row["tls_server_hello_frame"] = s.hello_frame
+    row["tls_certificate"] = s.certificate
+    # handshake complete: TLS 1.2 both ChangeCipherSpec; TLS 1.3: the client sent
+    # application data after the server's flight (its Finished, then data)
+    if row["tls_version"] == "TLS 1.3":
+        row["tls_handshake_complete"] = c.first_app_data_frame is not None and c.records >= 2 and \
+            s.hello_frame is not None and (c.ccs_frame is not None or c.records >= 3)
+    else:
+        row["tls_handshake_complete"] = c.ccs_frame is not None and s.ccs_frame is not None
+    row["tls_client_app_data_frame"] = c.first_app_data_frame
+    alerts = [(a, "client") for a in c.alerts] + [(a, "server") for a in s.alerts]
+    alerts.sort(key=lambda x: x[0].frame)
+    fatal = [x for x in alerts if x[0].level == 2] or [x for x in alerts if x[0].description != "close_notify"]
+    first = fatal[0] if fatal else (alerts[0] if alerts else None)
+    row["tls_alert"] = first[0].description if first else None
+    row["tls_alert_level"] = first[0].level if first else None
+    row["tls_alert_by"] = first[1] if first else None
+    row["tls_alert_frame"] = first[0].frame if first else None
+    row["tls_client_records"] = c.records
+    row["tls_server_records"] = s.records
+
+
+def build(streams: np.ndarray, conns: pd.DataFrame, batches: list) -> pd.DataFrame:
+    """One row per connection with application payload; index = stream.
+    `batches`: [(APP_DTYPE rows, their bytes)] as drained from the engine."""
+    pieces = group(batches, _base_seq(streams))
+    totals = _payload_total(streams)
+    client_dir = conns["_client_dir"].to_numpy()
+    out = []
+    streams_with = sorted({k[0] for k in pieces})
+    for st in streams_with:
+        try:
+            out.append(_one(st, pieces, client_dir, totals))
+        except Exception as exc:  # noqa: BLE001 - hostile bytes must not stop the analysis
+            out.append({"stream": st, "app_protocol": "unknown", "app_error": f"{type(exc).__name__}: {exc}"[:200]})
+    df = pd.DataFrame(out)
+    if len(df):
+        df = df.set_index("stream")
+    return df
+
+
+def _one(st, pieces, client_dir, totals) -> dict:
+    if True:
+        cd = int(client_dir[st])
+        cl = pieces.get((st, cd), [])
+        sv = pieces.get((st, 1 - cd), [])
+        ctot, stot = int(totals[st, cd]), int(totals[st, 1 - cd])
+        row: dict = {"stream": st}
+        first_c = cl[0].data if cl and cl[0].offset == 0 else b""
+        first_s = sv[0].data if sv and sv[0].offset == 0 else b""
+        kind = _kind(first_c) or ("http1" if first_s.startswith(b"HTTP/1.") else None) or \
+            ("tls" if tls.looks_like_tls(first_s) else None)
+        row["app_protocol"] = kind or "unknown"
+        if kind == "http1":
+            reqs = http1.parse_direction("request", cl, ctot)
+            resps = http1.parse_direction("response", sv, stot, [r.method or "GET" for r in reqs])
+            _http_facts(row, reqs, resps, ctot, stot)
+            conn = next((r for r in reqs if r.method == "CONNECT"), None)
+            if conn is not None:
+                row["app_protocol"] = "http-proxy-tunnel"
+                ok = next((r for r in resps if r.status and r.status >= 200), None)
+                row["proxy_connect_status"] = ok.status if ok else None
+                if ok is not None and 200 <= ok.status < 300 and conn.head_end is not None and ok.head_end is not None:
+                    tc, ts_ = _shift(cl, conn.head_end), _shift(sv, ok.head_end)
+                    if tc and tls.looks_like_tls(tc[0].data):
+                        _tls_facts(row, tc, ts_)
+            elif any(r.absolute_form for r in reqs):
+                row["app_protocol"] = "http-proxy"
+            up = next((r for r in resps if r.status == 101), None)
+            if up is not None and "h2c" in (up.header("upgrade") or ""):
+                row["app_protocol"] = "h2c"
+                _h2_facts(row, _shift(cl, reqs[0].body_end or 0), _shift(sv, up.head_end or 0), True)
+        elif kind == "tls":
+            _tls_facts(row, cl, sv)
+        elif kind == "h2c":
+            _h2_facts(row, cl, sv, True)
+        return row
+
+
+def _h2_facts(row, cl, sv, preface):
+    c, s = h2.parse_direction(cl, preface), h2.parse_direction(sv, False)
+    goaway = sorted([(g, "server") for g in s.goaway] + [(g, "client") for g in c.goaway])
+    rst = sorted([(r, "server") for r in s.rst_streams] + [(r, "client") for r in c.rst_streams])
+    row["h2_frames"] = c.frames + s.frames
+    row["h2_goaway_frame"] = goaway[0][0][0] if goaway else None
+    row["h2_goaway_by"] = goaway[0][1] if goaway else None
+    row["h2_goaway_error"] = goaway[0][0][2] if goaway else None
+    row["h2_goaway_last_stream"] = goaway[0][0][3] if goaway else None
+    row["h2_rst_stream_frame"] = rst[0][0][0] if rst else None
+    row["h2_rst_stream_error"] = rst[0][0][2] if rst else None
+    row["h2_rst_streams"] = len(rst)
+
+
+def _http_facts(row, reqs, resps, ctot, stot):
+    finals = [r for r in resps if r.status is not None and r.status >= 200 and r.status != 101]
+    row["http_requests"] = len(reqs)
+    row["http_responses"] = len(finals)
+    row["http_statuses"] = ",".join(str(r.status) for r in finals) or None
+    row["http_unanswered"] = max(len(reqs) - len(finals), 0)
+    row["http_100_continue"] = any(r.status == 100 for r in resps)
+    if reqs:
+        last = reqs[-1]
+        row["http_last_method"] = last.method
+        row["http_last_target"] = last.target
+        row["http_last_request_frame"] = last.frame
+        row["http_last_request_ts"] = last.ts_ns
+        row["http_last_request_complete"] = bool(last.complete or (last.body_end is not None and last.body_end <= ctot))
+        row["http_last_request_body_declared"] = last.content_length
+        if last.head_end is not None and last.content_length is not None:
+            row["http_last_request_body_sent"] = max(min(ctot, last.head_end + last.content_length) - last.head_end, 0)
+        else:
+            row["http_last_request_body_sent"] = None
+        row["http_last_request_expect_continue"] = last.expect_continue
+        row["http_last_request_answered"] = len(finals) >= len(reqs)
+        row["http_client_keep_alive"] = last.keep_alive
+        row["http_absolute_form"] = any(r.absolute_form for r in reqs)
+        row["http_host"] = last.header("host")
+        row["http_user_agent"] = last.header("user-agent")
+        if len(reqs) >= 2:
+            row["http_prev_request_ts"] = reqs[-2].ts_ns
+    if finals:
+        lr = finals[-1]
+        row["http_last_status"] = lr.status
+        row["http_last_response_frame"] = lr.frame
+        row["http_last_response_ts"] = lr.ts_ns
+        row["http_last_response_complete"] = bool(lr.complete or (lr.body_end is not None and lr.body_end <= stot))
+        row["http_server_keep_alive"] = lr.keep_alive and lr.version == "1.1"
+        row["http_retry_after"] = lr.header("retry-after")
+        row["http_server"] = lr.header("server")
+    row["http_malformed"] = any(m.malformed for m in reqs + resps)

@@ -1,0 +1,247 @@
+"""Stage 4b: HTTP/1.x framing over sparse byte streams (sans-IO: pieces in, messages out).
+
+Header syntax is parsed by httptools (llhttp, maintained, C). The framing around it is
+written here because no maintained parser accepts what a capture gives: streams with
+gaps (bodies the engine did not copy, segments the capture lost), cut by a close in the
+middle of a message, resynchronised on the next message start. So: a head is collected
+from contiguous bytes up to CRLFCRLF and handed to httptools; bodies are skipped by
+offset arithmetic (Content-Length), followed chunk by chunk while bytes are contiguous,
+and otherwise found again at the next segment that starts an HTTP message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import httptools
+
+from .segments import Piece
+
+MAX_HEAD = 64 * 1024
+
+
+@dataclass
+class Message:
+    kind: str                       # "request" | "response"
+    offset: int                     # first byte, from the direction's first payload byte
+    frame: int                      # frame of its first byte
+    ts_ns: int
+    head_end: int | None = None     # offset just past CRLFCRLF (None: head incomplete)
+    method: str | None = None
+    target: str | None = None
+    status: int | None = None
+    reason: str | None = None
+    version: str | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    content_length: int | None = None
+    chunked: bool = False
+    body_end: int | None = None     # offset just past the body, when the framing says
+    complete: bool = False          # whole message (head and body) was sent
+    malformed: str | None = None
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        vals = [v for k, v in self.headers if k == name]
+        return ", ".join(vals) if vals else None
+
+    @property
+    def keep_alive(self) -> bool:
+        conn = (self.header("connection") or "").lower()
+        if "close" in conn:
+            return False
+        if self.version == "1.0":
+            return "keep-alive" in conn
+        return True
+
+    @property
+    def expect_continue(self) -> bool:
+        return (self.header("expect") or "").lower() == "100-continue"
+
+    @property
+    def absolute_form(self) -> bool:
+        return bool(self.target) and "://" in self.target[:12]
+
+
+class _Collect:
+    def __init__(self):
+        self.url = b""
+        self.headers: list[tuple[str, str]] = []
+        self.status = b""
+
+    def on_url(self, url):
+        self.url += url
+
+    def on_status(self, status):
+        self.status += status
+
+    def on_header(self, name, value):
+        self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+
+
+def _parse_head(kind: str, head: bytes, msg: Message) -> None:
+    cb = _Collect()
+    parser = httptools.HttpRequestParser(cb) if kind == "request" else httptools.HttpResponseParser(cb)
+    try:
+        parser.feed_data(head)
+    except httptools.HttpParserUpgrade:
+        pass
+    except httptools.HttpParserError as exc:
+        msg.malformed = str(exc) or "malformed head"
+        first = head.split(b"\r\n", 1)[0].decode("latin-1", "replace")
+        parts = first.split(" ", 2)
+        if kind == "request" and len(parts) >= 2:
+            msg.method, msg.target = parts[0], parts[1]
+        elif kind == "response" and len(parts) >= 2 and parts[1].isdigit():
+            msg.status = int(parts[1])
+        return
+    try:
+        msg.version = parser.get_http_version()
+    except Exception:  # noqa: BLE001 - httptools raises on incomplete heads
+        msg.version = None
+    msg.headers = cb.headers
+    if kind == "request":
+        msg.method = parser.get_method().decode("latin-1")
+        msg.target = cb.url.decode("latin-1")
+    else:
+        msg.status = parser.get_status_code()
+        msg.reason = cb.status.decode("latin-1")
+    cl = msg.header("content-length")
+    if cl is not None:
+        try:
+            msg.content_length = int(cl.split(",")[0].strip())
+        except ValueError:
+            msg.malformed = f"bad Content-Length {cl!r}"
+    msg.chunked = "chunked" in (msg.header("transfer-encoding") or "").lower()
+
+
+def _starts_message(kind: str, data: bytes) -> bool:
+    if kind == "response":
+        return data.startswith(b"HTTP/1.")
+    head = data[:8]
+    return head.startswith((b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PATCH ",
+                            b"CONNECT ", b"TRACE "))
+
+
+def parse_direction(kind: str, pieces: list[Piece], total_bytes: int,
+                    request_methods: list[str] | None = None) -> list[Message]:
+    """All HTTP messages of one direction. `kind`: what this direction sends. For
+    responses, `request_methods` (in order) tells which had no body (HEAD, CONNECT 2xx)."""
+    msgs: list[Message] = []
+    expect = 0                      # offset where the next message starts
+    mode = "head"                   # head | body | chunked | close | lost
+    body_end = 0
+    head_buf = b""
+    cur: Message | None = None
+    methods = list(request_methods or [])
+    n_resp = 0
+    # contiguous bytes: iterate over pieces, each possibly holding several messages
+    for p in pieces:
+        if p.tail and p.offset < expect:
+            continue
+        pos = p.offset                      # absolute offset of p.data[0]
+        data = p.data
+        data_end = p.offset + len(data)
+        while True:
+            if mode == "body":
+                if body_end >= p.end:
+                    break                   # body covers the rest of this segment
+                if body_end < pos:
+                    mode, expect = "head", body_end
+                    if cur:
+                        cur.complete = True
+                    continue
+                mode, expect = "head", body_end
+                if cur:
+                    cur.complete = True
+                continue
+            if mode == "close":
+                break
+            if mode in ("lost", "chunked"):
+                # a segment that starts a new message resynchronises
+                if pos == p.offset and _starts_message(kind, data) and (cur is None or p.offset > cur.offset):
+                    if mode == "chunked" and cur:
+                        cur.complete = True
+                        cur.body_end = p.offset
+                    mode, expect, head_buf = "head", p.offset, b""
+                    continue
+                if mode == "chunked" and cur and data.endswith(b"0\r\n\r\n"):
+                    cur.complete, cur.body_end = True, p.offset + len(data)
+                    mode, expect = "head", p.offset + len(data)
+                break
+            # mode == "head"
+            if not head_buf:
+                if expect < p.offset:
+                    # the start of the next message is not here: resync later
+                    if _starts_message(kind, data) and pos == p.offset:
+                        expect = p.offset
+                    else:
+                        mode = "lost"
+                        continue
+                start = expect - p.offset
+                if start >= len(data):
+                    break
+                chunk = data[start:]
+                if not _starts_message(kind, chunk):
+                    mode = "lost"
+                    continue
+                cur = Message(kind, expect, p.frame, p.ts_ns)
+                msgs.append(cur)
+                head_buf = chunk
+            else:
+                if p.offset > expect + len(head_buf):
+                    cur.malformed = cur.malformed or "head cut by a gap"
+                    head_buf, mode = b"", "lost"
+                    continue
+                head_buf += data[expect + len(head_buf) - p.offset:]
+            idx = head_buf.find(b"\r\n\r\n")
+            if idx < 0:
+                if len(head_buf) > MAX_HEAD:
+                    cur.malformed, head_buf, mode = "head too long", b"", "lost"
+                break                                   # need the next piece
+            head = head_buf[: idx + 4]
+            head_buf = b""
+            cur.head_end = expect + idx + 4
+            _parse_head(kind, head, cur)
+            if kind == "response":
+                method = methods[n_resp] if n_resp < len(methods) else "GET"
+                if cur.status is not None and cur.status >= 200:
+                    n_resp += 1
+                no_body = method == "HEAD" or (cur.status or 0) < 200 or cur.status in (204, 304) \
+                    or (method == "CONNECT" and 200 <= (cur.status or 0) < 300)
+            else:
+                no_body = False
+            if cur.malformed and cur.content_length is None and not cur.chunked:
+                no_body = True if kind == "request" else no_body
+            if no_body or (kind == "request" and cur.content_length is None and not cur.chunked):
+                cur.body_end, cur.complete = cur.head_end, True
+                expect = cur.head_end
+                if kind == "response" and method == "CONNECT" and 200 <= (cur.status or 0) < 300:
+                    mode = "close"      # a tunnel follows
+                    break
+                if kind == "request" and cur.method == "CONNECT":
+                    mode = "close"
+                    break
+                pos = expect
+                if expect >= data_end:
+                    break
+                continue
+            if cur.content_length is not None and not cur.chunked:
+                body_end = cur.head_end + cur.content_length
+                cur.body_end = body_end
+                mode = "body"
+                pos = cur.head_end
+                continue
+            if cur.chunked:
+                mode = "chunked"
+                rest = data[cur.head_end - p.offset:] if cur.head_end >= p.offset else b""
+                if rest.endswith(b"0\r\n\r\n"):
+                    cur.complete, cur.body_end = True, p.offset + len(data)
+                    mode, expect = "head", p.offset + len(data)
+                break
+            mode = "close"                              # body until the connection closes
+            break
+    if mode == "body" and cur is not None and body_end <= total_bytes:
+        cur.complete = True
+    if mode == "close" and cur is not None and cur.body_end is None:
+        cur.body_end = total_bytes
+    return msgs

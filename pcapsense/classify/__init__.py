@@ -1,0 +1,166 @@
+"""Stage 5: classify every connection with a cause from ../shared/taxonomy.md.
+
+`run()` merges the TCP columns with the application facts, adds the cross-connection
+context of each server (concurrency, reset bursts, inferred keep-alive timeout), and
+applies the rules of `rules.py` in order; the first match is the `cause`, the others are
+`alternatives`. What the Python client saw and the fix come from `advice.py`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import advice
+from .rules import RULES, Facts, Match
+
+NS = 1_000_000_000
+PHASES = ["tcp-handshake", "tls-handshake", "request", "awaiting-response", "response", "idle", "tunnel",
+          "data", "open"]
+APP_COLUMNS_DEFAULTS = {"app_protocol": "none"}
+
+
+def _server_context(df: pd.DataFrame) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Per server: peak concurrency, largest burst of server resets within 10 ms; per
+    connection: connections open to its server when it closed, and whether the client
+    opened more connections to that server afterwards."""
+    ctx: dict = {}
+    conc_at_close = np.zeros(len(df), dtype=np.int64)
+    later = np.zeros(len(df), dtype=bool)
+    if not len(df):
+        return ctx, conc_at_close, later
+    start = df["_start_ns"].to_numpy()
+    end = df["_end_ns"].to_numpy()
+    close = df["_close_ns"].to_numpy()
+    close = np.where(close > 0, close, end)
+    keys = df["server_ip"].astype(str) + "|" + df["server_port"].astype(str)
+    for key, idx in keys.groupby(keys).groups.items():
+        ii = np.asarray([df.index.get_loc(i) for i in idx]) if not isinstance(df.index, pd.RangeIndex) else np.asarray(idx)
+        s, e = np.sort(start[ii]), np.sort(end[ii])
+        # concurrency when each connection closed: started before, ended at/after
+        c_at = np.searchsorted(s, close[ii], side="right") - np.searchsorted(e, close[ii], side="left")
+        conc_at_close[ii] = c_at
+        later[ii] = np.searchsorted(s, close[ii], side="right") < len(s)
+        events = np.concatenate([np.stack([s, np.ones_like(s)], 1), np.stack([e, -np.ones_like(e)], 1)])
+        events = events[np.lexsort((-events[:, 1], events[:, 0]))]
+        peak = int(np.cumsum(events[:, 1]).max()) if len(events) else 0
+        rst = df.iloc[ii]
+        rst_t = np.sort(rst.loc[(rst["close_kind"] == "RST") & (rst["closer"] == "server"), "_close_ns"].to_numpy())
+        burst = 0
+        if len(rst_t):
+            j = np.searchsorted(rst_t, rst_t + 10_000_000, side="right")
+            burst = int((j - np.arange(len(rst_t))).max())
+        ctx[key] = {"peak_concurrency": peak, "rst_burst": burst, "connections": len(ii)}
+    return ctx, conc_at_close, later
+
+
+def _phase(f: Facts) -> str:
+    if f.close_kind == "none":
+        return "tcp-handshake" if f.conn_state in ("S0", "SH", "SHR", "RSTOS0") else "open"
+    if f.closer_state in ("SYN_SENT", "SYN_RECEIVED", "LISTEN", "NONE") and f.conn_state in ("REJ", "S0", "RSTOS0", "SH"):
+        return "tcp-handshake"
+    if f.peer_state in ("SYN_SENT", "LISTEN"):
+        return "tcp-handshake"
+    if f.app_protocol == "http-proxy-tunnel" and f.proxy_connect_status and 200 <= f.proxy_connect_status < 300 \
+            and not f.tls:
+        return "tunnel"
+    if f.tls and not f.tls_handshake_complete:
+        return "tls-handshake"
+    if f.http:
+        if f.http_last_request_complete is False:
+            return "request"
+        if f.awaiting_response:
+            return "awaiting-response"
+        if f.response_flowing:
+            return "response"
+        return "idle"
+    if f.app_protocol == "http-proxy-tunnel":
+        return "tunnel"
+    return "data"
+
+
+def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataFrame:
+    df = conns.copy()
+    n = len(df)
+    if not n:
+        for col in ("cause", "confidence", "evidence_frames", "alternatives", "python_error", "fix", "fix_section",
+                    "fix_snippet", "cause_detail", "server_keepalive_timeout_s"):
+            df[col] = pd.Series(dtype=object)
+        return df
+    d = streams["d"]
+    cd = df["_client_dir"].to_numpy()
+    idx = np.arange(n)
+    fin_ts = streams["fin_ts"]
+    close_ns = np.where(df["close_frame"].isna().to_numpy(), 0,
+                        np.where(df["close_kind"].to_numpy() == "RST", streams["rst_ts"], fin_ts))
+    df["_close_ns"] = close_ns
+    df["_start_ns"], df["_end_ns"] = streams["first_ts"], streams["last_ts"]
+    df["_fin_ts"] = fin_ts
+    sv_last = d["last_data_ts"][idx, 1 - cd]
+    cl_last = d["last_data_ts"][idx, cd]
+    cl_last = np.where(cl_last > fin_ts, 0, cl_last)
+    idle = (fin_ts - np.maximum(sv_last, cl_last)) / NS
+    df["idle_before_close_s"] = np.where((fin_ts > 0) & (np.maximum(sv_last, cl_last) > 0), idle, np.nan)
+    from ..app.facts import COLUMNS as APP_COLUMNS
+    app = app.reindex(columns=list(APP_COLUMNS)) if len(app) else pd.DataFrame(columns=list(APP_COLUMNS))
+    df = df.join(app, on="stream")
+    for col, dtype in APP_COLUMNS.items():
+        if dtype == "bool":
+            df[col] = df[col].astype("boolean")
+        elif dtype == "int":
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
+        elif dtype == "str":
+            df[col] = df[col].astype(object).where(df[col].notna(), None)
+    df["app_protocol"] = df["app_protocol"].fillna("none")
+    ctx, conc, later = _server_context(df)
+    df["concurrent_at_close"] = conc
+    df["later_conns_to_server"] = later
+    cap_end = streams["last_ts"].max() / NS
+    keys = (df["server_ip"].astype(str) + "|" + df["server_port"].astype(str)).to_numpy()
+    recs = df.to_dict("records")
+    out = {k: [] for k in ("cause", "confidence", "evidence_frames", "alternatives", "cause_detail",
+                           "phase", "closer", "_idle_s")}
+    for i, row in enumerate(recs):
+        row["capture_end_s"] = cap_end
+        f = Facts(row, ctx.get(keys[i], {}))
+        matches: list[Match] = []
+        for cause, fn in RULES:
+            m = fn(f)
+            if m is not None:
+                matches.append(m)
+        abnormal = bool(row["abnormal"])
+        if matches:
+            m = matches[0]
+        elif row["close_kind"] == "FIN" and not abnormal:
+            m = Match("graceful", 0.6, [int(row["close_frame"])], "closed by FIN, nothing abnormal seen")
+        else:
+            m = Match("unknown", 0.3, [x for x in (row.get("close_frame"),) if x is not None and x == x],
+                      f"{row['close_kind']} from the {row['closer']} in {row['closer_state']}; no rule matched")
+        out["cause"].append(m.cause)
+        out["confidence"].append(round(m.confidence, 2))
+        out["evidence_frames"].append(",".join(str(x) for x in m.evidence))
+        out["alternatives"].append(",".join(dict.fromkeys(x.cause for x in matches[1:] if x.cause != m.cause)))
+        out["cause_detail"].append(m.why)
+        out["phase"].append(_phase(f))
+        out["closer"].append(m.closer or row["closer"])
+        out["_idle_s"].append(m.extra.get("idle_s", np.nan) if m.cause in ("idle-close", "keepalive-race") else np.nan)
+    df["cause"] = pd.Categorical(out["cause"], categories=advice.CAUSES)
+    df["confidence"] = out["confidence"]
+    df["evidence_frames"] = out["evidence_frames"]
+    df["alternatives"] = out["alternatives"]
+    df["cause_detail"] = out["cause_detail"]
+    df["phase"] = pd.Categorical(out["phase"], categories=PHASES)
+    df["closer"] = pd.Categorical(out["closer"], categories=["client", "server", "middlebox", "none"])
+    df["python_error"] = [advice.PYTHON_ERROR[c] for c in out["cause"]]
+    df["fix_section"] = [advice.FIX[c][0] for c in out["cause"]]
+    df["fix"] = [advice.FIX[c][1] for c in out["cause"]]
+    df["fix_snippet"] = [advice.FIX[c][2] for c in out["cause"]]
+    # the server's keep-alive timeout, from its idle closes
+    df["_idle_s"] = out["_idle_s"]
+    ka = df.groupby(keys)["_idle_s"].agg(["median", "std", "count"])
+    df["server_keepalive_timeout_s"] = ka["median"].reindex(keys).to_numpy()
+    df["server_keepalive_closes"] = ka["count"].reindex(keys).fillna(0).astype(np.int64).to_numpy()
+    df["server_peak_concurrency"] = [ctx.get(k, {}).get("peak_concurrency", 0) for k in keys]
+    df["abnormal"] = ~df["cause"].isin(["graceful", "idle-close", "incomplete"]).to_numpy()
+    drop = [c for c in df.columns if c.startswith("_") and c not in ("_client_dir",)]
+    return df.drop(columns=drop)

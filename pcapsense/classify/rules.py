@@ -1,0 +1,338 @@
+"""One rule per cause (../shared/taxonomy.md). Each rule reads a connection's facts
+(`Facts`: the TCP columns, the application facts, the server context) and returns a
+`Match` or None. `RULES` is ordered most specific first: the first match is the cause,
+the later matches are listed as alternatives.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+NS = 1_000_000_000
+
+
+@dataclass
+class Match:
+    cause: str
+    confidence: float
+    evidence: list[int]
+    why: str
+    closer: str | None = None          # override (middlebox)
+    extra: dict = field(default_factory=dict)
+
+
+class Facts:
+    """Attribute access over the merged row; missing or NA values read as None."""
+
+    def __init__(self, row: dict, server: dict):
+        self._r = row
+        self.server = server
+
+    def __getattr__(self, name):
+        v = self._r.get(name)
+        if v is None:
+            return None
+        try:
+            if v != v:                  # NaN / NaT / NA
+                return None
+        except (TypeError, ValueError):
+            return None
+        return v
+
+    # ---- derived facts
+    @property
+    def rtt_s(self) -> float:
+        return (self.rtt_ms or 1.0) / 1000.0
+
+    @property
+    def soon_s(self) -> float:
+        """taxonomy: 'soon' = within about max(1 s, 10 x handshake RTT)."""
+        return max(1.0, 10 * self.rtt_s)
+
+    @property
+    def close_ts(self) -> int | None:
+        t = self.close_time
+        return None if t is None else t.value
+
+    @property
+    def server_fin_ts(self) -> int | None:
+        if self.first_fin_by == "server":
+            return self._r["_fin_ts"]
+        return None
+
+    @property
+    def http(self) -> bool:
+        return (self.http_requests or 0) > 0
+
+    @property
+    def awaiting_response(self) -> bool:
+        return self.http and self.http_last_request_complete and not self.http_last_request_answered
+
+    @property
+    def response_flowing(self) -> bool:
+        return self.http and self.http_last_request_answered and self.http_last_response_complete is False
+
+    @property
+    def all_answered(self) -> bool:
+        return self.http and (self.http_unanswered or 0) == 0 and self.http_last_response_complete is not False
+
+
+def _frames(*xs) -> list[int]:
+    out = []
+    for x in xs:
+        if x is None:
+            continue
+        try:
+            if isinstance(x, float) and math.isnan(x):
+                continue
+            out.append(int(x))
+        except (TypeError, ValueError):
+            continue
+    return sorted(set(out))
+
+
+RULES: list[tuple[str, Callable[[Facts], Match | None]]] = []
+
+
+def rule(cause: str):
+    def deco(fn):
+        RULES.append((cause, fn))
+        return fn
+    return deco
+
+
+@rule("connection-refused")
+def connection_refused(f: Facts):
+    if f.conn_state == "REJ" or (f.close_kind == "RST" and f.closer == "server" and f.closer_state in ("LISTEN", "NONE")
+                                 and f.peer_state == "SYN_SENT"):
+        return Match("connection-refused", 0.95, _frames(f.first_frame, f.close_frame),
+                     "the SYN was answered by RST: nothing listening (or backlog full)")
+
+
+@rule("middlebox-reset")
+def middlebox_reset(f: Facts):
+    if f.close_kind != "RST" or f.first_rst_frame is None:
+        return None
+    reasons = []
+    sender_ttl_stable = (f.server_ttl_changes if f.first_rst_by == "server" else f.client_ttl_changes) or 0
+    if f.rst_ttl is not None and f.rst_prev_ttl is not None and f.rst_ttl != f.rst_prev_ttl and sender_ttl_stable <= 2:
+        reasons.append(f"IP TTL {f.rst_ttl} where its sender's packets had {f.rst_prev_ttl}")
+    if f.rst_mac_differs:
+        reasons.append("link-layer source differs from its sender's packets")
+    if not reasons:
+        return None
+    return Match("middlebox-reset", 0.85 if len(reasons) == 1 else 0.95,
+                 _frames(f.first_rst_frame), "RST not sent by the endpoint it claims: " + "; ".join(reasons),
+                 closer="middlebox", extra={"betrayed_by": reasons})
+
+
+@rule("network-loss")
+def network_loss(f: Facts):
+    if f.conn_state == "S0" and (f.syn_retransmits or 0) >= 1:
+        return Match("network-loss", 0.8, _frames(f.first_frame),
+                     f"{f.syn_retransmits} SYN retransmissions, never answered")
+    retr = f.retransmissions or 0
+    if retr >= 3 and f.close_kind in ("none", "RST") and not f.all_answered:
+        return Match("network-loss", 0.7, _frames(f.close_frame, f.max_idle_frame),
+                     f"{retr} retransmissions, longest gap {f.max_idle_s:.2f} s, before the connection died")
+
+
+@rule("tls-handshake-failure")
+def tls_handshake_failure(f: Facts):
+    if not f.tls or f.tls_handshake_complete or f.close_kind == "none":
+        return None
+    if f.tls_alert_by == "server" and (f.tls_alert_level == 2 or f.tls_alert not in ("close_notify", None)):
+        return Match("tls-handshake-failure", 0.95, _frames(f.tls_client_hello_frame, f.tls_alert_frame, f.close_frame),
+                     f"server alert {f.tls_alert} during the handshake (offered {f.tls_versions_offered}, "
+                     f"SNI {f.tls_sni})")
+    if f.closer == "server" and f.tls_server_hello_frame is None and f.tls_alert_by != "client":
+        what = "sent no TLS (not a TLS port?)" if (f.server_payload_bytes or 0) and not f.tls_server_records else \
+            "closed right after the ClientHello"
+        return Match("tls-handshake-failure", 0.8, _frames(f.tls_client_hello_frame, f.close_frame),
+                     f"server {what}")
+    if f.tls_alert_by == "client" and f.tls_alert in ("protocol_version", "handshake_failure", "insufficient_security",
+                                                      "illegal_parameter", "decode_error"):
+        return Match("tls-handshake-failure", 0.75, _frames(f.tls_alert_frame, f.close_frame),
+                     f"client alert {f.tls_alert}: no common TLS parameters")
+
+
+@rule("tls-certificate-rejected")
+def tls_certificate_rejected(f: Facts):
+    if not f.tls or f.tls_handshake_complete or f.close_kind == "none":
+        return None
+    if f.tls_alert_by == "client" and f.tls_alert in ("unknown_ca", "bad_certificate", "certificate_expired",
+                                                      "certificate_unknown", "unsupported_certificate",
+                                                      "certificate_revoked", "decrypt_error", "access_denied"):
+        return Match("tls-certificate-rejected", 0.95, _frames(f.tls_alert_frame, f.close_frame),
+                     f"client alert {f.tls_alert} after the server's certificate")
+    if f.closer == "client" and f.tls_server_hello_frame is not None and f.tls_client_app_data_frame is None:
+        return Match("tls-certificate-rejected", 0.7, _frames(f.tls_server_hello_frame, f.close_frame),
+                     "client closed after the server's flight without sending application data")
+
+
+@rule("http2-goaway")
+def http2_goaway(f: Facts):
+    if f.h2_goaway_frame is not None or f.h2_rst_stream_frame is not None:
+        if f.h2_goaway_frame is not None:
+            return Match("http2-goaway", 0.9, _frames(f.h2_goaway_frame, f.close_frame),
+                         f"GOAWAY {f.h2_goaway_error} last stream {f.h2_goaway_last_stream} from the {f.h2_goaway_by}")
+        return Match("http2-goaway", 0.7, _frames(f.h2_rst_stream_frame, f.close_frame),
+                     f"RST_STREAM {f.h2_rst_stream_error}")
+
+
+@rule("proxy-disconnect")
+def proxy_disconnect(f: Facts):
+    if f.app_protocol not in ("http-proxy", "http-proxy-tunnel"):
+        return None
+    status = f.proxy_connect_status or f.http_last_status
+    if status in (407, 500, 502, 503, 504):
+        return Match("proxy-disconnect", 0.9, _frames(f.http_last_response_frame, f.close_frame),
+                     f"the proxy answered {status}")
+    if f.closer == "server" and f.close_kind != "none" and not f.all_answered:
+        return Match("proxy-disconnect", 0.8, _frames(f.close_frame), "the proxy closed the connection")
+    if f.closer == "server" and f.app_protocol == "http-proxy-tunnel" and f.close_kind == "RST":
+        return Match("proxy-disconnect", 0.7, _frames(f.close_frame), "the proxy reset the tunnel")
+
+
+@rule("body-too-large")
+def body_too_large(f: Facts):
+    if not f.http:
+        return None
+    statuses = (f.http_statuses or "").split(",")
+    declared, sent = f.http_last_request_body_declared, f.http_last_request_body_sent
+    if "413" in statuses:
+        return Match("body-too-large", 0.9, _frames(f.http_last_response_frame, f.close_frame),
+                     f"HTTP 413; body sent {sent} of {declared} bytes")
+    if declared and sent is not None and sent < declared and f.closer == "server" and f.close_kind != "none":
+        return Match("body-too-large", 0.8 if declared > 1_000_000 else 0.6,
+                     _frames(f.http_last_request_frame, f.close_frame),
+                     f"server closed while the body was arriving: {sent} of {declared} bytes sent")
+
+
+@rule("rate-limited")
+def rate_limited(f: Facts):
+    statuses = (f.http_statuses or "").split(",")
+    if "429" in statuses or ("503" in statuses and f.http_retry_after):
+        return Match("rate-limited", 0.9, _frames(f.http_last_response_frame, f.close_frame),
+                     f"HTTP {'429' if '429' in statuses else '503 with Retry-After'}; "
+                     f"{f.server.get('peak_concurrency', '?')} concurrent connections to this server at peak")
+
+
+@rule("keepalive-race")
+def keepalive_race(f: Facts):
+    if not f.http or f.closer != "server" or f.close_kind != "FIN":
+        return None
+    if (f.http_requests or 0) < 2 or f.http_last_request_answered:
+        return None
+    fin = f.server_fin_ts
+    req = f.http_last_request_ts
+    if fin is None or req is None:
+        return None
+    window = max(3 * f.rtt_s, 0.05) * NS
+    if req >= fin - window:
+        idle = f.idle_before_close_s
+        return Match("keepalive-race", 0.9, _frames(f.close_frame, f.http_last_request_frame, f.first_rst_frame),
+                     f"the server closed the idle connection after {idle:.3f} s and the client sent "
+                     f"{f.http_last_method} {(req - fin) / 1e6:+.1f} ms after that FIN; no response",
+                     extra={"idle_s": idle, "request_minus_fin_ms": (req - fin) / 1e6})
+
+
+def _no_response_close(f: Facts):
+    if not f.http or f.closer != "server" or f.close_kind == "none" or not f.awaiting_response:
+        return None
+    req, close = f.http_last_request_ts, f.close_ts
+    if req is None or close is None or close < req:
+        return None
+    return (close - req) / NS
+
+
+@rule("request-rejected")
+def request_rejected(f: Facts):
+    wait = _no_response_close(f)
+    if wait is not None and wait <= f.soon_s:
+        return Match("request-rejected", 0.85, _frames(f.http_last_request_frame, f.close_frame),
+                     f"the server closed {wait * 1000:.1f} ms after a complete {f.http_last_method} request, "
+                     f"without a response byte")
+
+
+@rule("server-timeout")
+def server_timeout(f: Facts):
+    wait = _no_response_close(f)
+    if wait is not None and wait > f.soon_s:
+        return Match("server-timeout", 0.8, _frames(f.http_last_request_frame, f.close_frame),
+                     f"the server closed {wait:.2f} s after the request, without a response byte",
+                     extra={"wait_s": wait})
+
+
+@rule("client-timeout")
+def client_timeout(f: Facts):
+    if f.closer == "client" and f.close_kind != "none" and f.awaiting_response:
+        wait = (f.close_ts - f.http_last_request_ts) / NS
+        return Match("client-timeout", 0.85, _frames(f.http_last_request_frame, f.close_frame),
+                     f"the client closed {wait:.2f} s after its request, before any response byte "
+                     f"(its read timeout)", extra={"wait_s": wait})
+
+
+@rule("client-abort")
+def client_abort(f: Facts):
+    if f.closer == "client" and f.close_kind != "none" and f.response_flowing:
+        return Match("client-abort", 0.8, _frames(f.http_last_response_frame, f.close_frame),
+                     "the client closed while the response was still flowing")
+
+
+@rule("connection-leak")
+def connection_leak(f: Facts):
+    if f.closer == "server" and f.close_kind == "FIN" and f.client_state == "CLOSE_WAIT" and f.all_answered is not False:
+        held = f.capture_end_s - f.close_ts / NS if f.close_ts else 0
+        if held >= 1.0:
+            return Match("connection-leak", 0.75, _frames(f.close_frame),
+                         f"the server closed; the client acknowledged but never closed its end "
+                         f"(CLOSE_WAIT for {held:.1f} s, until the capture ended)")
+
+
+@rule("pool-overflow")
+def pool_overflow(f: Facts):
+    if not f.http or f.closer != "client" or f.close_kind != "FIN" or not f.all_answered:
+        return None
+    if not f.http_server_keep_alive or f.http_client_keep_alive is False:
+        return None
+    if f.concurrent_at_close is not None and f.concurrent_at_close >= 2 and f.later_conns_to_server:
+        return Match("pool-overflow", 0.7, _frames(f.close_frame),
+                     f"the client closed a keep-alive connection right after a complete response while "
+                     f"{f.concurrent_at_close} connections to the server were open and it kept opening new ones")
+
+
+@rule("server-abort")
+def server_abort(f: Facts):
+    if f.closer == "server" and f.close_kind == "RST" and f.closer_state not in ("LISTEN", "NONE", None):
+        burst = f.server.get("rst_burst")
+        why = "the server reset an established connection"
+        if burst and burst >= 3:
+            why += f" ({burst} connections to it reset within 10 ms: a restart?)"
+        return Match("server-abort", 0.7, _frames(f.close_frame), why)
+
+
+@rule("idle-close")
+def idle_close(f: Facts):
+    if f.closer == "server" and f.close_kind == "FIN" and f.all_answered and f.http_client_keep_alive is not False \
+            and f.http_server_keep_alive is not False and (f.idle_before_close_s or 0) >= max(0.05, 5 * f.rtt_s):
+        idle = f.idle_before_close_s
+        return Match("idle-close", 0.85, _frames(f.close_frame),
+                     f"the server closed the connection after {idle:.3f} s idle (its keep-alive timeout)",
+                     extra={"idle_s": idle})
+
+
+@rule("graceful")
+def graceful(f: Facts):
+    if f.close_kind == "FIN" and f.conn_state == "SF" and (not f.http or f.all_answered):
+        return Match("graceful", 0.9, _frames(f.close_frame), "FIN exchange, every request answered")
+    if f.close_kind == "FIN" and f.rst_after_close and (not f.http or f.all_answered):
+        return Match("graceful", 0.8, _frames(f.close_frame), "FIN exchange, then a RST after both FINs")
+
+
+@rule("incomplete")
+def incomplete(f: Facts):
+    if f.close_kind == "none":
+        return Match("incomplete", 0.9, _frames(f.last_frame), "the capture ended with the connection open")

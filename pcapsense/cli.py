@@ -33,11 +33,6 @@ class Format(str, enum.Enum):
     json = "json"
 
 
-class FailOn(str, enum.Enum):
-    abnormal = "abnormal"
-    rst = "rst"
-
-
 def _version(value: bool):
     if value:
         print(f"pcapsense {__version__}")
@@ -57,13 +52,15 @@ def analyze(
     format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.terminal,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report to this file instead of stdout.")] = None,
     verify_checksums: Annotated[bool, typer.Option("--verify-checksums", help="Drop packets with bad TCP checksums from the analysis (Zeek's default). Off by default: captures taken on the sending host carry wrong checksums (offload).")] = False,
-    fail_on: Annotated[Optional[FailOn], typer.Option("--fail-on", help="Exit with code 1 when the capture has abnormal disconnects ('abnormal') or any connection ended by RST ('rst').")] = None,
+    fail_on: Annotated[Optional[str], typer.Option("--fail-on", metavar="CAUSE[,CAUSE]", help="Exit with code 1 when a connection has one of these causes (taxonomy IDs, e.g. keepalive-race,server-abort), or 'abnormal' (any abnormal ending), or 'rst' (any ended by RST).")] = None,
+    no_redact: Annotated[bool, typer.Option("--no-redact", help="Keep credentials (API keys, tokens in URLs) in the report; they are redacted by default.")] = False,
     limit: Annotated[int, typer.Option("--limit", help="Rows in the terminal table.")] = 50,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no warnings on stderr.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Treat a corrupt record as fatal instead of analysing what came before it.")] = False,
 ):
     """Analyse one capture and report every TCP connection's ending."""
     err = Console(stderr=True, highlight=False)
+    wanted = _parse_fail_on(fail_on)
     progress_cb, finish = _progress(capture, quiet, err)
     try:
         result = run_analysis(capture, verify_checksums=verify_checksums, progress=progress_cb, strict=strict)
@@ -75,6 +72,9 @@ def analyze(
         finish()
         raise typer.Exit(130)
     finish()
+    if not no_redact:
+        from .render.redact import redact_frame
+        result.connections = redact_frame(result.connections)
     if format is Format.json:
         from .render import jsonout
         text = jsonout.render(result)
@@ -98,12 +98,28 @@ def analyze(
         for w in result.capture.warnings:
             _stderr(f"pcapsense: warning: {w}")
     conns = result.connections
-    if fail_on is FailOn.abnormal and len(conns) and conns["abnormal"].any():
-        raise typer.Exit(EXIT_FOUND)
-    if fail_on is FailOn.rst and len(conns) and (conns["close_kind"] == "RST").any():
-        raise typer.Exit(EXIT_FOUND)
+    if wanted and len(conns):
+        hit = conns["cause"].isin(wanted - {"abnormal", "rst"})
+        if "abnormal" in wanted:
+            hit |= conns["abnormal"]
+        if "rst" in wanted:
+            hit |= conns["close_kind"] == "RST"
+        if hit.any():
+            raise typer.Exit(EXIT_FOUND)
     if result.capture.error:
         raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _parse_fail_on(value: str | None) -> set[str]:
+    from .classify.advice import CAUSES
+    if not value:
+        return set()
+    wanted = {v.strip() for v in value.split(",") if v.strip()}
+    bad = wanted - set(CAUSES) - {"abnormal", "rst"}
+    if bad:
+        raise typer.BadParameter(f"unknown cause(s) {', '.join(sorted(bad))}; one of: abnormal, rst, "
+                                 + ", ".join(CAUSES), param_hint="--fail-on")
+    return wanted
 
 
 def _stderr(line: str) -> None:

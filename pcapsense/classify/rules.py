@@ -68,7 +68,14 @@ class Facts:
 
     @property
     def awaiting_response(self) -> bool:
-        return self.http and self.http_last_request_complete and not self.http_last_request_answered
+        """At the close: the last request was complete and no response byte had come
+        (a response that started only after the close does not count)."""
+        if not (self.http and self.http_last_request_complete):
+            return False
+        if not self.http_last_request_answered:
+            return True
+        rts, cts = self.http_last_response_ts, self.close_ts
+        return rts is not None and cts is not None and rts > cts
 
     @property
     def response_flowing(self) -> bool:

@@ -28,6 +28,55 @@ def _fmt_bytes(n: int) -> str:
     return str(n)
 
 
+def _verdict(df: pd.DataFrame, console: Console) -> None:
+    """The block a developer acts on: per server and cause, how many, why, the fix."""
+    if "cause" not in df or not len(df):
+        return
+    bad = df[df["abnormal"]]
+    if not len(bad):
+        console.print(Text("Verdict: no abnormal disconnect. ", style="bold green") +
+                      Text(f"{len(df)} connections ended normally or are still open."))
+        _keepalive_note(df, console)
+        return
+    console.print(Text("Verdict", style="bold"))
+    groups = bad.groupby(["server_ip", "server_port", "cause"], observed=True, sort=False)
+    ranked = sorted(groups, key=lambda g: -len(g[1]))
+    for (ip, port, cause), g in ranked[:8]:
+        total = int(((df["server_ip"] == ip) & (df["server_port"] == port)).sum())
+        first = g.iloc[0]
+        line = Text(f"  {len(g)} of {total} connections to ", style="bold")
+        line.append_text(safe(f"{_host(ip)}:{port}"))
+        line.append(f" ended in {cause}", style="bold red")
+        console.print(line)
+        console.print(Text("    ") + safe(first.cause_detail) + Text(f" (e.g. stream {first.stream})"))
+        ka = first.get("server_keepalive_timeout_s")
+        if cause in ("keepalive-race", "idle-close") and ka == ka and ka is not None:
+            console.print(f"    the server closes idle connections after {ka:.3f} s "
+                          f"(median of {int(first.server_keepalive_closes)} idle closes): keep your pool's idle "
+                          f"timeout below that")
+        console.print(Text("    Python saw: ", style="dim") + Text(first.python_error))
+        sect = "" if first.fix_section == "-" else f" (article {first.fix_section})"
+        console.print(Text(f"    Fix{sect}: ", style="dim") + Text(first.fix))
+        if first.fix_snippet:
+            for ln in str(first.fix_snippet).splitlines():
+                console.print(Text("      " + ln, style="cyan"))
+        frames = ",".join(str(s) for s in g["stream"].head(20))
+        console.print(Text(f"    Wireshark: tcp.stream in {{{frames.replace(',', ' ')}}}", style="dim"))
+    if len(ranked) > 8:
+        console.print(f"  ... and {len(ranked) - 8} more (server, cause) groups")
+    _keepalive_note(df, console)
+
+
+def _keepalive_note(df: pd.DataFrame, console: Console) -> None:
+    if "server_keepalive_timeout_s" not in df:
+        return
+    ka = df.dropna(subset=["server_keepalive_timeout_s"]).drop_duplicates(["server_ip", "server_port"])
+    for r in ka.head(5).itertuples(index=False):
+        console.print(Text("  keep-alive: ", style="dim") + safe(f"{_host(r.server_ip)}:{r.server_port}") +
+                      Text(f" closes idle connections after {r.server_keepalive_timeout_s:.3f} s "
+                           f"({r.server_keepalive_closes} idle closes seen)"))
+
+
 def render(analysis, console: Console, *, limit: int = 50) -> None:
     cap, df = analysis.capture, analysis.connections
     n_abn = int(df["abnormal"].sum()) if len(df) else 0
@@ -50,10 +99,12 @@ def render(analysis, console: Console, *, limit: int = 50) -> None:
         console.print(Text("  warning: ", style="yellow") + safe(w), soft_wrap=True)
     if not len(df):
         return
-    order = df.assign(_abn=~df["abnormal"]).sort_values(["_abn", "stream"])
+    _verdict(df, console)
+    sort = ["_abn", "cause", "stream"] if "cause" in df else ["_abn", "stream"]
+    order = df.assign(_abn=~df["abnormal"]).sort_values(sort)
     shown = order.head(limit)
     t = Table(show_lines=False, header_style="bold", pad_edge=False, box=None)
-    for col, just in (("stream", "right"), ("client -> server", "left"), ("ended by", "left"),
+    for col, just in (("stream", "right"), ("client -> server", "left"), ("cause", "left"), ("ended by", "left"),
                       ("frame", "right"), ("closer/peer state", "left"), ("phase", "left"),
                       ("zeek", "left"), ("duration", "right"), ("bytes c/s", "right")):
         t.add_column(col, justify=just, no_wrap=True)
@@ -64,7 +115,7 @@ def render(analysis, console: Console, *, limit: int = 50) -> None:
         t.add_row(
             str(r.stream),
             safe(f"{_host(r.client_ip)}:{r.client_port} -> {_host(r.server_ip)}:{r.server_port}"),
-            ended,
+            str(getattr(r, "cause", "")), ended,
             "" if pd.isna(r.close_frame) else str(r.close_frame),
             states, str(r.phase), str(r.conn_state),
             f"{r.duration_s:.3f}s",

@@ -279,18 +279,16 @@ http {
 
     def curl(self, args, tag, timeout=20, ns=None):
         """Run curl; log one JSON line like the python clients do."""
-        fmt = '{"code":%{http_code},"size":%{size_download}}'
+        fmt = '{"code":%{http_code},"size":%{size_download}}\n'
         self._curl_port = getattr(self, "_curl_port", 41000) + 1
         cmd = ["ip", "netns", "exec", ns or self.ns_c, "curl", "-sS", "-o", "/dev/null",
                "--local-port", str(self._curl_port),
                "-w", fmt, "--max-time", "15"] + args
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        try:
-            d = json.loads(r.stdout)
-        except Exception:
-            d = {}
+        lines = parse_jsonl(r.stdout)
+        d = lines[0] if lines else {}
         d.update({"lport": self._curl_port, "who": tag, "client": "curl", "rc": r.returncode,
-                  "saw": ("HTTP %s" % d.get("code")) if r.returncode == 0 else
+                  "saw": "; ".join("HTTP %s" % x.get("code") for x in lines) if r.returncode == 0 else
                   "curl exit %d: %s" % (r.returncode, r.stderr.strip())})
         log("curl", d)
         return d

@@ -14,7 +14,7 @@ head -c 20000000 /dev/zero | tr '\0' 'x' > "$LB_WORK/big.bin"
 lb_nginx "$NS" ca "server { listen 127.0.0.1:$PORT; location / { root $LB_WORK; limit_rate 4m; } }"
 lb_wait_port "$NS" 127.0.0.1 $PORT
 lb_capture_start "$NS" tcpdump "$CAP" -i lo -s 256 tcp
-timeout 30 ip netns exec "$NS" python3 - $PORT >"$LB_WORK/client.jsonl" <<'PY'
+timeout 30 ip netns exec "$NS" python3 - $PORT >"$LB_WORK/client.jsonl" <<'PY' || lb_log "client exited with status $?"
 import http.client, json, sys, time, requests
 port = int(sys.argv[1])
 r = requests.get(f"http://127.0.0.1:{port}/big.bin", stream=True, timeout=5)

@@ -21,7 +21,7 @@ PY
 lb_bg "$NS_S" "$LB_WORK/srv.log" timeout 50 python3 "$LB_WORK/srv.py" "$S_IP" $PORT
 lb_wait_port "$NS_C" "$S_IP" $PORT
 lb_capture_start "$NS_C" tcpdump "$CAP" -i "$C_DEV" -s 0 tcp
-timeout 30 ip netns exec "$NS_C" python3 - "$S_IP" $PORT >"$LB_WORK/client.jsonl" <<'PY'
+timeout 30 ip netns exec "$NS_C" python3 - "$S_IP" $PORT >"$LB_WORK/client.jsonl" <<'PY' || lb_log "client exited with status $?"
 import asyncio, json, sys, time, socket
 import aiohttp, httpx
 ip, port = sys.argv[1], int(sys.argv[2])

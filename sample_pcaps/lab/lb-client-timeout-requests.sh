@@ -36,7 +36,7 @@ PY
 lb_bg "$NS" "$LB_WORK/srv.log" timeout 45 python3 "$LB_WORK/srv.py" $PORT
 lb_wait_port "$NS" 127.0.0.1 $PORT
 lb_capture_start "$NS" tcpdump "$CAP" -i lo -s 0 tcp
-timeout 30 ip netns exec "$NS" python3 - $PORT >"$LB_WORK/client.jsonl" <<'PY'
+timeout 30 ip netns exec "$NS" python3 - $PORT >"$LB_WORK/client.jsonl" <<'PY' || lb_log "client exited with status $?"
 import http.client, json, sys, time, requests, urllib3.connection
 port = int(sys.argv[1])
 ports = []

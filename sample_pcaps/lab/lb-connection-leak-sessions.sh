@@ -4,7 +4,7 @@
 # urllib3's pool; the aiohttp server (keepalive_timeout=1) closes it with FIN after 1 s
 # idle and the client sits in CLOSE_WAIT (kernel ACK only, no FIN) until the capture ends
 # more than 3 s later. One call uses "with requests.Session()" (graceful, client FIN).
-# Capture: dumpcap on the client's veth (10.99.12.0/24, MTU 1500, offloads off), pcapng.
+# Capture: tcpdump (converted to pcapng with editcap) on the client's veth (10.99.12.0/24, MTU 1500, offloads off), pcapng.
 LB_SCEN=lb-connection-leak-sessions
 source "$(dirname "$0")/lb_lib.sh"
 lb_pair 12
@@ -20,7 +20,7 @@ web.run_app(app, host=sys.argv[1], port=int(sys.argv[2]), keepalive_timeout=1, p
 PY
 lb_bg "$NS_S" "$LB_WORK/srv.log" timeout 50 python3 "$LB_WORK/srv.py" "$S_IP" $PORT
 lb_wait_port "$NS_C" "$S_IP" $PORT
-lb_capture_start "$NS_C" dumpcap-ng "$CAP" -i "$C_DEV"
+lb_capture_start "$NS_C" pcapng "$CAP" -i "$C_DEV" -s 0 tcp
 lb_bg "$NS_C" "$LB_WORK/client.jsonl" timeout 30 python3 -u - "$S_IP" $PORT <<'PY'
 import json, sys, time, requests
 import urllib3.connection

@@ -16,7 +16,7 @@ lb_nginx "$NS" po "server { listen 127.0.0.1:$PORT; keepalive_timeout 1s; keepal
     location / { root $LB_WORK; limit_rate 80k; } }"
 lb_wait_port "$NS" 127.0.0.1 $PORT
 lb_capture_start "$NS" tcpdump "$CAP" -i lo -s 0 tcp
-timeout 40 ip netns exec "$NS" python3 - $PORT >"$LB_WORK/client.jsonl" <<'PY'
+timeout 40 ip netns exec "$NS" python3 - $PORT >"$LB_WORK/client.jsonl" <<'PY' || lb_log "client exited with status $?"
 import json, logging, sys, threading, time, warnings
 import requests, urllib3
 from requests.adapters import HTTPAdapter

@@ -16,7 +16,7 @@ lb_nginx "$NS_S" tc2 "server { listen $S_IP:$PORT ssl; server_name lab.test;
     ssl_protocols TLSv1.2; location / { return 200 'tls ok\n'; } }"
 lb_wait_port "$NS_C" "$S_IP" $PORT
 lb_capture_start "$NS_C" tcpdump "$CAP" -i any -s 0 tcp
-timeout 20 ip netns exec "$NS_C" python3 - "$S_IP" $PORT >"$LB_WORK/client.jsonl" <<'PY'
+timeout 20 ip netns exec "$NS_C" python3 - "$S_IP" $PORT >"$LB_WORK/client.jsonl" <<'PY' || lb_log "client exited with status $?"
 import asyncio, json, socket, sys, time
 import aiohttp, httpx
 ip, port = sys.argv[1], int(sys.argv[2])

@@ -18,7 +18,7 @@ lb_nginx "$NS" tc "server { listen 127.0.0.1:$PORT ssl; server_name localhost;
     location / { return 200 'tls ok\n'; } }"
 lb_wait_port "$NS" 127.0.0.1 $PORT
 lb_capture_start "$NS" tcpdump "$CAP" -i lo -s 0 tcp
-timeout 20 ip netns exec "$NS" python3 - $PORT "$LB_WORK/cert.pem" >"$LB_WORK/client.jsonl" <<'PY'
+timeout 20 ip netns exec "$NS" python3 - $PORT "$LB_WORK/cert.pem" >"$LB_WORK/client.jsonl" <<'PY' || lb_log "client exited with status $?"
 import json, sys, time, requests, urllib3.connection
 port, cafile = int(sys.argv[1]), sys.argv[2]
 ports = []

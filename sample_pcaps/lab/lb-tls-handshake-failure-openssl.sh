@@ -5,7 +5,7 @@
 #     (SSLV3_ALERT_HANDSHAKE_FAILURE); curl --tls-max 1.2 --ciphers AES128-SHA the same.
 #  2. an HTTPS client (python ssl) talking to nginx's plain-HTTP port: nginx answers the
 #     ClientHello with "400 Bad Request" and FIN; python raises WRONG_VERSION_NUMBER.
-# Capture: dumpcap on the client's veth (10.99.42.0/24, MTU 1500, offloads off), pcapng.
+# Capture: tcpdump (converted to pcapng with editcap) on the client's veth (10.99.42.0/24, MTU 1500, offloads off), pcapng.
 LB_SCEN=lb-tls-handshake-failure-openssl
 source "$(dirname "$0")/lb_lib.sh"
 lb_pair 42
@@ -18,8 +18,8 @@ lb_bg "$NS_S" "$LB_WORK/s_server.log" timeout 40 openssl s_server -accept "$S_IP
 lb_nginx "$NS_S" th2 "server { listen $S_IP:$HPORT; location / { return 200 'plain http\n'; } }"
 lb_wait_port "$NS_C" "$S_IP" $HPORT
 sleep 0.5
-lb_capture_start "$NS_C" dumpcap-ng "$CAP" -i "$C_DEV" -f tcp
-timeout 20 ip netns exec "$NS_C" python3 - "$S_IP" $PORT $HPORT >"$LB_WORK/client.jsonl" <<'PY'
+lb_capture_start "$NS_C" pcapng "$CAP" -i "$C_DEV" -s 0 tcp
+timeout 20 ip netns exec "$NS_C" python3 - "$S_IP" $PORT $HPORT >"$LB_WORK/client.jsonl" <<'PY' || lb_log "client exited with status $?"
 import json, socket, ssl, sys, time
 ip, port, hport = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 def attempt(p, ciphers, label):

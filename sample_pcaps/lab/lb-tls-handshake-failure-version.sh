@@ -17,7 +17,7 @@ lb_nginx "$NS" th "server { listen 127.0.0.1:$PORT ssl; server_name lab.test;
     location / { return 200 'tls ok\n'; } }"
 lb_wait_port "$NS" 127.0.0.1 $PORT
 lb_capture_start "$NS" tcpdump "$CAP" -i lo -s 0 tcp
-timeout 20 ip netns exec "$NS" python3 - $PORT >"$LB_WORK/client.jsonl" <<'PY'
+timeout 20 ip netns exec "$NS" python3 - $PORT >"$LB_WORK/client.jsonl" <<'PY' || lb_log "client exited with status $?"
 import json, socket, ssl, sys, time
 port = int(sys.argv[1])
 def attempt(maxv, label):

@@ -86,11 +86,14 @@ lb_wait_port() {  # lb_wait_port NS IP PORT
 # lb_capture_start NS TOOL FILE [extra args...]: TOOL is tcpdump or dumpcap. Sets CAP_PID.
 lb_capture_start() {
     local ns=$1 tool=$2 file=$3; shift 3
+    CAP_NG=
     local errf=$LB_WORK/capture.$RANDOM.err
     if [ "$tool" = dumpcap ]; then
         ip netns exec "$ns" dumpcap -q -P -w "$file" "$@" 2>"$errf" &
-    elif [ "$tool" = dumpcap-ng ]; then
-        ip netns exec "$ns" dumpcap -q -w "$file" "$@" 2>"$errf" &
+    elif [ "$tool" = pcapng ]; then
+        # tcpdump, converted to pcapng with editcap when the capture stops
+        CAP_NG=$file
+        ip netns exec "$ns" tcpdump -U --immediate-mode -w "$file.raw.pcap" "$@" 2>"$errf" &
     else
         ip netns exec "$ns" tcpdump -U --immediate-mode -w "$file" "$@" 2>"$errf" &
     fi
@@ -108,6 +111,9 @@ lb_capture_stop() {  # stop the capture by PID with SIGINT after a short sleep
     kill -INT "$CAP_PID" 2>/dev/null || true
     for _ in $(seq 1 30); do kill -0 "$CAP_PID" 2>/dev/null || break; sleep 0.1; done
     wait "$CAP_PID" 2>/dev/null || true
+    if [ -n "${CAP_NG:-}" ]; then
+        editcap -F pcapng "$CAP_NG.raw.pcap" "$CAP_NG"; rm -f "$CAP_NG.raw.pcap"; CAP_NG=
+    fi
 }
 
 lb_stop_pid() {  # stop one process we started, by PID

@@ -45,12 +45,14 @@ def _server_context(df: pd.DataFrame) -> tuple[dict, np.ndarray, np.ndarray]:
         events = events[np.lexsort((-events[:, 1], events[:, 0]))]
         peak = int(np.cumsum(events[:, 1]).max()) if len(events) else 0
         rst = df.iloc[ii]
+        reused = int((rst["http_requests"].fillna(0) >= 2).sum()) if "http_requests" in rst else 0
         rst_t = np.sort(rst.loc[(rst["close_kind"] == "RST") & (rst["closer"] == "server"), "_close_ns"].to_numpy())
         burst = 0
         if len(rst_t):
             j = np.searchsorted(rst_t, rst_t + 10_000_000, side="right")
             burst = int((j - np.arange(len(rst_t))).max())
-        ctx[key] = {"peak_concurrency": peak, "rst_burst": burst, "connections": len(ii)}
+        ctx[key] = {"peak_concurrency": peak, "rst_burst": burst, "connections": len(ii),
+                    "reused_connections": reused}
     return ctx, conc_at_close, later
 
 
@@ -97,6 +99,7 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
     df["_start_ns"], df["_end_ns"] = streams["first_ts"], streams["last_ts"]
     df["_fin_ts"] = fin_ts
     sv_last = d["last_data_ts"][idx, 1 - cd]
+    df["_server_last_data_ns"] = sv_last
     cl_last = d["last_data_ts"][idx, cd]
     cl_last = np.where(cl_last > fin_ts, 0, cl_last)
     idle = (fin_ts - np.maximum(sv_last, cl_last)) / NS

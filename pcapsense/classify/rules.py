@@ -301,14 +301,24 @@ def connection_leak(f: Facts):
 
 @rule("pool-overflow")
 def pool_overflow(f: Facts):
+    """urllib3 discards a connection it cannot put back into a full pool: the client
+    closes a keep-alive connection right after a complete response, while more
+    connections to the server are open than the pool keeps, and the pool does keep and
+    reuse others (some connections to that server carry several requests). One-shot
+    clients (a new session per request) never reuse, so they do not match."""
     if not f.http or f.closer != "client" or f.close_kind != "FIN" or not f.all_answered:
         return None
     if not f.http_server_keep_alive or f.http_client_keep_alive is False:
         return None
-    if f.concurrent_at_close is not None and f.concurrent_at_close >= 2 and f.later_conns_to_server:
+    if not (f.server.get("reused_connections") or 0):
+        return None
+    quick = f.close_ts is not None and f._server_last_data_ns and \
+        (f.close_ts - f._server_last_data_ns) <= max(0.05, 20 * f.rtt_s) * NS
+    if quick and (f.concurrent_at_close or 0) >= 2 and f.later_conns_to_server:
         return Match("pool-overflow", 0.7, _frames(f.close_frame),
                      f"the client closed a keep-alive connection right after a complete response while "
-                     f"{f.concurrent_at_close} connections to the server were open and it kept opening new ones")
+                     f"{f.concurrent_at_close} connections to the server were open, and reused others: "
+                     f"its pool was full")
 
 
 @rule("server-abort")

@@ -266,6 +266,9 @@ def pool_overflow(p):
     conns[3].handshake(0.02)                 # and opens another one afterwards
     conns[3].send("c", 0.021, GET)
     conns[3].send("s", 0.022, OK)
+    for i, c in enumerate(conns[1:3]):      # the pooled ones are reused
+        c.send("c", 0.5 + 0.001 * i, GET)
+        c.send("s", 0.5005 + 0.001 * i, OK)
     for c in conns[1:]:
         c.fin("c", 1.0)
         c.fin("s", 1.0001)

@@ -26,8 +26,10 @@ def _server_context(df: pd.DataFrame) -> tuple[dict, np.ndarray, np.ndarray]:
     opened more connections to that server afterwards."""
     ctx: dict = {}
     conc_at_close = np.zeros(len(df), dtype=np.int64)
+    reused_open = np.zeros(len(df), dtype=np.int64)
     later = np.zeros(len(df), dtype=bool)
     if not len(df):
+        df["reused_open_at_close"] = reused_open
         return ctx, conc_at_close, later
     start = df["_start_ns"].to_numpy()
     end = df["_end_ns"].to_numpy()
@@ -45,7 +47,13 @@ def _server_context(df: pd.DataFrame) -> tuple[dict, np.ndarray, np.ndarray]:
         events = events[np.lexsort((-events[:, 1], events[:, 0]))]
         peak = int(np.cumsum(events[:, 1]).max()) if len(events) else 0
         rst = df.iloc[ii]
-        reused = int((rst["http_requests"].fillna(0) >= 2).sum()) if "http_requests" in rst else 0
+        multi = (rst["http_requests"].fillna(0).to_numpy() >= 2) if "http_requests" in rst else np.zeros(len(ii), bool)
+        reused = int(multi.sum())
+        if reused:
+            # connections carrying several requests that were open when each one closed
+            rs, re_ = np.sort(start[ii][multi]), np.sort(end[ii][multi])
+            reused_open[ii] = np.searchsorted(rs, close[ii], side="right") - np.searchsorted(re_, close[ii], side="left")
+            reused_open[ii] -= multi & (start[ii] <= close[ii])      # not itself
         rst_t = np.sort(rst.loc[(rst["close_kind"] == "RST") & (rst["closer"] == "server"), "_close_ns"].to_numpy())
         burst = 0
         if len(rst_t):
@@ -53,6 +61,7 @@ def _server_context(df: pd.DataFrame) -> tuple[dict, np.ndarray, np.ndarray]:
             burst = int((j - np.arange(len(rst_t))).max())
         ctx[key] = {"peak_concurrency": peak, "rst_burst": burst, "connections": len(ii),
                     "reused_connections": reused}
+    df["reused_open_at_close"] = reused_open
     return ctx, conc_at_close, later
 
 

@@ -287,6 +287,11 @@ def client_abort(f: Facts):
     if f.closer == "client" and f.close_kind != "none" and f.response_flowing:
         return Match("client-abort", 0.8, _frames(f.http_last_response_frame, f.close_frame),
                      "the client closed while the response was still flowing")
+    if f.closer == "client" and f.close_kind == "RST" and f.closer_state == "ESTABLISHED" and f.http \
+            and f.http_last_request_answered:
+        # a close with unread data makes the kernel send RST: the client abandoned the response
+        return Match("client-abort", 0.6, _frames(f.http_last_response_frame, f.close_frame),
+                     "the client reset the connection after the response arrived (closed with unread data)")
 
 
 @rule("connection-leak")
@@ -302,16 +307,19 @@ def connection_leak(f: Facts):
 @rule("pool-overflow")
 def pool_overflow(f: Facts):
     """urllib3 discards a connection it cannot put back into a full pool: the client
-    closes a keep-alive connection right after a complete response, while more
-    connections to the server are open than the pool keeps, and the pool does keep and
-    reuse others (some connections to that server carry several requests). One-shot
-    clients (a new session per request) never reuse, so they do not match."""
+    closes a keep-alive connection right after its first and only response, while other
+    connections to the same server that the pool keeps (they carry several requests)
+    are open. One-shot clients (a new session per request) never reuse connections and
+    a client that ends a reused connection when its work is done served several
+    requests on it, so neither matches."""
     if not f.http or f.closer != "client" or f.close_kind != "FIN" or not f.all_answered:
         return None
     if not f.http_server_keep_alive or f.http_client_keep_alive is False:
         return None
-    if not (f.server.get("reused_connections") or 0):
+    if (f.http_requests or 0) != 1 or not (f.reused_open_at_close or 0):
         return None
+    if f.close_ts is None or f.http_last_response_ts is None or f.close_ts < f.http_last_response_ts:
+        return None                      # closed before the response: a half-close, not a discard
     quick = f.close_ts is not None and f._server_last_data_ns and \
         (f.close_ts - f._server_last_data_ns) <= max(0.05, 20 * f.rtt_s) * NS
     if quick and (f.concurrent_at_close or 0) >= 2 and f.later_conns_to_server:

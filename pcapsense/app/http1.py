@@ -114,6 +114,19 @@ def _parse_head(kind: str, head: bytes, msg: Message) -> None:
     msg.chunked = "chunked" in (msg.header("transfer-encoding") or "").lower()
 
 
+def _first_line(kind: str, buf: bytes, msg: Message) -> None:
+    """Request line or status line alone (a head whose rest was not captured)."""
+    end = buf.find(b"\r\n")
+    if end < 0:
+        return
+    parts = buf[:end].decode("latin-1", "replace").split(" ", 2)
+    if kind == "request" and len(parts) == 3:
+        msg.method, msg.target, msg.version = parts[0], parts[1], parts[2].removeprefix("HTTP/")
+    elif kind == "response" and len(parts) >= 2 and parts[1].isdigit():
+        msg.version, msg.status = parts[0].removeprefix("HTTP/"), int(parts[1])
+        msg.reason = parts[2] if len(parts) > 2 else ""
+
+
 def _starts_message(kind: str, data: bytes) -> bool:
     if kind == "response":
         return data.startswith(b"HTTP/1.")
@@ -190,6 +203,7 @@ def parse_direction(kind: str, pieces: list[Piece], total_bytes: int,
             else:
                 if p.offset > expect + len(head_buf):
                     cur.malformed = cur.malformed or "head cut by a gap"
+                    _first_line(kind, head_buf, cur)
                     head_buf, mode = b"", "lost"
                     continue
                 head_buf += data[expect + len(head_buf) - p.offset:]
@@ -197,6 +211,10 @@ def parse_direction(kind: str, pieces: list[Piece], total_bytes: int,
             if idx < 0:
                 if len(head_buf) > MAX_HEAD:
                     cur.malformed, head_buf, mode = "head too long", b"", "lost"
+                elif len(data) < p.length or (kind == "response" and cur.status is None):
+                    _first_line(kind, head_buf, cur)    # cut by the snaplen: keep what is there
+                    if len(data) < p.length:
+                        cur.malformed, head_buf, mode = "head cut by the snaplen", b"", "lost"
                 break                                   # need the next piece
             head = head_buf[: idx + 4]
             head_buf = b""

@@ -784,7 +784,7 @@ static int decode_ip(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *o
 
 static int decode_ether(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *out,
                         int *emitted) {
-    if (n < 14) { e->c_undecodable++; return 0; }
+    if (n < 14 || e->tunnel_depth > 8) { e->c_undecodable++; return 0; }
     e->cur_mac = p + 6;
     uint16_t type = rd16be(p + 12);
     size_t off = 14;
@@ -796,11 +796,17 @@ static int decode_ether(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t
         } else if (type == 0x88e7) {               /* PBB: I-TAG then a whole frame */
             if (n < off + 4 + 14) { e->c_undecodable++; return 0; }
             e->cur_tunnelled = 1;
-            return decode_ether(e, p + off + 4, n - off - 4, ts, out, emitted);
+            e->tunnel_depth++;
+            int r = decode_ether(e, p + off + 4, n - off - 4, ts, out, emitted);
+            e->tunnel_depth--;
+            return r;
         } else if (type == 0x8903) {               /* Cisco FabricPath: outer hdr + frame */
             if (n < off + 2 + 14) { e->c_undecodable++; return 0; }
             e->cur_tunnelled = 1;
-            return decode_ether(e, p + off + 2, n - off - 2, ts, out, emitted);
+            e->tunnel_depth++;
+            int r = decode_ether(e, p + off + 2, n - off - 2, ts, out, emitted);
+            e->tunnel_depth--;
+            return r;
         } else break;
     }
     if (type == 0x8847 || type == 0x8848) {         /* MPLS label stack */
@@ -814,7 +820,12 @@ static int decode_ether(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t
         int v = p[off] >> 4;
         if (v == 4 || v == 6) return decode_ip(e, p + off, n - off, ts, out, emitted);
         /* pseudowire with control word then Ethernet */
-        if (v == 0 && n >= off + 4 + 14) return decode_ether(e, p + off + 4, n - off - 4, ts, out, emitted);
+        if (v == 0 && n >= off + 4 + 14) {
+            e->tunnel_depth++;
+            int r = decode_ether(e, p + off + 4, n - off - 4, ts, out, emitted);
+            e->tunnel_depth--;
+            return r;
+        }
         e->c_non_ip++; return 0;
     }
     if (type == 0x8864) {                           /* PPPoE session */
@@ -1045,18 +1056,26 @@ static int decode_link(Engine *e, int linktype, const uint8_t *p, size_t n, int6
 
 /* ------------------------------------------------------------------ records */
 
+static int64_t clamp_i64(__int128 v) {
+    if (v > (__int128)INT64_MAX) return INT64_MAX;
+    if (v < (__int128)INT64_MIN) return INT64_MIN;
+    return (int64_t)v;
+}
+
+/* ticks at the interface's resolution -> ns since the epoch; 128-bit, clamped (hostile
+ * if_tsresol / if_tsoffset values must not overflow) */
 static int64_t ts_from_ticks(const iface_t *ifc, uint64_t ticks) {
-    int64_t ns;
+    __int128 ns;
     if (ifc->tsres_pow2) {
-        if (ifc->tsres >= 63) return 0;
-        __int128 v = (__int128)ticks * 1000000000 / ((__int128)1 << ifc->tsres);
-        ns = (int64_t)v;
+        if (ifc->tsres >= 127) return 0;
+        ns = (__int128)ticks * 1000000000 / ((__int128)1 << (ifc->tsres > 100 ? 100 : ifc->tsres));
     } else {
         int r = ifc->tsres;
-        if (r <= 9) { int64_t m = 1; for (int i = r; i < 9; i++) m *= 10; ns = (int64_t)ticks * m; }
-        else { uint64_t d = 1; for (int i = 9; i < r && i < 28; i++) d *= 10; ns = (int64_t)(ticks / d); }
+        if (r <= 9) { __int128 m = 1; for (int i = r; i < 9; i++) m *= 10; ns = (__int128)ticks * m; }
+        else { __int128 d = 1; for (int i = 9; i < r && i < 38; i++) d *= 10; ns = (__int128)ticks / d; }
     }
-    return ns + ifc->tsoffset_s * 1000000000LL;
+    ns += (__int128)ifc->tsoffset_s * 1000000000;
+    return clamp_i64(ns);
 }
 
 /* result codes of feed() */
@@ -1208,7 +1227,7 @@ static void feed_impl(Engine *e, const uint8_t *buf, Py_ssize_t n, int64_t base,
                 if (e->n_ifaces > 0 && e->ifaces[0].snaplen && caplen > e->ifaces[0].snaplen) caplen = e->ifaces[0].snaplen;
                 data = body + 4; have_ts = 0;
             }
-            if ((int)ifid >= e->n_ifaces) {
+            if (ifid >= (uint32_t)e->n_ifaces) {
                 r->code = R_ERROR; r->err_off = base + pos;
                 snprintf(r->msg, sizeof r->msg, "pcapng packet for interface %u, but only %d described", ifid, e->n_ifaces);
                 break;

@@ -225,8 +225,8 @@ def _disk_pos(stream, fallback: int) -> int:
         return fallback
 
 
-APP_HEAD_BYTES = 8192     # first bytes of each direction handed to the app-layer parsers
-APP_COPY_MAX = 4096       # bytes copied of each such segment
+APP_HEAD_BYTES = 6144     # first bytes of each direction handed to the app-layer parsers
+APP_COPY_MAX = 2048       # bytes copied of each such segment
 
 
 def new_engine(*, verify_checksums: bool = False, emit_packets: bool = False,

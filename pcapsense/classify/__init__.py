@@ -90,6 +90,38 @@ def _phase(f: Facts) -> str:
     return "data"
 
 
+def _pool_overflow_pass(df: pd.DataFrame, out: dict, keys: np.ndarray) -> None:
+    """Cross-connection evidence of a full urllib3 pool: a client closes keep-alive
+    connections right after complete responses while other connections of the same
+    client to the same server stay open and go idle (the pool kept them: the server
+    later closes them as idle, or they are still open at the end). A client that ends
+    all its connections when its work is done leaves no such survivors."""
+    cause = np.array(out["cause"], dtype=object)
+    survivor = np.isin(cause, ["idle-close", "keepalive-race", "connection-leak", "incomplete"])
+    if not survivor.any():
+        return
+    start, close = df["_start_ns"].to_numpy(), df["_close_ns"].to_numpy()
+    close = np.where(close > 0, close, df["_end_ns"].to_numpy())
+    client = df["client_ip"].to_numpy()
+    quick = (df["closer"].to_numpy() == "client") & (df["close_kind"].to_numpy() == "FIN") & (cause == "graceful") \
+        & df["http_server_keep_alive"].fillna(False).to_numpy().astype(bool) \
+        & (df["http_client_keep_alive"].fillna(False).to_numpy().astype(bool)) \
+        & ((close - df["_server_last_data_ns"].to_numpy()) <= 50_000_000)
+    sv_last = df["_server_last_data_ns"].to_numpy()
+    for i in np.flatnonzero(quick):
+        # kept connections went idle together with this one (the workers were done)
+        alive = survivor & (keys == keys[i]) & (client == client[i]) & (start <= close[i]) & (close > close[i]) \
+            & (np.abs(sv_last - sv_last[i]) <= 50_000_000)
+        if alive.any():
+            n_alive = int(alive.sum())
+            out["cause"][i] = "pool-overflow"
+            out["confidence"][i] = 0.65
+            out["alternatives"][i] = ",".join(x for x in ("graceful", out["alternatives"][i]) if x)
+            out["cause_detail"][i] = (f"the client closed this keep-alive connection right after a complete response "
+                                      f"while it kept {n_alive} other connection(s) to the server open and idle: "
+                                      f"its pool was full and discarded this one")
+
+
 def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataFrame:
     df = conns.copy()
     n = len(df)
@@ -109,6 +141,9 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
     df["_fin_ts"] = fin_ts
     sv_last = d["last_data_ts"][idx, 1 - cd]
     df["_server_last_data_ns"] = sv_last
+    cfin = d["first_fin_ts"][idx, cd]
+    df["_client_fin_delay_s"] = np.where((cfin > 0) & (fin_ts > 0) & (df["first_fin_by"].to_numpy() == "server"),
+                                         (cfin - fin_ts) / NS, np.nan)
     cl_last = d["last_data_ts"][idx, cd]
     cl_last = np.where(cl_last > fin_ts, 0, cl_last)
     idle = (fin_ts - np.maximum(sv_last, cl_last)) / NS
@@ -129,7 +164,9 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
     df["later_conns_to_server"] = later
     cap_end = streams["last_ts"].max() / NS
     keys = (df["server_ip"].astype(str) + "|" + df["server_port"].astype(str)).to_numpy()
-    recs = df.to_dict("records")
+    cols = list(df.columns)
+    values = [df[c].tolist() for c in cols]
+    recs = [dict(zip(cols, row)) for row in zip(*values)]
     out = {k: [] for k in ("cause", "confidence", "evidence_frames", "alternatives", "cause_detail",
                            "phase", "closer", "_idle_s")}
     for i, row in enumerate(recs):
@@ -156,6 +193,7 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
         out["phase"].append(_phase(f))
         out["closer"].append(m.closer or row["closer"])
         out["_idle_s"].append(m.extra.get("idle_s", np.nan) if m.cause in ("idle-close", "keepalive-race") else np.nan)
+    _pool_overflow_pass(df, out, keys)
     df["cause"] = pd.Categorical(out["cause"], categories=advice.CAUSES)
     df["confidence"] = out["confidence"]
     df["evidence_frames"] = out["evidence_frames"]

@@ -141,9 +141,9 @@ def network_loss(f: Facts):
         return Match("network-loss", 0.8, _frames(f.first_frame),
                      f"{f.syn_retransmits} SYN retransmissions, never answered")
     retr = f.retransmissions or 0
-    if retr >= 3 and f.close_kind in ("none", "RST") and not f.all_answered:
-        return Match("network-loss", 0.7, _frames(f.close_frame, f.max_idle_frame),
-                     f"{retr} retransmissions, longest gap {f.max_idle_s:.2f} s, before the connection died")
+    if retr >= 3 and not f.all_answered and (f.close_kind in ("none", "RST") or (f.max_idle_s or 0) >= 1.0):
+        return Match("network-loss", 0.7, _frames(f.max_idle_frame, f.close_frame),
+                     f"{retr} retransmissions, longest silence {f.max_idle_s or 0:.2f} s, before the connection died")
 
 
 @rule("tls-handshake-failure")
@@ -199,8 +199,11 @@ def proxy_disconnect(f: Facts):
                      f"the proxy answered {status}")
     if f.closer == "server" and f.close_kind != "none" and not f.all_answered:
         return Match("proxy-disconnect", 0.8, _frames(f.close_frame), "the proxy closed the connection")
-    if f.closer == "server" and f.app_protocol == "http-proxy-tunnel" and f.close_kind == "RST":
-        return Match("proxy-disconnect", 0.7, _frames(f.close_frame), "the proxy reset the tunnel")
+    if f.closer == "server" and f.app_protocol == "http-proxy-tunnel" and f.close_kind != "none" \
+            and f.tls_alert != "close_notify" and not (f.tls_alert or "").startswith("encrypted"):
+        return Match("proxy-disconnect", 0.6, _frames(f.close_frame),
+                     f"the proxy ended the tunnel ({f.close_kind}) before the client did, with no TLS "
+                     f"close_notify from the origin inside")
 
 
 @rule("body-too-large")
@@ -216,6 +219,11 @@ def body_too_large(f: Facts):
         return Match("body-too-large", 0.8 if declared > 1_000_000 else 0.6,
                      _frames(f.http_last_request_frame, f.close_frame),
                      f"server closed while the body was arriving: {sent} of {declared} bytes sent")
+    if f.http_last_method in ("POST", "PUT", "PATCH") and f.http_last_request_complete is False \
+            and f.closer == "server" and f.close_kind != "none" and (f.client_payload_bytes or 0) >= 65536:
+        return Match("body-too-large", 0.55, _frames(f.http_last_request_frame, f.close_frame),
+                     f"server closed while a {f.http_last_method} body was still arriving "
+                     f"({f.client_payload_bytes} bytes sent; the declared length was not captured)")
 
 
 @rule("rate-limited")
@@ -239,7 +247,7 @@ def keepalive_race(f: Facts):
         return None
     window = max(3 * f.rtt_s, 0.05) * NS
     if req >= fin - window:
-        idle = f.idle_before_close_s
+        idle = f.idle_before_close_s or 0.0
         return Match("keepalive-race", 0.9, _frames(f.close_frame, f.http_last_request_frame, f.first_rst_frame),
                      f"the server closed the idle connection after {idle:.3f} s and the client sent "
                      f"{f.http_last_method} {(req - fin) / 1e6:+.1f} ms after that FIN; no response",
@@ -296,12 +304,22 @@ def client_abort(f: Facts):
 
 @rule("connection-leak")
 def connection_leak(f: Facts):
-    if f.closer == "server" and f.close_kind == "FIN" and f.client_state == "CLOSE_WAIT" and f.all_answered is not False:
-        held = f.capture_end_s - f.close_ts / NS if f.close_ts else 0
-        if held >= 1.0:
+    """The server closed; the client acknowledged and then sat in CLOSE_WAIT: until the
+    capture ended, or for a long time. A client that is reading its socket closes within
+    microseconds of the server's FIN."""
+    if not (f.closer == "server" and f.close_kind == "FIN" and f.all_answered is not False):
+        return None
+    delay = f._client_fin_delay_s
+    if f.client_state == "CLOSE_WAIT" and f.close_ts:
+        held = f.capture_end_s - f.close_ts / NS
+        if held >= max(0.02, 10 * f.rtt_s):
             return Match("connection-leak", 0.75, _frames(f.close_frame),
                          f"the server closed; the client acknowledged but never closed its end "
-                         f"(CLOSE_WAIT for {held:.1f} s, until the capture ended)")
+                         f"(CLOSE_WAIT for {held:.2f} s, until the capture ended)", extra={"held_s": held})
+    if delay is not None and delay >= 1.0:
+        return Match("connection-leak", 0.65, _frames(f.close_frame),
+                     f"the server closed; the client held the connection in CLOSE_WAIT for {delay:.1f} s "
+                     f"before closing it", extra={"held_s": delay})
 
 
 @rule("pool-overflow")
@@ -343,7 +361,7 @@ def server_abort(f: Facts):
 def idle_close(f: Facts):
     if f.closer == "server" and f.close_kind == "FIN" and f.all_answered and f.http_client_keep_alive is not False \
             and f.http_server_keep_alive is not False and (f.idle_before_close_s or 0) >= max(0.05, 5 * f.rtt_s):
-        idle = f.idle_before_close_s
+        idle = f.idle_before_close_s or 0.0
         return Match("idle-close", 0.85, _frames(f.close_frame),
                      f"the server closed the connection after {idle:.3f} s idle (its keep-alive timeout)",
                      extra={"idle_s": idle})

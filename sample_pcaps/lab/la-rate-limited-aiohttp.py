@@ -2,8 +2,8 @@
 """rate-limited with an aiohttp server that admits at most 2 requests in
 flight (handler takes 0.5 s) and sheds the rest with 503 + Retry-After: 1 +
 Connection: close (server FIN after the 503).  Clients in parallel: an httpx
-AsyncClient with 6 concurrent requests (one connection each) and curl -Z with
-4 parallel transfers.  Capture: -i lo in a private namespace, classic pcap.
+AsyncClient with 6 concurrent requests (one connection each) and 4 curl processes
+started at once.  Capture: -i lo in a private namespace, classic pcap.
 
     python3 sample_pcaps/lab/la-rate-limited-aiohttp.py
 """
@@ -56,26 +56,31 @@ asyncio.run(main())
 
 lab.start_capture(SCEN + ".pcap")
 pr = lab.client(CLIENT, [lab.ip_s, PORT], background=True)
-# curl -Z: 4 parallel transfers, local ports 41001-41010 (one per connection)
-url = "http://%s:%d/report/c{1,2,3,4}" % (lab.ip_s, PORT)
-r = subprocess.run(["ip", "netns", "exec", lab.ns_c, "curl", "-sS", "-Z", "--parallel-immediate", "--local-port", "41001-41010",
-                    "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null",
-                    "-w", '{"lport":%{local_port},"code":%{http_code}}\n', url], capture_output=True, text=True, timeout=20)
+# 4 curl processes started at once, local ports 41001-41004 (one connection each)
+url = "http://%s:%d/report/c%d"
+fmt = '{"lport":%{local_port},"code":%{http_code}}\n'
+cps = [subprocess.Popen(["ip", "netns", "exec", lab.ns_c, "curl", "-sS", "--local-port", str(41000 + i), "--max-time", "10",
+                         "-o", "/dev/null", "-w", fmt, url % (lab.ip_s, PORT, i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+       for i in range(1, 5)]
+lab.procs.extend(cps)
+outs = [cp.communicate(timeout=20)[0] for cp in cps]
 logs = lab.collect(pr)
 lab.stop_capture()
-curls = [dict(d, who="curl-Z", saw="HTTP %d" % d["code"]) for d in L.parse_jsonl(r.stdout)]
+curls = [dict(d, who="curl", saw="HTTP %d" % d["code"]) for o in outs for d in L.parse_jsonl(o)]
 for d in logs + curls:
     L.log(d)
 V = L.versions()
 # httpx: one result per request, ports in connection order; the connection's own response code comes from the packets
 def label(c, _):
     code = c["codes"][0] if c["codes"] else None
-    who = "curl -Z" if 41001 <= c["client_port"] <= 41010 else "httpx AsyncClient"
+    who = "curl" if 41001 <= c["client_port"] <= 41004 else "httpx AsyncClient"
     saw = "HTTP %s" % code if code else "?"
+    if code is None:
+        return {"cause": "unknown", "client_saw": "?", "how": "No request seen on this connection (unexpected)."}
     if code == "200":
         return {"cause": "graceful", "client_saw": saw, "how": "Design: admitted by the aiohttp server's in-flight limit (2); complete 200 after 0.5 s (%s)." % who}
     return {"cause": "rate-limited", "client_saw": saw,
             "how": "Design: 10 connections (6 httpx + 4 curl) hit an aiohttp server that admits 2 requests in flight; it shed this one with 503 Retry-After: 1 and Connection: close; the client, told to close, sent the first FIN (%s)." % who}
 
-L.write_labels(lab, "aiohttp server sheds load beyond 2 in-flight requests with 503 + Retry-After + Connection: close (httpx AsyncClient x6 and curl -Z x4 in parallel)",
+L.write_labels(lab, "aiohttp server sheds load beyond 2 in-flight requests with 503 + Retry-After + Connection: close (httpx AsyncClient x6 and curl x4 in parallel)",
                [V["aiohttp"] + " server", V["httpx"], V["curl"]], label, logs, expect={"rate-limited": 5})

@@ -41,4 +41,4 @@ sleep 6.0     # nginx FINs come ~1 s after each response; hold CLOSE_WAIT > 3 s 
 lb_capture_stop
 lb_stop_pid "$CLIENT"
 lb_label "$LB_SCEN" "$CAP" "$LB_WORK/client.jsonl"
-grep -q CLOSE-WAIT "$LB_WORK/client.jsonl" && lb_log "client sockets were in CLOSE-WAIT"
+grep -q "ss_close_wait" "$LB_WORK/client.jsonl" && lb_log "$(grep ss_close_wait "$LB_WORK/client.jsonl")" || true

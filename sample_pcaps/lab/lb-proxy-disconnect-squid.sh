@@ -3,9 +3,9 @@
 # clients in the "client" namespace, one veth pair):
 #  1. requests https:// to a dead upstream through squid: CONNECT answered 503 ->
 #     ProxyError('Unable to connect to proxy', OSError('Tunnel connection failed: 503 ...'));
-#     squid closed this connection itself right after the 503 (server FIN).
+#     who sends the first FIN after the 503 varies between runs (squid or the client; both seen).
 #  2. requests http:// to the dead upstream through squid: HTTP 503 response, no exception;
-#     squid keeps this connection open;
+#     squid keeps this connection open (keep-alive);
 #     the Session is closed by the client afterwards.
 #  3. http.client through a CONNECT tunnel to a slow streaming server; the squid process
 #     (started here with -N, by PID) is killed with SIGKILL mid-response.

@@ -256,13 +256,18 @@ def _po1(c, ctx):
     nwarn = sum(1 for e in ctx["events"] if e.get("event") == "warning")
     peak = ctx["peak"]
     if c.closer == "client" and c.close_kind == "FIN" and c.cport in disc:
-        return ("pool-overflow", f"HTTP 200 x{len(c.codes)}; urllib3 WARNING Connection pool is full, discarding connection: 127.0.0.1. Connection pool size: 2",
+        return ("pool-overflow", f"HTTP 200 x{len(c.codes)}; urllib3 WARNING Connection pool is full, discarding connection: {c.s[0]}. Connection pool size: 2",
                 f"Design: 8 threads share one pool of size 2; urllib3 logged 'Connection pool is full' {nwarn} times and the client log shows it discarded this connection (local port {c.cport}) right after a complete 200; the server offered keep-alive (HTTP/1.1, no Connection: close); peak {peak} connections open at once to the server")
     if c.closer == "server" and c.close_kind == "FIN":
         gap = c.close["frame.time_relative"] - c.last_data("server")["frame.time_relative"]
         return ("idle-close", f"HTTP 200 x{len(c.codes)}",
-                f"Design: one of the 2 connections kept in the pool, left idle after the last request; nginx keepalive_timeout 1s closed it with FIN {gap:.3f} s after its last response byte; session.close() followed")
+                f"Design: one of the 2 connections kept in the pool, left idle after the last request; the server's 1 s keep-alive timeout closed it with FIN {gap:.3f} s after its last response byte; session.close() followed")
     return ("unknown", "?", "not expected by the design")
+
+
+SCEN["lb-pool-overflow-urllib3"] = dict(SCEN["lb-pool-overflow-requests"],
+    desc="urllib3.PoolManager(maxsize=2) shared by 6 threads against an aiohttp keep-alive server: urllib3 discards (closes) the connections it cannot pool; the 2 pooled ones are closed idle by the server (keepalive_timeout=1)",
+    software=["aiohttp", "python", "urllib3"])
 
 
 def peak_concurrency(conns):

@@ -77,11 +77,11 @@ def analyze(
         result.connections = redact_frame(result.connections)
     if format is Format.json:
         from .render import jsonout
-        text = jsonout.render(result)
         if output:
-            output.write_text(text + "\n", encoding="utf-8")
+            with output.open("w", encoding="utf-8") as fh:
+                jsonout.write(result, fh)
         else:
-            sys.stdout.write(text + "\n")
+            jsonout.write(result, sys.stdout)
     else:
         from .render import terminal
         if output:

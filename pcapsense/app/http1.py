@@ -38,11 +38,17 @@ class Message:
     body_end: int | None = None     # offset just past the body, when the framing says
     complete: bool = False          # whole message (head and body) was sent
     malformed: str | None = None
+    raw_head: bytes | None = None   # kept until httptools has parsed it (see parse_direction)
 
     def header(self, name: str) -> str | None:
-        name = name.lower()
-        vals = [v for k, v in self.headers if k == name]
-        return ", ".join(vals) if vals else None
+        """Value of a header (lower-case name), repeated ones joined with ', '."""
+        d = self.__dict__.get("_hdict")
+        if d is None:
+            d = {}
+            for k, v in self.headers:
+                d[k] = f"{d[k]}, {v}" if k in d else v
+            self.__dict__["_hdict"] = d
+        return d.get(name)
 
     @property
     def keep_alive(self) -> bool:
@@ -77,6 +83,8 @@ class _Collect:
     def on_header(self, name, value):
         self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
+    # (one callback per header: httptools' API; kept small)
+
 
 def _parse_head(kind: str, head: bytes, msg: Message) -> None:
     cb = _Collect()
@@ -99,6 +107,7 @@ def _parse_head(kind: str, head: bytes, msg: Message) -> None:
     except Exception:  # noqa: BLE001 - httptools raises on incomplete heads
         msg.version = None
     msg.headers = cb.headers
+    msg.__dict__.pop("_hdict", None)
     if kind == "request":
         msg.method = parser.get_method().decode("latin-1")
         msg.target = cb.url.decode("latin-1")
@@ -125,6 +134,25 @@ def _first_line(kind: str, buf: bytes, msg: Message) -> None:
     elif kind == "response" and len(parts) >= 2 and parts[1].isdigit():
         msg.version, msg.status = parts[0].removeprefix("HTTP/"), int(parts[1])
         msg.reason = parts[2] if len(parts) > 2 else ""
+
+
+def _fast_head(kind: str, head: bytes, msg: Message) -> None:
+    """Framing fields only (first line, Content-Length, Transfer-Encoding, Connection),
+    for the messages in the middle of a connection; httptools parses the ones reported."""
+    _first_line(kind, head, msg)
+    low = head.lower()
+    i = low.find(b"\r\ncontent-length:")
+    if i >= 0:
+        j = low.find(b"\r\n", i + 2)
+        try:
+            msg.content_length = int(low[i + 17:j].split(b",")[0].strip())
+        except ValueError:
+            msg.malformed = "bad Content-Length"
+    i = low.find(b"\r\ntransfer-encoding:")
+    msg.chunked = i >= 0 and b"chunked" in low[i:low.find(b"\r\n", i + 2)]
+    i = low.find(b"\r\nconnection:")
+    if i >= 0:
+        msg.headers = [("connection", low[i + 13:low.find(b"\r\n", i + 2)].strip().decode("latin-1"))]
 
 
 def _starts_message(kind: str, data: bytes) -> bool:
@@ -219,7 +247,8 @@ def parse_direction(kind: str, pieces: list[Piece], total_bytes: int,
             head = head_buf[: idx + 4]
             head_buf = b""
             cur.head_end = expect + idx + 4
-            _parse_head(kind, head, cur)
+            _fast_head(kind, head, cur)
+            cur.raw_head = head
             if kind == "response":
                 method = methods[n_resp] if n_resp < len(methods) else "GET"
                 if cur.status is not None and cur.status >= 200:
@@ -262,4 +291,16 @@ def parse_direction(kind: str, pieces: list[Piece], total_bytes: int,
         cur.complete = True
     if mode == "close" and cur is not None and cur.body_end is None:
         cur.body_end = total_bytes
+    # full parse (httptools) of the messages that get reported: the first, the last two,
+    # proxy requests and the responses whose status matters to the classifier
+    for i, m in enumerate(msgs):
+        if m.raw_head is None:
+            continue
+        if i == 0 or i >= len(msgs) - 2 or m.method == "CONNECT" or (m.target or "").find("://") >= 0 \
+                or (m.status is not None and m.status not in (200, 204, 206, 301, 302, 304)):
+            keep = (m.content_length, m.chunked, m.body_end, m.complete)
+            m.malformed = None
+            _parse_head(kind, m.raw_head, m)
+            m.content_length, m.chunked, m.body_end, m.complete = keep
+        m.raw_head = None
     return msgs

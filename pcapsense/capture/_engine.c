@@ -629,12 +629,18 @@ static int track_tcp(Engine *e, ippkt_t *ip, int64_t ts, pkt_t *out, int *emitte
         int msg = starts_http_message(pl, captured);
         if (rel < e->app_head_bytes || msg || as->head_open[dir]) {
             uint32_t n = captured < e->app_copy_max ? captured : e->app_copy_max;
-            if (push_app(e, s->stream, frame, ts, seq, payload_len, pl, n, dir, 0, flags) < 0) return -1;
             if (msg || as->head_open[dir]) {
-                int done = find_crlfcrlf(pl, n) != NULL;
+                const uint8_t *end = find_crlfcrlf(pl, n);
                 if (msg) as->head_segs[dir] = 0;
-                as->head_open[dir] = !done && ++as->head_segs[dir] < 32;
+                as->head_open[dir] = !end && ++as->head_segs[dir] < 32;
+                /* an HTTP head: copy it and a little of what follows (small bodies, a
+                 * coalesced next message), not the body */
+                if (end) {
+                    uint32_t keep = (uint32_t)(end - pl) + 4 + 512;
+                    if (keep < n) n = keep;
+                }
             }
+            if (push_app(e, s->stream, frame, ts, seq, payload_len, pl, n, dir, 0, flags) < 0) return -1;
         }
         /* the newest data of this direction, by sequence number */
         uint32_t end = seq + payload_len;

@@ -108,18 +108,60 @@ def _pool_overflow_pass(df: pd.DataFrame, out: dict, keys: np.ndarray) -> None:
         & (df["http_client_keep_alive"].fillna(False).to_numpy().astype(bool)) \
         & ((close - df["_server_last_data_ns"].to_numpy()) <= 50_000_000)
     sv_last = df["_server_last_data_ns"].to_numpy()
-    for i in np.flatnonzero(quick):
-        # kept connections went idle together with this one (the workers were done)
-        alive = survivor & (keys == keys[i]) & (client == client[i]) & (start <= close[i]) & (close > close[i]) \
-            & (np.abs(sv_last - sv_last[i]) <= 50_000_000)
-        if alive.any():
-            n_alive = int(alive.sum())
-            out["cause"][i] = "pool-overflow"
-            out["confidence"][i] = 0.65
-            out["alternatives"][i] = ",".join(x for x in ("graceful", out["alternatives"][i]) if x)
-            out["cause_detail"][i] = (f"the client closed this keep-alive connection right after a complete response "
-                                      f"while it kept {n_alive} other connection(s) to the server open and idle: "
-                                      f"its pool was full and discarded this one")
+    group = pd.Series(keys.astype(object) + "|" + client.astype(object))
+    for _, idx in group.groupby(group).indices.items():
+        q = idx[quick[idx]]
+        sv = idx[survivor[idx]]
+        if not len(q) or not len(sv):
+            continue
+        for lo in range(0, len(q), 512):             # bounded matrices
+            qq = q[lo:lo + 512]
+            # kept connections went idle together with this one (the workers were done)
+            alive = (start[sv][None, :] <= close[qq][:, None]) & (close[sv][None, :] > close[qq][:, None]) \
+                & (np.abs(sv_last[sv][None, :] - sv_last[qq][:, None]) <= 50_000_000)
+            n_alive = alive.sum(axis=1)
+            for i, k in zip(qq[n_alive > 0], n_alive[n_alive > 0]):
+                out["cause"][i] = "pool-overflow"
+                out["confidence"][i] = 0.65
+                out["alternatives"][i] = ",".join(x for x in ("graceful", out["alternatives"][i]) if x)
+                out["cause_detail"][i] = (f"the client closed this keep-alive connection right after a complete "
+                                          f"response while it kept {int(k)} other connection(s) to the server open "
+                                          f"and idle: its pool was full and discarded this one")
+
+
+def _fast_path(df: pd.DataFrame) -> np.ndarray:
+    """Vectorised decision for the connections no specific rule can claim: a FIN
+    exchange (Zeek SF, no RST), plain HTTP/1 or no payload, every request answered with
+    an ordinary status, and the client closing or the server closing after the answer.
+    Returns the cause ('graceful' / 'idle-close') or '' (= run the rules)."""
+    n = len(df)
+    sf = (df["conn_state"] == "SF").to_numpy() & (df["close_kind"] == "FIN").to_numpy() \
+        & ~df["first_rst_frame"].notna().to_numpy()
+    proto = df["app_protocol"].to_numpy()
+    answered = (df["http_unanswered"].fillna(0).to_numpy() == 0) \
+        & df["http_last_response_complete"].fillna(True).to_numpy().astype(bool) \
+        & df["http_last_request_complete"].fillna(True).to_numpy().astype(bool)
+    statuses = df["http_statuses"].fillna("").astype(str)
+    odd_status = statuses.str.contains(r"(?:^|,)(?:4\d\d|5\d\d)", regex=True).to_numpy()
+    plain = (proto == "http1") | (proto == "none")
+    ok = sf & plain & answered & ~odd_status & (df["retransmissions"].to_numpy() < 3) \
+        & (df["client_state"].astype(str).to_numpy() != "CLOSE_WAIT")
+    closer = df["closer"].astype(str).to_numpy()
+    idle = df["idle_before_close_s"].to_numpy()
+    rtt = df["rtt_ms"].fillna(1.0).to_numpy() / 1000
+    ka = df["http_server_keep_alive"].fillna(False).to_numpy().astype(bool) \
+        & df["http_client_keep_alive"].fillna(True).to_numpy().astype(bool)
+    cfin = df["_client_fin_delay_s"].to_numpy()
+    prompt = ~(cfin >= 1.0)                      # NaN-safe: the client closed promptly
+    out = np.full(n, "", dtype=object)
+    pool_candidate = (df["http_requests"].fillna(0).to_numpy() == 1) & (df["reused_open_at_close"].to_numpy() > 0)
+    client_first = ok & (closer == "client") & ~pool_candidate
+    out[client_first] = "graceful"               # (the pool-overflow pass may still claim some)
+    server_first = ok & (closer == "server") & prompt
+    idle_close = server_first & ka & (idle >= np.maximum(0.05, 5 * rtt))
+    out[idle_close] = "idle-close"
+    out[server_first & ~idle_close & ~ka] = "graceful"
+    return out
 
 
 def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataFrame:
@@ -164,12 +206,32 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
     df["later_conns_to_server"] = later
     cap_end = streams["last_ts"].max() / NS
     keys = (df["server_ip"].astype(str) + "|" + df["server_port"].astype(str)).to_numpy()
+    fast = _fast_path(df)
+    slow_idx = np.flatnonzero(fast == "")
     cols = list(df.columns)
-    values = [df[c].tolist() for c in cols]
-    recs = [dict(zip(cols, row)) for row in zip(*values)]
+    values = [df[c].to_numpy()[slow_idx].tolist() for c in cols]
+    recs = dict(zip(slow_idx.tolist(), (dict(zip(cols, row)) for row in zip(*values))))
     out = {k: [] for k in ("cause", "confidence", "evidence_frames", "alternatives", "cause_detail",
                            "phase", "closer", "_idle_s")}
-    for i, row in enumerate(recs):
+    close_frame = df["close_frame"].to_numpy(dtype=object)
+    closer_col = df["closer"].astype(str).to_numpy()
+    idle_col = df["idle_before_close_s"].to_numpy()
+    for i in range(n):
+        if fast[i]:
+            # the common, clean endings, decided without the per-connection rules
+            c = fast[i]
+            out["cause"].append(c)
+            out["confidence"].append(0.9 if c == "graceful" else 0.85)
+            out["evidence_frames"].append(str(close_frame[i]))
+            out["alternatives"].append("")
+            out["cause_detail"].append(
+                "FIN exchange, every request answered" if c == "graceful" else
+                f"the server closed the connection after {idle_col[i]:.3f} s idle (its keep-alive timeout)")
+            out["phase"].append("idle")
+            out["closer"].append(closer_col[i])
+            out["_idle_s"].append(idle_col[i] if c == "idle-close" else np.nan)
+            continue
+        row = recs[i]
         row["capture_end_s"] = cap_end
         f = Facts(row, ctx.get(keys[i], {}))
         matches: list[Match] = []

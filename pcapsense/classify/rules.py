@@ -100,6 +100,10 @@ def _frames(*xs) -> list[int]:
     return sorted(set(out))
 
 
+def _n(x) -> str:
+    return "?" if x is None else str(int(x))
+
+
 RULES: list[tuple[str, Callable[[Facts], Match | None]]] = []
 
 
@@ -214,11 +218,11 @@ def body_too_large(f: Facts):
     declared, sent = f.http_last_request_body_declared, f.http_last_request_body_sent
     if "413" in statuses:
         return Match("body-too-large", 0.9, _frames(f.http_last_response_frame, f.close_frame),
-                     f"HTTP 413; body sent {sent} of {declared} bytes")
+                     f"HTTP 413; body sent {_n(sent)} of {_n(declared)} bytes")
     if declared and sent is not None and sent < declared and f.closer == "server" and f.close_kind != "none":
         return Match("body-too-large", 0.8 if declared > 1_000_000 else 0.6,
                      _frames(f.http_last_request_frame, f.close_frame),
-                     f"server closed while the body was arriving: {sent} of {declared} bytes sent")
+                     f"server closed while the body was arriving: {_n(sent)} of {_n(declared)} bytes sent")
     if f.http_last_method in ("POST", "PUT", "PATCH") and f.http_last_request_complete is False \
             and f.closer == "server" and f.close_kind != "none" and (f.client_payload_bytes or 0) >= 65536:
         return Match("body-too-large", 0.55, _frames(f.http_last_request_frame, f.close_frame),

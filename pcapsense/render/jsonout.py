@@ -68,16 +68,25 @@ def connection_records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def render(analysis) -> str:
-    """The whole document. Connections go through pandas' C JSON writer (one object per
-    line); the capture object through `json`."""
+def write(analysis, fh, chunk_rows: int = 2000) -> None:
+    """Write the whole document to `fh`. Connections go through pandas' C JSON writer in
+    chunks (one object per line), so memory stays bounded by the chunk, not the capture."""
     df = analysis.connections[[c for c in analysis.connections.columns if not c.startswith("_")]]
     head = json.dumps({"pcapsense": SCHEMA_VERSION, "capture": capture_dict(analysis)},
                       indent=1, ensure_ascii=False)
-    if len(df):
-        body = df.to_json(orient="records", lines=True, date_format="iso", date_unit="us",
-                          double_precision=6, force_ascii=False).rstrip("\n").replace("\n", ",\n  ")
-        conns = '"connections": [\n  ' + body + "\n ]"
-    else:
-        conns = '"connections": []'
-    return head[:-2] + ",\n " + conns + "\n}"
+    fh.write(head[:-2] + ',\n "connections": [')
+    first = True
+    for lo in range(0, len(df), chunk_rows):
+        body = df.iloc[lo:lo + chunk_rows].to_json(orient="records", lines=True, date_format="iso",
+                                                   date_unit="us", double_precision=6, force_ascii=False)
+        for line in body.splitlines():
+            fh.write(("\n  " if first else ",\n  ") + line)
+            first = False
+    fh.write("\n ]\n}\n" if not first else "]\n}\n")
+
+
+def render(analysis) -> str:
+    import io
+    buf = io.StringIO()
+    write(analysis, buf)
+    return buf.getvalue()

@@ -110,3 +110,14 @@ def test_credentials_redacted_in_reports_by_default():
     assert "SECRET123" not in out and "api_key=REDACTED" in out
     out = CliRunner().invoke(app, ["analyze", path, "-f", "json", "-q", "--no-redact"]).stdout
     assert "SECRET123" in out
+
+
+def test_python_error_depends_on_library_and_method():
+    """Field notes: aiohttp retries an idempotent GET silently but raises
+    ServerDisconnectedError for a POST: same packets, different Python outcome."""
+    from conftest import ROOT
+    df = pcapsense.analyze(ROOT / "sample_pcaps" / "captures" / "la-keepalive-race-aiohttp.pcapng").connections
+    race = df[df.cause == "keepalive-race"]
+    by_method = dict(zip(race.http_last_method, race.python_error))
+    assert "ServerDisconnectedError" in by_method["POST"]
+    assert "retried" in by_method["GET"]

@@ -263,7 +263,10 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
     df["cause_detail"] = out["cause_detail"]
     df["phase"] = pd.Categorical(out["phase"], categories=PHASES)
     df["closer"] = pd.Categorical(out["closer"], categories=["client", "server", "middlebox", "none"])
-    df["python_error"] = [advice.PYTHON_ERROR[c] for c in out["cause"]]
+    ua = df["http_user_agent"].to_numpy(dtype=object)
+    meth = df["http_last_method"].to_numpy(dtype=object)
+    df["python_error"] = [advice.python_error(c, u if isinstance(u, str) else None, m if isinstance(m, str) else None)
+                          for c, u, m in zip(out["cause"], ua, meth)]
     df["fix_section"] = [advice.FIX[c][0] for c in out["cause"]]
     df["fix"] = [advice.FIX[c][1] for c in out["cause"]]
     df["fix_snippet"] = [advice.FIX[c][2] for c in out["cause"]]

@@ -91,3 +91,34 @@ FIX = {
     "incomplete": ("-", "The capture ended while the connection was open.", ""),
     "unknown": ("3.10", "No rule matched: look at the evidence frames in Wireshark.", ""),
 }
+
+
+_DISCONNECT = {"keepalive-race", "request-rejected", "server-timeout"}
+
+
+def python_error(cause: str, user_agent: str | None, method: str | None) -> str:
+    """The exception, refined by the client library (User-Agent) and the method where
+    the libraries differ (field notes: aiohttp retries an idempotent GET silently)."""
+    ua = (user_agent or "").lower()
+    if cause in _DISCONNECT or cause == "server-abort":
+        if "aiohttp" in ua:
+            if cause == "keepalive-race" and method in ("GET", "HEAD", "OPTIONS"):
+                return "nothing visible: aiohttp retried the idempotent request on a new connection"
+            return "aiohttp.ServerDisconnectedError: Server disconnected"
+        if "python-requests" in ua:
+            if cause == "server-abort":
+                return "requests.exceptions.ConnectionError: ('Connection aborted.', ConnectionResetError(104, 'Connection reset by peer'))"
+            return ("requests.exceptions.ConnectionError: ('Connection aborted.', "
+                    "RemoteDisconnected('Remote end closed connection without response'))")
+        if "httpx" in ua:
+            return "httpx.RemoteProtocolError: Server disconnected without sending a response."
+        if "python-urllib" in ua:
+            return "urllib.error.URLError / http.client.RemoteDisconnected('Remote end closed connection without response')"
+    if cause == "client-timeout":
+        if "aiohttp" in ua:
+            return "asyncio.TimeoutError (aiohttp ClientTimeout)"
+        if "httpx" in ua:
+            return "httpx.ReadTimeout"
+        if "python-requests" in ua:
+            return "requests.exceptions.ReadTimeout: HTTPConnectionPool(...): Read timed out."
+    return PYTHON_ERROR[cause]

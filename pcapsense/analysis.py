@@ -44,6 +44,7 @@ class Capture:
     warnings: list[str]
     error: str | None
     counters: dict = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float:
@@ -81,7 +82,9 @@ class Analysis:
         rows: list[np.ndarray] = []
         eng = reader.new_engine(verify_checksums=self._options["verify_checksums"],
                                 emit_packets=True, only_stream=int(stream))
-        reader.run(self._options["path"], eng, on_rows=rows.append)
+        for f in self._options.get("files", [self._options["path"]]):
+            eng.new_file()
+            reader.run(f, eng, on_rows=rows.append)
         arr = np.concatenate(rows) if rows else np.empty(0, dtype=layout.PACKET_DTYPE)
         return packets_frame(arr)
 
@@ -152,10 +155,15 @@ def _append_app(rows: list, data: list, r: bytes, d: bytes) -> None:
     data.append(d)
 
 
-def analyze(path: str | os.PathLike, *, verify_checksums: bool = False,
+def analyze(path, *, verify_checksums: bool = False,
             progress: Callable[[int], None] | None = None, strict: bool = False,
             split: str = "wireshark") -> Analysis:
-    """Analyse one capture (pcap, pcapng, optionally gzip-compressed; '-' = stdin).
+    """Analyse one capture (pcap, pcapng, optionally gzip-compressed; '-' = stdin), or
+    several as one: a list of paths, a directory or a glob pattern (rotated captures,
+    `tcpdump -C/-G/-W`). Several files are read in the order of their first timestamp
+    into one analysis, so connections that cross a file boundary are stitched and frame
+    numbers run on as in `mergecap -a`; a file that cannot be read is reported and the
+    others are still analysed.
 
     Raises `CaptureError` when the input cannot be read at all; a corrupt record later in
     the file is reported in `capture.error` and `capture.warnings` (everything before it is
@@ -165,7 +173,11 @@ def analyze(path: str | os.PathLike, *, verify_checksums: bool = False,
     row per Zeek conn.log record (Zeek's expiry timers and port-reuse rule; used for the
     Zeek conformance suite, see docs/conformance.md).
     """
-    path = os.fspath(path)
+    files = reader.expand_inputs(path)
+    if len(files) > 1:
+        firsts = {f: reader.first_timestamp(f) for f in files}
+        files.sort(key=lambda f: (firsts[f] is None, firsts[f] or 0))
+    path = files[0]
     if split not in ("wireshark", "zeek"):
         raise ValueError("split must be 'wireshark' or 'zeek'")
     eng = reader.new_engine(verify_checksums=verify_checksums, zeek_split=split == "zeek", app=True)
@@ -181,13 +193,28 @@ def analyze(path: str | os.PathLike, *, verify_checksums: bool = False,
         if r:
             _append_app(app_rows, app_data, r, d)
 
-    res = reader.run(path, eng, progress=(lambda pos: (drain(), progress(pos) if progress else None)))
-    drain()
-    if res.error is not None and strict:
-        raise res.error
+    results = []
+    fmt_seen = set()
+    for i, f in enumerate(files):
+        eng.new_file()
+        try:
+            res = reader.run(f, eng, progress=(lambda pos: (drain(), progress(pos) if progress else None)))
+        except CaptureError as exc:
+            if len(files) == 1 or strict:
+                raise
+            results.append(reader.ReadResult(path=f, compressed=False, file_bytes=None, error=exc))
+            continue
+        drain()
+        if res.error is not None and strict:
+            raise res.error
+        c = eng.counters()
+        if c["format"]:
+            fmt_seen.add(reader.FORMAT_NAMES[c["format"]] + ("-nanosecond" if c["pcap_nano"] else ""))
+        results.append(res)
     counters = eng.counters()
-    if counters["format"] == 0:
-        raise res.error or CaptureError("not a capture", path=res.path)
+    if not fmt_seen:
+        raise results[0].error or CaptureError("not a capture", path=results[0].path)
+    res = results[0] if len(results) == 1 else _merge_results(results)
     r, d = eng.app_tails()
     if r:
         _append_app(app_rows, app_data, r, d)
@@ -211,7 +238,7 @@ def analyze(path: str | os.PathLike, *, verify_checksums: bool = False,
     last = pd.Timestamp(counters["last_ts_ns"], unit="ns", tz="UTC") if counters["frames"] else None
     cap = Capture(
         path=res.path,
-        format=reader.FORMAT_NAMES[counters["format"]] + ("-nanosecond" if counters["pcap_nano"] else ""),
+        format=",".join(sorted(fmt_seen)),
         compressed=res.compressed,
         file_bytes=res.file_bytes,
         link_types=[LINKTYPE_NAMES.get(x, f"LINKTYPE_{x}") for x in counters["link_types"]],
@@ -225,5 +252,18 @@ def analyze(path: str | os.PathLike, *, verify_checksums: bool = False,
         error=str(res.error) if res.error else None,
         counters=counters,
     )
+    cap.files = [r.path for r in results]
     transitions = _transitions_frame(trans, conns)
-    return Analysis(cap, conns, transitions, {"path": path, "verify_checksums": verify_checksums})
+    return Analysis(cap, conns, transitions, {"path": path, "files": files, "verify_checksums": verify_checksums})
+
+
+def _merge_results(results: list) -> "reader.ReadResult":
+    merged = reader.ReadResult(path=f"{len(results)} files: " + ", ".join(os.path.basename(r.path) for r in results),
+                               compressed=any(r.compressed for r in results),
+                               file_bytes=sum(r.file_bytes or 0 for r in results))
+    for r in results:
+        merged.truncated |= r.truncated
+        merged.warnings += r.warnings
+        if r.error is not None:
+            merged.warnings.append(f"{r.error} (the other files were analysed)")
+    return merged

@@ -31,6 +31,7 @@ EXIT_OK, EXIT_FOUND, EXIT_BAD_INPUT = 0, 1, 2
 class Format(str, enum.Enum):
     terminal = "terminal"
     json = "json"
+    markdown = "markdown"
 
 
 def _version(value: bool):
@@ -48,7 +49,7 @@ def _main(version: Annotated[Optional[bool], typer.Option("--version", callback=
 
 @app.command()
 def analyze(
-    capture: Annotated[str, typer.Argument(help="pcap or pcapng file, optionally gzip-compressed; '-' reads standard input.")],
+    capture: Annotated[list[str], typer.Argument(help="pcap or pcapng file(s), optionally gzip-compressed; '-' reads standard input; several files, a directory or a glob are analysed as one capture (rotated captures).")],
     format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.terminal,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report to this file instead of stdout.")] = None,
     verify_checksums: Annotated[bool, typer.Option("--verify-checksums", help="Drop packets with bad TCP checksums from the analysis (Zeek's default). Off by default: captures taken on the sending host carry wrong checksums (offload).")] = False,
@@ -57,13 +58,15 @@ def analyze(
     limit: Annotated[int, typer.Option("--limit", help="Rows in the terminal table.")] = 50,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no warnings on stderr.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Treat a corrupt record as fatal instead of analysing what came before it.")] = False,
+    html: Annotated[Optional[Path], typer.Option("--html", metavar="FILE", help="Also write a self-contained HTML report (timeline, one card per abnormal disconnect) to FILE.")] = None,
 ):
     """Analyse one capture and report every TCP connection's ending."""
     err = Console(stderr=True, highlight=False)
     wanted = _parse_fail_on(fail_on)
-    progress_cb, finish = _progress(capture, quiet, err)
+    progress_cb, finish = _progress(capture[0] if len(capture) == 1 else "-", quiet, err)
     try:
-        result = run_analysis(capture, verify_checksums=verify_checksums, progress=progress_cb, strict=strict)
+        result = run_analysis(capture if len(capture) > 1 else capture[0], verify_checksums=verify_checksums,
+                              progress=progress_cb, strict=strict)
     except CaptureError as exc:
         finish()
         _stderr(f"pcapsense: error: {exc}")
@@ -75,7 +78,16 @@ def analyze(
     if not no_redact:
         from .render.redact import redact_frame
         result.connections = redact_frame(result.connections)
-    if format is Format.json:
+    if html is not None:
+        _write_html(result, html, redact=not no_redact, quiet=quiet)
+    if format is Format.markdown:
+        from .render import markdown
+        text = markdown.render(result, redact=not no_redact)
+        if output:
+            output.write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+    elif format is Format.json:
         from .render import jsonout
         if output:
             with output.open("w", encoding="utf-8") as fh:
@@ -108,6 +120,52 @@ def analyze(
             raise typer.Exit(EXIT_FOUND)
     if result.capture.error:
         raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@app.command()
+def report(
+    capture: Annotated[str, typer.Argument(help="pcap or pcapng file, optionally gzip-compressed; '-' reads standard input.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The HTML file to write (default: the capture's name + .html in the current directory).")] = None,
+    verify_checksums: Annotated[bool, typer.Option("--verify-checksums", help="Drop packets with bad TCP checksums from the analysis.")] = False,
+    no_redact: Annotated[bool, typer.Option("--no-redact", help="Keep credentials (API keys, tokens in URLs) in the report; they are redacted by default.")] = False,
+    max_cards: Annotated[int, typer.Option("--max-cards", help="At most this many abnormal disconnects get a card (the rest are counted).")] = 50,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no messages on stderr.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Treat a corrupt record as fatal instead of analysing what came before it.")] = False,
+):
+    """Write a self-contained HTML report of one capture (to attach to a ticket)."""
+    err = Console(stderr=True, highlight=False)
+    progress_cb, finish = _progress(capture, quiet, err)
+    try:
+        result = run_analysis(capture, verify_checksums=verify_checksums, progress=progress_cb, strict=strict)
+    except CaptureError as exc:
+        finish()
+        _stderr(f"pcapsense: error: {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        finish()
+        raise typer.Exit(130)
+    finish()
+    if output is None:
+        output = Path("pcapsense-report.html" if capture == "-" else Path(capture).name + ".html")
+    if not no_redact:
+        from .render.redact import redact_frame
+        result.connections = redact_frame(result.connections)
+    _write_html(result, output, redact=not no_redact, quiet=quiet, max_cards=max_cards)
+    if result.capture.error:
+        if not quiet:
+            _stderr(f"pcapsense: error: {result.capture.error}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _write_html(result, path: Path, *, redact: bool, quiet: bool, max_cards: int = 50) -> None:
+    from .render import html as html_report
+    try:
+        html_report.write(result, path, redact=redact, max_cards=max_cards)
+    except OSError as exc:
+        _stderr(f"pcapsense: error: cannot write {path}: {exc.strerror or exc}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if not quiet:
+        _stderr(f"pcapsense: wrote {path}")
 
 
 def _parse_fail_on(value: str | None) -> set[str]:

@@ -1317,6 +1317,13 @@ static PyObject *Engine_take_transitions(Engine *self, PyObject *noargs) {
     return b;
 }
 
+/* new_file(): the next bytes start another capture file (rotated captures analysed as
+ * one): forget the file format, keep connections, streams and the frame counter */
+static PyObject *Engine_new_file(Engine *self, PyObject *noargs) {
+    self->fmt = FMT_UNKNOWN; self->swapped = 0; self->n_ifaces = 0;
+    Py_RETURN_NONE;
+}
+
 /* take_app() -> (rows bytes, data bytes): application segments so far (drained) */
 static PyObject *Engine_take_app(Engine *self, PyObject *noargs) {
     PyObject *r = Py_BuildValue("(y#y#)", (const char *)self->app, (Py_ssize_t)(self->app_n * sizeof(app_t)),
@@ -1377,6 +1384,7 @@ static PyMethodDef Engine_methods[] = {
     {"take_transitions", (PyCFunction)Engine_take_transitions, METH_NOARGS, "bytes of new transition rows (drained)"},
     {"counters", (PyCFunction)Engine_counters, METH_NOARGS, "capture-level counters"},
     {"take_app", (PyCFunction)Engine_take_app, METH_NOARGS, "application segments so far (drained)"},
+    {"new_file", (PyCFunction)Engine_new_file, METH_NOARGS, "the next bytes start another capture file"},
     {"app_tails", (PyCFunction)Engine_app_tails, METH_NOARGS, "last data of every direction"},
     {NULL}
 };

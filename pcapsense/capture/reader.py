@@ -237,3 +237,56 @@ def new_engine(*, verify_checksums: bool = False, emit_packets: bool = False,
     return _engine.Engine(RFC_TABLE.tobytes(), ZEEK_TABLE.tobytes(), verify_checksums,
                           emit_packets, only_stream, zeek_split,
                           APP_HEAD_BYTES if app else 0, APP_COPY_MAX)
+
+
+CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".gz")
+
+
+def expand_inputs(spec) -> list[str]:
+    """A path, '-', a directory (its capture files), a glob pattern, or a list of those
+    -> the list of files to read as one capture."""
+    import glob as _glob
+    specs = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
+    out: list[str] = []
+    for sp in specs:
+        sp = os.fspath(sp)
+        if sp == "-":
+            out.append(sp)
+        elif os.path.isdir(sp):
+            files = sorted(os.path.join(sp, f) for f in os.listdir(sp)
+                           if os.path.isfile(os.path.join(sp, f)) and
+                           (f.endswith(CAPTURE_SUFFIXES) or ".pcap" in f))
+            if not files:
+                raise CaptureError("directory holds no capture files (.pcap, .pcapng, .gz)", path=sp)
+            out += files
+        elif any(ch in sp for ch in "*?[") and not os.path.exists(sp):
+            files = sorted(_glob.glob(sp))
+            if not files:
+                raise CaptureError("no file matches this pattern", path=sp)
+            out += files
+        else:
+            out.append(sp)
+    return out
+
+
+def first_timestamp(path: str) -> int | None:
+    """Timestamp (ns) of the first record, reading only the start of the file."""
+    try:
+        stream, _gz, _size, closers = _open(path)
+    except CaptureError:
+        return None
+    try:
+        data = stream.read(1 << 20) or b""
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error):
+        data = b""
+    finally:
+        for c in closers:
+            try:
+                c.close()
+            except Exception:
+                pass
+    eng = new_engine()
+    out = np.empty(1, dtype=layout.PACKET_DTYPE)
+    eng.feed(data, 0, out)
+    c = eng.counters()
+    return c["first_ts_ns"] if c["frames"] else None

@@ -21,6 +21,7 @@ def capture_dict(analysis) -> dict[str, Any]:
     conns = analysis.connections
     return {
         "path": c.path,
+        "files": c.files,
         "format": c.format,
         "compressed": c.compressed,
         "file_bytes": c.file_bytes,

@@ -295,10 +295,11 @@ static flow_t *flow_find(Engine *e, const uint8_t *key, int *created) {
 
 static stream_t *new_stream(Engine *e) {
     if (e->stream_n == e->stream_cap) {
+        /* grow every per-stream array; the capacity moves only when all have grown */
         size_t ncap = e->stream_cap ? e->stream_cap * 2 : 1024;
         stream_t *ns = realloc(e->streams, ncap * sizeof(stream_t));
         if (!ns) return NULL;
-        e->streams = ns; e->stream_cap = ncap;
+        e->streams = ns;
         if (e->zeek_mode) {
             zk_t *nz = realloc(e->zk, ncap * sizeof(zk_t));
             if (!nz) return NULL;
@@ -309,6 +310,7 @@ static stream_t *new_stream(Engine *e) {
             if (!na) return NULL;
             e->appst = na;
         }
+        e->stream_cap = ncap;
     }
     if (e->zeek_mode) memset(&e->zk[e->stream_n], 0, sizeof(zk_t));
     if (e->app_mode) memset(&e->appst[e->stream_n], 0, offsetof(appst_t, tail));
@@ -1062,9 +1064,15 @@ static int decode_link(Engine *e, int linktype, const uint8_t *p, size_t n, int6
 
 /* ------------------------------------------------------------------ records */
 
+/* Timestamps are clamped to +-(2^62 - 1) ns (1823..2116 CE; every classic pcap timestamp
+ * fits), not to the whole int64 range: track_tcp subtracts two timestamps (idle gap,
+ * out-of-order threshold) and adds timeouts to them (Zeek timers), and with INT64_MIN /
+ * INT64_MAX those overflow (ts_span fuzz input). INT64_MIN would also become NaT. */
+#define TS_LIMIT (((int64_t)1 << 62) - 1)
+
 static int64_t clamp_i64(__int128 v) {
-    if (v > (__int128)INT64_MAX) return INT64_MAX;
-    if (v < (__int128)INT64_MIN) return INT64_MIN;
+    if (v > (__int128)TS_LIMIT) return TS_LIMIT;
+    if (v < -(__int128)TS_LIMIT) return -TS_LIMIT;
     return (int64_t)v;
 }
 

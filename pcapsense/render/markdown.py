@@ -1,0 +1,137 @@
+"""Markdown summary for a ticket comment (`pcapsense analyze CAPTURE --format markdown`):
+the verdict, the per-server table and the top abnormal disconnects.
+
+Strings from the capture are escaped for Markdown and for the HTML that Markdown
+renderers let through (`<`, `>`, `&`, `|`, backticks, emphasis characters), and
+credentials are redacted unless redact=False.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from .redact import redact_frame, redact_text
+
+_CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_MD = re.compile(r"([\\`*_\[\]|~])")  # enough to keep text inert: no links, emphasis, code, cells
+
+
+def esc(v, redact: bool = True, maxlen: int = 200) -> str:
+    """Capture text as inert Markdown: one line, HTML entities, Markdown characters escaped."""
+    if v is None or v is pd.NA or (isinstance(v, float) and v != v):
+        return ""
+    s = str(v)
+    if redact:
+        s = redact_text(s)
+    s = _CTRL.sub(" ", s)
+    if len(s) > maxlen:
+        s = s[:maxlen - 1] + "…"
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD.sub(r"\\\1", s)
+
+
+def code(v, redact: bool = True, maxlen: int = 200) -> str:
+    """Inline code span (backticks inside are dropped; nothing is interpreted in code)."""
+    s = "" if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v)
+    if redact:
+        s = redact_text(s)
+    s = _CTRL.sub(" ", s).replace("`", "'").replace("|", "¦")
+    if len(s) > maxlen:
+        s = s[:maxlen - 1] + "…"
+    return f"`{s}`" if s else ""
+
+
+def _host(ip) -> str:
+    ip = str(ip)
+    return f"[{ip}]" if ":" in ip else ip
+
+
+def render(analysis, *, redact: bool = True, top: int = 10) -> str:
+    cap, df = analysis.capture, analysis.connections
+    if redact:
+        df = redact_frame(df)
+    out: list[str] = []
+    n_abn = int(df["abnormal"].sum()) if len(df) else 0
+    out.append(f"### pcapsense: {esc(cap.path.rsplit('/', 1)[-1], redact)}")
+    out.append("")
+    span = f", {cap.duration_s:.3f} s from {cap.first_time:%Y-%m-%d %H:%M:%S} UTC" if cap.first_time is not None else ""
+    out.append(f"{cap.frames} frames ({cap.format}{span}), {len(df)} TCP connections, **{n_abn} abnormal**.")
+    for w in cap.warnings:
+        out.append(f"> warning: {esc(w, redact)}")
+    out.append("")
+    if not len(df):
+        return "\n".join(out) + "\n"
+    bad = df[df["abnormal"].astype(bool)]
+    out.append("#### Verdict")
+    out.append("")
+    if not len(bad):
+        out.append(f"No abnormal disconnect: {len(df)} connections ended normally or are still open.")
+    groups = sorted(bad.groupby(bad["cause"].astype(str)), key=lambda kv: (-len(kv[1]), kv[0]))
+    for cause, g in groups:
+        first = g.sort_values("start").iloc[0]
+        servers = (g["server_ip"].astype(str).map(_host) + ":" + g["server_port"].astype(str)).value_counts()
+        srv = ", ".join(f"{esc(s)} ({n})" for s, n in servers.head(3).items())
+        if len(servers) > 3:
+            srv += f" and {len(servers) - 3} more"
+        out.append(f"- **{len(g)} of {len(df)}** connections ended in **{cause}** (to {srv})")
+        out.append(f"  - {esc(first.cause_detail, redact, 300)} (e.g. stream {int(first.stream)})")
+        ka = first.get("server_keepalive_timeout_s")
+        if cause in ("keepalive-race", "idle-close") and ka is not None and not pd.isna(ka):
+            out.append(f"  - the server closes idle connections after **{float(ka):.3f} s**: keep the pool's idle "
+                       f"timeout below that")
+        out.append(f"  - Python saw: {code(first.python_error, redact, 300)}")
+        sect = "" if str(first.fix_section) in ("", "-", "None") else f" (article {esc(first.fix_section)})"
+        out.append(f"  - Fix{sect}: {esc(first.fix, redact, 300)}")
+        if first.fix_snippet and not pd.isna(first.fix_snippet):
+            for ln in str(first.fix_snippet).splitlines():
+                out.append(f"    {code(ln, redact, 300)}")
+        streams = " ".join(str(s) for s in g["stream"].sort_values().head(20))
+        out.append(f"  - Wireshark: `tcp.stream in {{{streams}}}`" + (" (first 20)" if len(g) > 20 else ""))
+    out.append("")
+    out.append("#### Servers")
+    out.append("")
+    out.append("| server | host / SNI | connections | abnormal | causes | keep-alive timeout | peak concurrency |")
+    out.append("|---|---|--:|--:|---|--:|--:|")
+    keys = df["server_ip"].astype(str).map(_host) + ":" + df["server_port"].astype(str)
+    rows = []
+    for key, g in df.groupby(keys, sort=False):
+        names = []
+        for col in ("http_host", "tls_sni"):
+            if col in g:
+                v = g[col].dropna().astype(str)
+                names += [x for x in v[v != ""].value_counts().index[:2] if x not in names]
+        causes = g.loc[g["abnormal"].astype(bool), "cause"].astype(str).value_counts()
+        ka = g["server_keepalive_timeout_s"].dropna() if "server_keepalive_timeout_s" in g else pd.Series([])
+        peak = g["server_peak_concurrency"].max() if "server_peak_concurrency" in g else None
+        rows.append((int(g["abnormal"].sum()), len(g), "| " + " | ".join([
+            code(key), ", ".join(esc(n, redact, 60) for n in names[:3]) or "-", str(len(g)),
+            str(int(g["abnormal"].sum())), ", ".join(f"{c} {n}" for c, n in causes.head(4).items()) or "-",
+            f"{float(ka.iloc[0]):.3f} s" if len(ka) else "-",
+            "-" if peak is None or pd.isna(peak) else str(int(peak))]) + " |"))
+    rows.sort(key=lambda r: (-r[0], -r[1]))
+    out += [r[2] for r in rows[:20]]
+    if len(rows) > 20:
+        out.append(f"| … {len(rows) - 20} more servers | | | | | | |")
+    out.append("")
+    if len(bad):
+        out.append(f"#### Top disconnects ({min(top, len(bad))} of {len(bad)})")
+        out.append("")
+        out.append("| stream | client → server | cause | ended by | frame | closer / peer state | Python saw |")
+        out.append("|--:|---|---|---|--:|---|---|")
+        # the most confident first, one per cause before repeats
+        pick = bad.sort_values(["confidence", "start"], ascending=[False, True])
+        pick = pd.concat([pick.drop_duplicates("cause"), pick]).drop_duplicates("stream").head(top)
+        for r in pick.to_dict("records"):
+            frame = "-" if pd.isna(r["close_frame"]) else str(int(r["close_frame"]))
+            out.append("| " + " | ".join([
+                str(int(r["stream"])),
+                code(f"{_host(r['client_ip'])}:{r['client_port']} → {_host(r['server_ip'])}:{r['server_port']}"),
+                str(r["cause"]), f"{r['closer']} {r['close_kind']}", frame,
+                f"{r['closer_state']} / {r['peer_state']}" if not pd.isna(r["closer_state"]) else "-",
+                esc(r["python_error"], redact, 120)]) + " |")
+        out.append("")
+    out.append(f"<sub>pcapsense · frame and stream numbers are Wireshark's"
+               f"{' · credentials redacted' if redact else ''}</sub>")
+    return "\n".join(out) + "\n"

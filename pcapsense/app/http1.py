@@ -289,6 +289,11 @@ def parse_direction(kind: str, pieces: list[Piece], total_bytes: int,
             break
     if mode == "body" and cur is not None and body_end <= total_bytes:
         cur.complete = True
+    if mode == "chunked" and cur is not None and not cur.complete:
+        # the direction's last bytes (the engine's tail copy) end the chunked body?
+        last = [p for p in pieces if p.tail]
+        if last and last[-1].data.endswith(b"0\r\n\r\n") and last[-1].end >= total_bytes:
+            cur.complete, cur.body_end = True, total_bytes
     if mode == "close" and cur is not None and cur.body_end is None:
         cur.body_end = total_bytes
     # full parse (httptools) of the messages that get reported: the first, the last two,

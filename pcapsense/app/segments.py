@@ -34,30 +34,43 @@ class Piece:
 
 def group(batches: list, base_seq: np.ndarray) -> dict[tuple[int, int], list[Piece]]:
     """batches: [(APP_DTYPE rows, their bytes)]; base_seq[stream, dir]: sequence number
-    of the direction's first payload byte. Returns {(stream, dir): [Piece by offset]}."""
+    of the direction's first payload byte. Returns {(stream, dir): [Piece by offset]}.
+
+    Sorting and offset arithmetic are vectorised over all rows; Python touches each row
+    once, to cut its bytes and resolve overlaps."""
     out: dict[tuple[int, int], list[Piece]] = {}
-    for rows, data in batches:
-        mv = memoryview(data)
-        rel = (rows["seq"].astype(np.int64) - base_seq[rows["stream"], rows["dir"]]) & 0xFFFFFFFF
-        for r, off in zip(rows.tolist(), rel.tolist()):
-            stream, frame, ts, _seq, length, cap, o, d, tail = r[:9]
-            if off >= 0x80000000:        # before the base (a retransmitted SYN's data): skip
-                continue
-            if tail:
-                length = cap             # the tail copy holds the segment's last bytes
-            out.setdefault((stream, d), []).append(
-                Piece(off, bytes(mv[o:o + cap]), length, frame, ts, bool(tail)))
-    for key, pieces in out.items():
-        pieces.sort(key=lambda p: (p.offset, p.tail, p.frame))
-        merged: list[Piece] = []
-        for p in pieces:
-            if merged and p.offset < merged[-1].offset + len(merged[-1].data):
-                last = merged[-1]
-                covered = last.offset + len(last.data)
-                if p.offset + len(p.data) <= covered:
-                    continue                             # retransmission / already have it
-                cut = covered - p.offset                 # keep only the new bytes
-                p = Piece(covered, p.data[cut:], max(p.length - cut, 0), p.frame, p.ts_ns, p.tail)
-            merged.append(p)
-        out[key] = merged
+    batches = [(r, d) for r, d in batches if len(r)]
+    if not batches:
+        return out
+    rows = np.concatenate([r for r, _ in batches])
+    bases = np.cumsum([0] + [len(d) for _, d in batches[:-1]])
+    goff = np.concatenate([r["off"].astype(np.int64) + b for (r, _), b in zip(batches, bases)])
+    data = memoryview(b"".join(d for _, d in batches))
+    stream = rows["stream"]
+    d = rows["dir"].astype(np.int64)
+    rel = (rows["seq"].astype(np.int64) - base_seq[stream, d]) & 0xFFFFFFFF
+    keep = rel < 0x80000000               # data before the base (a retransmitted SYN's): drop
+    tail = rows["tail"].astype(bool)
+    length = np.where(tail, rows["cap"], rows["len"]).astype(np.int64)   # a tail holds the last bytes
+    order = np.lexsort((rows["frame"], tail, rel, d, stream))
+    order = order[keep[order]]
+    cols = zip(stream[order].tolist(), d[order].tolist(), rel[order].tolist(), goff[order].tolist(),
+               rows["cap"][order].tolist(), length[order].tolist(), rows["frame"][order].tolist(),
+               rows["ts"][order].tolist(), tail[order].tolist())
+    key = None
+    merged: list[Piece] = []
+    covered = -1
+    for st, dd, off, o, cap, ln, fr, ts, tl in cols:
+        if (st, dd) != key:
+            key = (st, dd)
+            merged = out[key] = []
+            covered = -1
+        end = off + cap
+        if off < covered:
+            if end <= covered:
+                continue                  # retransmission / already have it
+            cut = covered - off           # keep only the new bytes
+            o, cap, ln, off = o + cut, cap - cut, max(ln - cut, 0), covered
+        merged.append(Piece(off, bytes(data[o:o + cap]), ln, fr, ts, tl))
+        covered = off + cap
     return out

@@ -160,7 +160,7 @@ typedef struct {
 
 #define APP_TAIL 512
 typedef struct {
-    uint8_t head_open[2], head_segs[2];
+    uint8_t head_open[2], head_segs[2], http[2], pad_[2];
     uint32_t tail_len[2], tail_seq[2], tail_plen[2];
     int64_t tail_frame[2], tail_ts[2];
     uint8_t tail[2][APP_TAIL];
@@ -629,16 +629,16 @@ static int track_tcp(Engine *e, ippkt_t *ip, int64_t ts, pkt_t *out, int *emitte
         const uint8_t *pl = t + doff;
         uint32_t rel = seq - me->isn - ((me->flags & DF_SYN_SEEN) ? 1u : 0u);
         int msg = starts_http_message(pl, captured);
-        if (rel < e->app_head_bytes || msg || as->head_open[dir]) {
+        if (msg && rel == 0) as->http[dir] = 1;   /* HTTP/1: heads are enough, not the first KiB */
+        if ((rel < e->app_head_bytes && !as->http[dir]) || msg || as->head_open[dir]) {
             uint32_t n = captured < e->app_copy_max ? captured : e->app_copy_max;
             if (msg || as->head_open[dir]) {
                 const uint8_t *end = find_crlfcrlf(pl, n);
                 if (msg) as->head_segs[dir] = 0;
                 as->head_open[dir] = !end && ++as->head_segs[dir] < 32;
-                /* an HTTP head: copy it and a little of what follows (small bodies, a
-                 * coalesced next message), not the body */
+                /* an HTTP head: copy it and a few bytes of what follows, not the body */
                 if (end) {
-                    uint32_t keep = (uint32_t)(end - pl) + 4 + 512;
+                    uint32_t keep = (uint32_t)(end - pl) + 4 + 32;
                     if (keep < n) n = keep;
                 }
             }

@@ -126,6 +126,7 @@ def _ladder(pk: pd.DataFrame, client_dir: int, close_frame, evidence: set[int], 
             "t": f"+{(r.time - t0).total_seconds() * 1000:.3f} ms",
             "label": f"{flags} seq={int(r.rseq)}" + (f" ack={int(r.rack)}" if "A" in flags else "")
                      + f" len={int(r.len)}" + (" (retransmission)" if r.retransmission else ""),
+            "states": f"{getattr(r, f'state_{client_dir}_after')} / {getattr(r, f'state_{1 - client_dir}_after')}",
             "kind": kind, "close": close_frame is not None and not pd.isna(close_frame) and int(r.frame) == int(close_frame),
             "evidence": int(r.frame) in evidence,
         })

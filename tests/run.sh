@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the tests need and run them: the README's test command, and what .ci/run
-# calls. Installs tshark (for the cross-checks) with apt when running as root, then the
-# package with its test extras, then runs pytest with any arguments given.
+# calls. Installs tshark (for the cross-checks) and chromium (the HTML report is loaded in
+# headless Chromium) with apt when running as root, then the package with its test
+# extras, then runs pytest with any arguments given.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v tshark >/dev/null 2>&1; then
@@ -10,6 +11,14 @@ if ! command -v tshark >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null
   else
     echo "tests/run.sh: tshark not installed and not root: the tshark cross-checks will be skipped" >&2
+  fi
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "tests/run.sh: chromium not installed and not root: the browser test will be skipped (it fails in CI)" >&2
   fi
 fi
 python3 -m pip install -q -e ".[test]"

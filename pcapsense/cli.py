@@ -58,6 +58,7 @@ def analyze(
     limit: Annotated[int, typer.Option("--limit", help="Rows in the terminal table.")] = 50,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no warnings on stderr.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Treat a corrupt record as fatal instead of analysing what came before it.")] = False,
+    tcp_only: Annotated[bool, typer.Option("--tcp-only", help="Skip HTTP/TLS/HTTP2 parsing (about twice as fast on huge captures); causes then rest on TCP evidence alone.")] = False,
     html: Annotated[Optional[Path], typer.Option("--html", metavar="FILE", help="Also write a self-contained HTML report (timeline, one card per abnormal disconnect) to FILE.")] = None,
 ):
     """Analyse one capture and report every TCP connection's ending."""
@@ -66,7 +67,7 @@ def analyze(
     progress_cb, finish = _progress(capture[0] if len(capture) == 1 else "-", quiet, err)
     try:
         result = run_analysis(capture if len(capture) > 1 else capture[0], verify_checksums=verify_checksums,
-                              progress=progress_cb, strict=strict)
+                              progress=progress_cb, strict=strict, layers="tcp" if tcp_only else "all")
     except CaptureError as exc:
         finish()
         _stderr(f"pcapsense: error: {exc}")

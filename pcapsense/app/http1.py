@@ -296,12 +296,12 @@ def parse_direction(kind: str, pieces: list[Piece], total_bytes: int,
             cur.complete, cur.body_end = True, total_bytes
     if mode == "close" and cur is not None and cur.body_end is None:
         cur.body_end = total_bytes
-    # full parse (httptools) of the messages that get reported: the first, the last two,
-    # proxy requests and the responses whose status matters to the classifier
+    # full parse (httptools) of the messages that get reported: the last one, proxy
+    # requests and the responses whose status matters to the classifier
     for i, m in enumerate(msgs):
         if m.raw_head is None:
             continue
-        if i == 0 or i >= len(msgs) - 2 or m.method == "CONNECT" or (m.target or "").find("://") >= 0 \
+        if i == len(msgs) - 1 or m.method == "CONNECT" or (m.target or "").find("://") >= 0 \
                 or (m.status is not None and m.status not in (200, 204, 206, 301, 302, 304)):
             keep = (m.content_length, m.chunked, m.body_end, m.complete)
             m.malformed = None

@@ -55,8 +55,11 @@ class Capture:
 
 class Analysis:
     """Result of `analyze()`. `.connections`: one row per TCP connection (docs/schema.md);
-    `.transitions`: every endpoint state change; `.capture`: file facts;
-    `.packets(stream)`: that connection's packets, read again from the file."""
+    `.http`: one row per HTTP/1 request and its response; `.transitions`: every endpoint
+    state change; `.capture`: file facts; `.packets(stream)`: that connection's packets,
+    read again from the file."""
+
+    http: pd.DataFrame
 
     def __init__(self, capture: Capture, connections: pd.DataFrame, transitions: pd.DataFrame,
                  options: dict):
@@ -229,7 +232,7 @@ def analyze(path, *, verify_checksums: bool = False,
     streams = np.frombuffer(eng.streams(), dtype=layout.STREAM_DTYPE)
     trans = np.frombuffer(b"".join(chunks), dtype=layout.TRANSITION_DTYPE)
     conns = conn_table.build(streams, trans)
-    app = app_facts.build(streams, conns, list(zip(app_rows, app_data)))
+    app, http = app_facts.build(streams, conns, list(zip(app_rows, app_data)))
     conns = classify.run(conns, app, streams)
     warnings = list(res.warnings)
     if res.error is not None:
@@ -262,7 +265,9 @@ def analyze(path, *, verify_checksums: bool = False,
     )
     cap.files = [r.path for r in results]
     transitions = _transitions_frame(trans, conns)
-    return Analysis(cap, conns, transitions, {"path": path, "files": files, "verify_checksums": verify_checksums})
+    result = Analysis(cap, conns, transitions, {"path": path, "files": files, "verify_checksums": verify_checksums})
+    result.http = http
+    return result
 
 
 def _merge_results(results: list) -> "reader.ReadResult":

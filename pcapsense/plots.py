@@ -146,7 +146,7 @@ def timeline(analysis, *, limit: int = TIMELINE_LIMIT, width: float = 11.0) -> F
     """Every connection as a bar from its first to its last packet, grouped by server,
     coloured by cause; FIN (|) and RST (x) markers coloured by who sent them (from
     `analysis.transitions`, or the first FIN/RST only when given a DataFrame); ticks for
-    the last request (grey) and last response (black). Over `limit` connections, all
+    every request (grey) and response (black). Over `limit` connections, all
     abnormal ones and a sample of the rest are drawn and the title says so."""
     df_all = _conns(analysis)
     fig = _figure(width, 2.5)
@@ -201,13 +201,15 @@ def timeline(analysis, *, limit: int = TIMELINE_LIMIT, width: float = 11.0) -> F
             m = (ev["what"] == what).to_numpy()
             ax.scatter(ex[m], ev["_y"].to_numpy()[m], marker=marker, s=size * (6 if n <= 100 else 3), linewidths=1.3,
                        c=[SIDE_COLORS.get(e, "#555") for e in ev["endpoint"][m]], zorder=3)
-    if n <= 120:
-        for col, colour in (("http_last_request_ts", "#777777"), ("http_last_response_ts", "#111111")):
-            if col in df:
-                tx = _secs(df[col], t0)
-                ok = ~np.isnan(tx)
-                ax.scatter(tx[ok], df["_y"].to_numpy()[ok] - 0.42, marker="^", s=10, c=colour, zorder=3,
-                           linewidths=0)
+    ex_tab = getattr(analysis, "http", None)
+    if n <= 120 and ex_tab is not None and len(ex_tab):
+        # a tick for every request (grey) and response (black) on the connection's bar
+        ex_tab = ex_tab.merge(df[["stream", "_y"]], on="stream")
+        for col, colour in (("request_time", "#777777"), ("response_time", "#111111")):
+            tx = _secs(ex_tab[col], t0)
+            ok = ~np.isnan(tx)
+            ax.scatter(tx[ok], ex_tab["_y"].to_numpy()[ok] - 0.42, marker="^", s=10, c=colour, zorder=3,
+                       linewidths=0)
     if n <= 40:
         for yy, s, x in zip(df["_y"], df["stream"], start):
             ax.text(x, yy, f" {s}", va="center", ha="right", fontsize=6, color="#444", parse_math=False)
@@ -227,8 +229,8 @@ def timeline(analysis, *, limit: int = TIMELINE_LIMIT, width: float = 11.0) -> F
     if mb:
         handles.append(Line2D([], [], marker="x", ls="", color=SIDE_COLORS["middlebox"], label="RST injected"))
     if n <= 120:
-        handles += [Line2D([], [], marker="^", ls="", color="#777777", label="last request"),
-                    Line2D([], [], marker="^", ls="", color="#111111", label="last response")]
+        handles += [Line2D([], [], marker="^", ls="", color="#777777", label="request"),
+                    Line2D([], [], marker="^", ls="", color="#111111", label="response")]
     fig.legend(handles=handles, loc="outside right upper", fontsize=7, frameon=False)
     return fig
 

@@ -118,10 +118,45 @@ def build(streams: np.ndarray, conns: pd.DataFrame, batches: list) -> pd.DataFra
             out.append(_one(st, pieces, client_dir, totals))
         except Exception as exc:  # noqa: BLE001 - hostile bytes must not stop the analysis
             out.append({"stream": st, "app_protocol": "unknown", "app_error": f"{type(exc).__name__}: {exc}"[:200]})
+    exchanges = [x for row in out for x in row.pop("_exchanges", [])]
     df = pd.DataFrame(out)
     if len(df):
         df = df.set_index("stream")
+    return df, exchanges_frame(exchanges)
+
+
+EXCHANGE_COLUMNS = ["stream", "depth", "method", "target", "host", "request_frame", "request_time",
+                    "request_complete", "request_body_declared", "status", "reason", "response_frame",
+                    "response_time", "response_complete", "response_body_declared", "client_keep_alive",
+                    "server_keep_alive"]
+
+
+def exchanges_frame(rows: list[tuple]) -> pd.DataFrame:
+    """One row per HTTP/1 request (and its response, if any), Zeek http.log style."""
+    df = pd.DataFrame(rows, columns=EXCHANGE_COLUMNS, dtype=object)   # keep ints exact (ns times)
+    for col in ("request_time", "response_time"):
+        ns = pd.Series(pd.array(df[col].tolist(), dtype="Int64"))
+        df[col] = pd.to_datetime(ns.fillna(0).astype("int64"), unit="ns", utc=True).where(ns.notna(), pd.NaT)
+    for col in ("depth", "request_frame", "request_body_declared", "status", "response_frame",
+                "response_body_declared"):
+        df[col] = pd.array(df[col].tolist(), dtype="Int64")
+    for col in ("request_complete", "response_complete", "client_keep_alive", "server_keep_alive"):
+        df[col] = pd.array(df[col].tolist(), dtype="boolean")
+    df["stream"] = df["stream"].astype("int64")
     return df
+
+
+def _exchange_rows(st: int, reqs, finals) -> list[tuple]:
+    rows = []
+    for i, q in enumerate(reqs):
+        r = finals[i] if i < len(finals) else None
+        rows.append((st, i + 1, q.method, q.target, q.header("host") if q.headers else None, q.frame, q.ts_ns,
+                     bool(q.complete), q.content_length,
+                     None if r is None else r.status, None if r is None else r.reason,
+                     None if r is None else r.frame, None if r is None else r.ts_ns,
+                     None if r is None else bool(r.complete), None if r is None else r.content_length,
+                     q.keep_alive, None if r is None else r.keep_alive))
+    return rows
 
 
 def _one(st, pieces, client_dir, totals) -> dict:
@@ -140,6 +175,8 @@ def _one(st, pieces, client_dir, totals) -> dict:
             reqs = http1.parse_direction("request", cl, ctot)
             resps = http1.parse_direction("response", sv, stot, [r.method or "GET" for r in reqs])
             _http_facts(row, reqs, resps, ctot, stot)
+            finals = [r for r in resps if r.status is not None and r.status >= 200 and r.status != 101]
+            row["_exchanges"] = _exchange_rows(st, reqs, finals)
             conn = next((r for r in reqs if r.method == "CONNECT"), None)
             if conn is not None:
                 row["app_protocol"] = "http-proxy-tunnel"

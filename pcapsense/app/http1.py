@@ -150,9 +150,13 @@ def _fast_head(kind: str, head: bytes, msg: Message) -> None:
             msg.malformed = "bad Content-Length"
     i = low.find(b"\r\ntransfer-encoding:")
     msg.chunked = i >= 0 and b"chunked" in low[i:low.find(b"\r\n", i + 2)]
-    i = low.find(b"\r\nconnection:")
-    if i >= 0:
-        msg.headers = [("connection", low[i + 13:low.find(b"\r\n", i + 2)].strip().decode("latin-1"))]
+    hdrs = []
+    for name in (b"connection", b"host"):
+        i = low.find(b"\r\n" + name + b":")
+        if i >= 0:
+            j = low.find(b"\r\n", i + 2)
+            hdrs.append((name.decode(), head[i + 3 + len(name):j].strip().decode("latin-1")))
+    msg.headers = hdrs
 
 
 def _starts_message(kind: str, data: bytes) -> bool:

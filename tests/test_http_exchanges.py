@@ -1,0 +1,27 @@
+"""Analysis.http: one row per HTTP/1 request and its response (Zeek http.log style)."""
+
+import pcapsense
+from conftest import ROOT
+
+RACE = ROOT / "sample_pcaps" / "captures" / "la-keepalive-race-httpclient.pcap"
+
+
+def test_exchanges_pair_requests_with_responses():
+    a = pcapsense.analyze(RACE)
+    h = a.http
+    assert len(h) == 9 and list(h.columns[:3]) == ["stream", "depth", "method"]
+    lost = h[h.status.isna()]
+    # the three requests that crossed the server's FIN got no response
+    assert sorted(lost.stream) == [0, 1, 2] and (lost.depth == 2).all()
+    assert (h.request_time.dt.tz is not None) and str(h.status.dtype) == "Int64"
+    assert (h.dropna(subset=["response_time"]).eval("response_time >= request_time")).all()
+    assert set(h.host.dropna()) == {"127.0.0.1:18080"}
+    # agrees with the per-connection columns
+    c = a.connections.set_index("stream")
+    assert (h.groupby("stream").size() == c.loc[h.stream.unique(), "http_requests"]).all()
+
+
+def test_tcp_only_has_no_application_rows():
+    a = pcapsense.analyze(RACE, layers="tcp")
+    assert len(a.http) == 0 and a.connections.http_requests.isna().all()
+    assert set(a.connections.closer.astype(str)) == {"server", "client"}

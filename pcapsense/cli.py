@@ -32,6 +32,7 @@ class Format(str, enum.Enum):
     terminal = "terminal"
     json = "json"
     markdown = "markdown"
+    parquet = "parquet"
 
 
 def _version(value: bool):
@@ -88,6 +89,16 @@ def analyze(
             output.write_text(text, encoding="utf-8")
         else:
             sys.stdout.write(text)
+    elif format is Format.parquet:
+        from .render import parquet
+        if not output:
+            _stderr("pcapsense: error: --format parquet needs --output DIR (a directory for the tables)")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        try:
+            parquet.write(result, str(output))
+        except RuntimeError as exc:
+            _stderr(f"pcapsense: error: {exc}")
+            raise typer.Exit(EXIT_BAD_INPUT)
     elif format is Format.json:
         from .render import jsonout
         if output:

@@ -1,0 +1,41 @@
+"""Parquet export for downstream engines (DuckDB, Spark, pandas): one file per table in a
+directory, types preserved (tz-aware timestamps, nullable integers, categoricals as
+dictionary columns), via pyarrow (optional extra: `pip install pcapsense[parquet]`).
+
+    DIR/capture.json       the capture object of the JSON output
+    DIR/connections.parquet  one row per TCP connection (docs/schema.md)
+    DIR/http.parquet         one row per HTTP request/response
+    DIR/transitions.parquet  every endpoint state change
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from . import jsonout
+
+
+def write(analysis, directory: str) -> list[str]:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise RuntimeError("Parquet output needs pyarrow: pip install 'pcapsense[parquet]'") from None
+    os.makedirs(directory, exist_ok=True)
+    written = []
+    cap = os.path.join(directory, "capture.json")
+    with open(cap, "w", encoding="utf-8") as fh:
+        json.dump(jsonout.capture_dict(analysis), fh, indent=1, ensure_ascii=False)
+    written.append(cap)
+    conns = analysis.connections[[c for c in analysis.connections.columns if not c.startswith("_")]].copy()
+    if "tls_certificate" in conns:      # nested dicts: as JSON text, so the column has one type
+        conns["tls_certificate"] = conns["tls_certificate"].map(
+            lambda v: json.dumps(v) if isinstance(v, dict) else None)
+    for name, df in (("connections", conns), ("http", getattr(analysis, "http", None)),
+                     ("transitions", analysis.transitions)):
+        if df is None:
+            continue
+        path = os.path.join(directory, f"{name}.parquet")
+        df.reset_index(drop=True).to_parquet(path, index=False)
+        written.append(path)
+    return written

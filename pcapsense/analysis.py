@@ -18,6 +18,7 @@ from .capture import layout, reader
 from .capture.reader import CaptureError
 from . import classify
 from .app import facts as app_facts
+from .app import segments as app_segments
 from .tcp import connections as conn_table
 from .tcp.state import State, Kind
 
@@ -152,10 +153,47 @@ def _client_dirs(conns: pd.DataFrame) -> np.ndarray:
     return conns["_client_dir"].to_numpy() if "_client_dir" in conns else np.zeros(len(conns), np.int8)
 
 
-def _append_app(rows: list, data: list, r: bytes, d: bytes) -> None:
-    """Keep each drained batch with its own bytes (offsets are relative to them)."""
-    rows.append(np.frombuffer(r, dtype=layout.APP_DTYPE))
-    data.append(d)
+class _AppStage:
+    """Application bytes from the engine -> facts, streaming: a connection's pieces are
+    parsed once it has closed (both FINs or a RST) and stayed closed for one more chunk,
+    then dropped, so memory holds only the bytes of connections still open."""
+
+    def __init__(self, eng):
+        self.eng = eng
+        self.acc = app_segments.Accumulator()
+        self.rows: list[dict] = []
+        self.exchanges: list[tuple] = []
+        self.candidates: set[int] = set()
+
+    def step(self) -> None:
+        r, d = self.eng.take_app()
+        if r:
+            self.acc.add(np.frombuffer(r, dtype=layout.APP_DTYPE), d)
+        pending = self.acc.streams()
+        if not pending:
+            return
+        closed = np.frombuffer(self.eng.closed(0), dtype=np.uint8)
+        now = {st for st in pending if st < len(closed) and closed[st]}
+        ready = now & self.candidates
+        self.candidates = now - ready
+        if ready:
+            self._finalise(sorted(ready))
+
+    def finish(self) -> None:
+        self._finalise(sorted(self.acc.streams()))
+
+    def _finalise(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        ix = np.asarray(ids, dtype=np.int64).tobytes()
+        r, d = self.eng.app_tails_for(ix)
+        if r:
+            self.acc.add(np.frombuffer(r, dtype=layout.APP_DTYPE), d)
+        rows = np.frombuffer(self.eng.stream_rows(ix), dtype=layout.STREAM_DTYPE)
+        pieces = self.acc.take(ids, app_facts.base_seq_of(rows))
+        out, ex = app_facts.rows_for(rows, pieces)
+        self.rows += out
+        self.exchanges += ex
 
 
 def analyze(path, *, verify_checksums: bool = False,
@@ -191,17 +229,14 @@ def analyze(path, *, verify_checksums: bool = False,
         raise ValueError("layers must be 'all' or 'tcp'")
     eng = reader.new_engine(verify_checksums=verify_checksums, zeek_split=split == "zeek", app=layers == "all")
     chunks: list[bytes] = []
-    app_rows: list[bytes] = []
-    app_data: list[bytes] = []
+    app = _AppStage(eng) if layers == "all" else None
 
     def drain(_rows=None):
         b = eng.take_transitions()
         if b:
             chunks.append(b)
-        if layers == "all":
-            r, d = eng.take_app()
-            if r:
-                _append_app(app_rows, app_data, r, d)
+        if app is not None:
+            app.step()
 
     results = []
     fmt_seen = set()
@@ -225,15 +260,15 @@ def analyze(path, *, verify_checksums: bool = False,
     if not fmt_seen:
         raise results[0].error or CaptureError("not a capture", path=results[0].path)
     res = results[0] if len(results) == 1 else _merge_results(results)
-    if layers == "all":
-        r, d = eng.app_tails()
-        if r:
-            _append_app(app_rows, app_data, r, d)
     streams = np.frombuffer(eng.streams(), dtype=layout.STREAM_DTYPE)
     trans = np.frombuffer(b"".join(chunks), dtype=layout.TRANSITION_DTYPE)
     conns = conn_table.build(streams, trans)
-    app, http = app_facts.build(streams, conns, list(zip(app_rows, app_data)))
-    conns = classify.run(conns, app, streams)
+    if app is not None:
+        app.finish()
+        app_df, http = app_facts.frames(app.rows, app.exchanges)
+    else:
+        app_df, http = app_facts.frames([], [])
+    conns = classify.run(conns, app_df, streams)
     warnings = list(res.warnings)
     if res.error is not None:
         warnings.append(f"{res.error} (analysed the {counters['frames']} frames before it)")

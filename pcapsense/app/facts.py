@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from . import h2, http1, tls
-from .segments import Piece, group
+from .segments import Piece
 
 NS = 1_000_000_000
 
@@ -105,24 +105,37 @@ def _tls_facts(row: dict, cl: list[Piece], sv: list[Piece], prefix="tls") -> Non
     row["tls_server_records"] = s.records
 
 
-def build(streams: np.ndarray, conns: pd.DataFrame, batches: list) -> pd.DataFrame:
-    """One row per connection with application payload; index = stream.
-    `batches`: [(APP_DTYPE rows, their bytes)] as drained from the engine."""
-    pieces = group(batches, _base_seq(streams))
-    totals = _payload_total(streams)
-    client_dir = conns["_client_dir"].to_numpy()
+def rows_for(stream_rows: np.ndarray, pieces: dict) -> tuple[list[dict], list[tuple]]:
+    """Facts of the streams in `stream_rows` (STREAM_DTYPE rows of finalised streams)
+    from their pieces: (fact rows, exchange rows)."""
+    from ..tcp.connections import client_direction
+    cdir, _, _ = client_direction(stream_rows)
+    totals = _payload_total(stream_rows)
+    ids = stream_rows["stream"].tolist()
+    client_dir = dict(zip(ids, cdir.tolist()))
+    tot = {(st, d): int(totals[i, d]) for i, st in enumerate(ids) for d in (0, 1)}
     out = []
-    streams_with = sorted({k[0] for k in pieces})
-    for st in streams_with:
+    for st in ids:
+        if not any((st, d) in pieces for d in (0, 1)):
+            continue
         try:
-            out.append(_one(st, pieces, client_dir, totals))
+            out.append(_one(st, pieces, client_dir, tot))
         except Exception as exc:  # noqa: BLE001 - hostile bytes must not stop the analysis
             out.append({"stream": st, "app_protocol": "unknown", "app_error": f"{type(exc).__name__}: {exc}"[:200]})
     exchanges = [x for row in out for x in row.pop("_exchanges", [])]
-    df = pd.DataFrame(out)
+    return out, exchanges
+
+
+def base_seq_of(stream_rows: np.ndarray) -> dict:
+    b = _base_seq(stream_rows)
+    return {(st, d): int(b[i, d]) for i, st in enumerate(stream_rows["stream"].tolist()) for d in (0, 1)}
+
+
+def frames(rows: list[dict], exchanges: list[tuple]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    df = pd.DataFrame(rows)
     if len(df):
-        df = df.set_index("stream")
-    return df, exchanges_frame(exchanges)
+        df = df.set_index("stream").sort_index()
+    return df, exchanges_frame(sorted(exchanges, key=lambda x: (x[0], x[1])))
 
 
 EXCHANGE_COLUMNS = ["stream", "depth", "method", "target", "host", "request_frame", "request_time",
@@ -164,7 +177,10 @@ def _one(st, pieces, client_dir, totals) -> dict:
         cd = int(client_dir[st])
         cl = pieces.get((st, cd), [])
         sv = pieces.get((st, 1 - cd), [])
-        ctot, stot = int(totals[st, cd]), int(totals[st, 1 - cd])
+        if isinstance(totals, dict):
+            ctot, stot = totals[(st, cd)], totals[(st, 1 - cd)]
+        else:
+            ctot, stot = int(totals[st, cd]), int(totals[st, 1 - cd])
         row: dict = {"stream": st}
         first_c = cl[0].data if cl and cl[0].offset == 0 else b""
         first_s = sv[0].data if sv and sv[0].offset == 0 else b""

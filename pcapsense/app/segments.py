@@ -5,7 +5,8 @@ first bytes of each direction, every segment that starts an HTTP/1 message, the 
 an open HTTP head, and the last bytes of each direction. Here they are put in sequence
 order per (stream, direction), retransmissions and overlaps resolved (first copy wins,
 as a receiver keeps it), and given offsets relative to the direction's first byte.
-What lies between two pieces is a *gap*: bytes that were sent (sequence numbers say so)
+Streaming: `Accumulator` keeps the pieces of open connections only; a closed connection's
+pieces are handed to the parsers and forgotten. What lies between two pieces is a *gap*: bytes that were sent (sequence numbers say so)
 but are not needed or not captured. Gaps are reported, never invented.
 """
 
@@ -32,45 +33,58 @@ class Piece:
         return self.offset + self.length
 
 
-def group(batches: list, base_seq: np.ndarray) -> dict[tuple[int, int], list[Piece]]:
-    """batches: [(APP_DTYPE rows, their bytes)]; base_seq[stream, dir]: sequence number
-    of the direction's first payload byte. Returns {(stream, dir): [Piece by offset]}.
+class Accumulator:
+    """Application rows collected while the capture is read, kept per (stream, direction)
+    with raw sequence numbers until the stream is finalised (its base sequence number is
+    known then). `take()` hands over one batch of streams and forgets them, so memory
+    holds only the connections still open."""
 
-    Sorting and offset arithmetic are vectorised over all rows; Python touches each row
-    once, to cut its bytes and resolve overlaps."""
-    out: dict[tuple[int, int], list[Piece]] = {}
-    batches = [(r, d) for r, d in batches if len(r)]
-    if not batches:
+    def __init__(self):
+        self.pending: dict[tuple[int, int], list[tuple]] = {}
+        self.done: set[int] = set()
+
+    def add(self, rows: np.ndarray, data: bytes) -> None:
+        if not len(rows):
+            return
+        mv = memoryview(data)
+        for st, fr, ts, seq, ln, cap, o, d, tl in zip(
+                rows["stream"].tolist(), rows["frame"].tolist(), rows["ts"].tolist(), rows["seq"].tolist(),
+                rows["len"].tolist(), rows["cap"].tolist(), rows["off"].tolist(), rows["dir"].tolist(),
+                rows["tail"].tolist()):
+            if st in self.done:
+                continue                  # late bytes of a finalised stream: ignored
+            self.pending.setdefault((st, d), []).append(
+                (seq, bytes(mv[o:o + cap]), cap if tl else ln, fr, ts, bool(tl)))
+
+    def streams(self) -> set[int]:
+        return {k[0] for k in self.pending}
+
+    def take(self, ids, base_seq: dict) -> dict[tuple[int, int], list[Piece]]:
+        """Pieces of streams `ids`, in offset order, overlaps resolved (first copy wins).
+        base_seq[(stream, dir)]: sequence number of the direction's first payload byte."""
+        out: dict[tuple[int, int], list[Piece]] = {}
+        for st in ids:
+            self.done.add(st)
+            for d in (0, 1):
+                raw = self.pending.pop((st, d), None)
+                if not raw:
+                    continue
+                base = base_seq[(st, d)]
+                items = []
+                for seq, data, ln, fr, ts, tl in raw:
+                    off = (seq - base) & 0xFFFFFFFF
+                    if off < 0x80000000:
+                        items.append((off, tl, fr, data, ln, ts))
+                items.sort(key=lambda x: (x[0], x[1], x[2]))
+                merged: list[Piece] = []
+                covered = -1
+                for off, tl, fr, data, ln, ts in items:
+                    if off < covered:
+                        if off + len(data) <= covered:
+                            continue
+                        cut = covered - off
+                        data, ln, off = data[cut:], max(ln - cut, 0), covered
+                    merged.append(Piece(off, data, ln, fr, ts, tl))
+                    covered = off + len(data)
+                out[(st, d)] = merged
         return out
-    rows = np.concatenate([r for r, _ in batches])
-    bases = np.cumsum([0] + [len(d) for _, d in batches[:-1]])
-    goff = np.concatenate([r["off"].astype(np.int64) + b for (r, _), b in zip(batches, bases)])
-    data = memoryview(b"".join(d for _, d in batches))
-    stream = rows["stream"]
-    d = rows["dir"].astype(np.int64)
-    rel = (rows["seq"].astype(np.int64) - base_seq[stream, d]) & 0xFFFFFFFF
-    keep = rel < 0x80000000               # data before the base (a retransmitted SYN's): drop
-    tail = rows["tail"].astype(bool)
-    length = np.where(tail, rows["cap"], rows["len"]).astype(np.int64)   # a tail holds the last bytes
-    order = np.lexsort((rows["frame"], tail, rel, d, stream))
-    order = order[keep[order]]
-    cols = zip(stream[order].tolist(), d[order].tolist(), rel[order].tolist(), goff[order].tolist(),
-               rows["cap"][order].tolist(), length[order].tolist(), rows["frame"][order].tolist(),
-               rows["ts"][order].tolist(), tail[order].tolist())
-    key = None
-    merged: list[Piece] = []
-    covered = -1
-    for st, dd, off, o, cap, ln, fr, ts, tl in cols:
-        if (st, dd) != key:
-            key = (st, dd)
-            merged = out[key] = []
-            covered = -1
-        end = off + cap
-        if off < covered:
-            if end <= covered:
-                continue                  # retransmission / already have it
-            cut = covered - off           # keep only the new bytes
-            o, cap, ln, off = o + cut, cap - cut, max(ln - cut, 0), covered
-        merged.append(Piece(off, bytes(data[o:o + cap]), ln, fr, ts, tl))
-        covered = off + cap
-    return out

@@ -1356,6 +1356,69 @@ static PyObject *Engine_app_tails(Engine *self, PyObject *noargs) {
     return Engine_take_app(self, NULL);
 }
 
+/* closed(from) -> bytes: one flag per stream from `from` on: 1 when both sides sent FIN
+ * or a RST was seen (its application bytes can be finalised soon) */
+static PyObject *Engine_closed(Engine *self, PyObject *args) {
+    Py_ssize_t from;
+    if (!PyArg_ParseTuple(args, "n", &from)) return NULL;
+    if (from < 0 || (size_t)from > self->stream_n) from = (Py_ssize_t)self->stream_n;
+    PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)self->stream_n - from);
+    if (!b) return NULL;
+    char *o = PyBytes_AS_STRING(b);
+    for (size_t i = (size_t)from; i < self->stream_n; i++) {
+        stream_t *st = &self->streams[i];
+        o[i - from] = (char)((st->d[0].first_fin_frame && st->d[1].first_fin_frame) || st->rst_frame);
+    }
+    return b;
+}
+
+static int index_list(PyObject *arg, Py_buffer *buf, Engine *self) {
+    if (PyObject_GetBuffer(arg, buf, PyBUF_SIMPLE) < 0) return -1;
+    if (buf->len % 8) { PyBuffer_Release(buf); PyErr_SetString(PyExc_ValueError, "int64 indices expected"); return -1; }
+    const int64_t *ix = buf->buf;
+    for (Py_ssize_t i = 0; i < buf->len / 8; i++)
+        if (ix[i] < 0 || (size_t)ix[i] >= self->stream_n) {
+            PyBuffer_Release(buf); PyErr_SetString(PyExc_IndexError, "stream index out of range"); return -1;
+        }
+    return 0;
+}
+
+/* stream_rows(int64 indices) -> bytes of those streams' rows */
+static PyObject *Engine_stream_rows(Engine *self, PyObject *arg) {
+    Py_buffer buf;
+    if (index_list(arg, &buf, self) < 0) return NULL;
+    Py_ssize_t n = buf.len / 8;
+    PyObject *b = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(stream_t));
+    if (b) {
+        const int64_t *ix = buf.buf;
+        for (Py_ssize_t i = 0; i < n; i++)
+            memcpy(PyBytes_AS_STRING(b) + i * sizeof(stream_t), &self->streams[ix[i]], sizeof(stream_t));
+    }
+    PyBuffer_Release(&buf);
+    return b;
+}
+
+/* app_tails_for(int64 indices) -> (rows, data): whatever application rows were pending,
+ * plus the last data of the given streams */
+static PyObject *Engine_app_tails_for(Engine *self, PyObject *arg) {
+    Py_buffer buf;
+    if (index_list(arg, &buf, self) < 0) return NULL;
+    if (self->app_mode) {
+        const int64_t *ix = buf.buf;
+        for (Py_ssize_t k = 0; k < buf.len / 8; k++)
+            for (int d = 0; d < 2; d++) {
+                appst_t *as = &self->appst[ix[k]];
+                if (!as->tail_frame[d]) continue;
+                if (push_app(self, ix[k], as->tail_frame[d], as->tail_ts[d], as->tail_seq[d],
+                             as->tail_plen[d], as->tail[d], as->tail_len[d], d, 1, 0) < 0) {
+                    PyBuffer_Release(&buf); return PyErr_NoMemory();
+                }
+            }
+    }
+    PyBuffer_Release(&buf);
+    return Engine_take_app(self, NULL);
+}
+
 static PyObject *Engine_counters(Engine *self, PyObject *noargs) {
     PyObject *lts = PyList_New(0);
     for (int i = 0; i < 512; i++)
@@ -1394,6 +1457,9 @@ static PyMethodDef Engine_methods[] = {
     {"take_app", (PyCFunction)Engine_take_app, METH_NOARGS, "application segments so far (drained)"},
     {"new_file", (PyCFunction)Engine_new_file, METH_NOARGS, "the next bytes start another capture file"},
     {"app_tails", (PyCFunction)Engine_app_tails, METH_NOARGS, "last data of every direction"},
+    {"closed", (PyCFunction)Engine_closed, METH_VARARGS, "closed(from) -> flags of streams from `from` on"},
+    {"stream_rows", (PyCFunction)Engine_stream_rows, METH_O, "rows of the given streams (int64 indices)"},
+    {"app_tails_for", (PyCFunction)Engine_app_tails_for, METH_O, "last data of the given streams"},
     {NULL}
 };
 

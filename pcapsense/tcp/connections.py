@@ -67,12 +67,12 @@ def _cat(values, categories) -> pd.Categorical:
     return pd.Categorical(values, categories=categories)
 
 
-def build(streams: np.ndarray, transitions: np.ndarray) -> pd.DataFrame:
-    """One row per TCP connection (Wireshark tcp.stream), columns as in docs/schema.md."""
-    n = len(streams)
+def client_direction(streams: np.ndarray):
+    """Which side of each stream is the client (0 = the stream's first sender): the SYN
+    sender; else the peer of the SYN/ACK sender; else the side whose first bytes look
+    like a request (HTTP method, TLS ClientHello) or not like a response; else the first
+    data sender; else the higher port. Returns (client_dir, rule, handshake_seen)."""
     d0, d1 = streams["d"][:, 0], streams["d"][:, 1]
-
-    # ---- who is the client
     syn0, syn1 = d0["first_syn_frame"], d1["first_syn_frame"]
     sa0, sa1 = d0["first_synack_frame"], d1["first_synack_frame"]
     heads = [[_looks_like(bytes(h[: int(l)])) for h, l in zip(d["head"], d["head_len"])] for d in (d0, d1)]
@@ -93,6 +93,17 @@ def build(streams: np.ndarray, transitions: np.ndarray) -> pd.DataFrame:
                            default=client1_port).astype(np.int8)
     client_rule = np.select([by_syn, by_synack, by_look, by_data],
                             ["syn", "syn-ack", "payload", "first-data"], default="port")
+    return client_dir, client_rule, by_syn
+
+
+def build(streams: np.ndarray, transitions: np.ndarray) -> pd.DataFrame:
+    """One row per TCP connection (Wireshark tcp.stream), columns as in docs/schema.md."""
+    n = len(streams)
+    d0, d1 = streams["d"][:, 0], streams["d"][:, 1]
+
+    # ---- who is the client
+    client_dir, client_rule, by_syn = client_direction(streams)
+    port0, port1 = streams["port"][:, 0], streams["port"][:, 1]
     c1 = client_dir == 1
     c = {f: _pick(c1, d1[f], d0[f]) for f in d0.dtype.names if d0[f].ndim == 1}
     s = {f: _pick(c1, d0[f], d1[f]) for f in d0.dtype.names if d0[f].ndim == 1}

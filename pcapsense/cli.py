@@ -65,18 +65,8 @@ def analyze(
     """Analyse one capture and report every TCP connection's ending."""
     err = Console(stderr=True, highlight=False)
     wanted = _parse_fail_on(fail_on)
-    progress_cb, finish = _progress(capture[0] if len(capture) == 1 else "-", quiet, err)
-    try:
-        result = run_analysis(capture if len(capture) > 1 else capture[0], verify_checksums=verify_checksums,
-                              progress=progress_cb, strict=strict, layers="tcp" if tcp_only else "all")
-    except CaptureError as exc:
-        finish()
-        _stderr(f"pcapsense: error: {exc}")
-        raise typer.Exit(EXIT_BAD_INPUT)
-    except KeyboardInterrupt:
-        finish()
-        raise typer.Exit(130)
-    finish()
+    result = _run(capture if len(capture) > 1 else capture[0], quiet, err, verify_checksums=verify_checksums,
+                  strict=strict, layers="tcp" if tcp_only else "all")
     if not no_redact:
         from .render.redact import redact_frame
         result.connections = redact_frame(result.connections)
@@ -146,17 +136,7 @@ def report(
 ):
     """Write a self-contained HTML report of one capture (to attach to a ticket)."""
     err = Console(stderr=True, highlight=False)
-    progress_cb, finish = _progress(capture, quiet, err)
-    try:
-        result = run_analysis(capture, verify_checksums=verify_checksums, progress=progress_cb, strict=strict)
-    except CaptureError as exc:
-        finish()
-        _stderr(f"pcapsense: error: {exc}")
-        raise typer.Exit(EXIT_BAD_INPUT)
-    except KeyboardInterrupt:
-        finish()
-        raise typer.Exit(130)
-    finish()
+    result = _run(capture, quiet, err, verify_checksums=verify_checksums, strict=strict)
     if output is None:
         output = Path("pcapsense-report.html" if capture == "-" else Path(capture).name + ".html")
     if not no_redact:
@@ -178,6 +158,27 @@ def _write_html(result, path: Path, *, redact: bool, quiet: bool, max_cards: int
         raise typer.Exit(EXIT_BAD_INPUT)
     if not quiet:
         _stderr(f"pcapsense: wrote {path}")
+
+
+def _run(capture, quiet: bool, err: Console, **options):
+    """The analysis with a progress bar on a TTY; bad input -> one line, exit code 2."""
+    single = capture if isinstance(capture, str) else "-"
+    progress_cb, finish = _progress(single, quiet, err)
+    try:
+        return run_analysis(capture, progress=progress_cb, **options)
+    except CaptureError as exc:
+        _stderr_after(finish, f"pcapsense: error: {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        finish()
+        raise typer.Exit(130)
+    finally:
+        finish()
+
+
+def _stderr_after(finish, line: str) -> None:
+    finish()
+    _stderr(line)
 
 
 def _parse_fail_on(value: str | None) -> set[str]:

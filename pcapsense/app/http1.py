@@ -11,6 +11,7 @@ and otherwise found again at the next segment that starts an HTTP message.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import httptools
@@ -136,26 +137,27 @@ def _first_line(kind: str, buf: bytes, msg: Message) -> None:
         msg.reason = parts[2] if len(parts) > 2 else ""
 
 
+_FRAMING = re.compile(rb"\r\n(content-length|transfer-encoding|connection|host)[ \t]*:[ \t]*([^\r\n]*)",
+                      re.IGNORECASE)
+
+
 def _fast_head(kind: str, head: bytes, msg: Message) -> None:
-    """Framing fields only (first line, Content-Length, Transfer-Encoding, Connection),
-    for the messages in the middle of a connection; httptools parses the ones reported."""
+    """Framing fields only (first line, Content-Length, Transfer-Encoding, Connection,
+    Host), one regex pass, for the messages in the middle of a connection; httptools
+    parses the ones that get reported."""
     _first_line(kind, head, msg)
-    low = head.lower()
-    i = low.find(b"\r\ncontent-length:")
-    if i >= 0:
-        j = low.find(b"\r\n", i + 2)
-        try:
-            msg.content_length = int(low[i + 17:j].split(b",")[0].strip())
-        except ValueError:
-            msg.malformed = "bad Content-Length"
-    i = low.find(b"\r\ntransfer-encoding:")
-    msg.chunked = i >= 0 and b"chunked" in low[i:low.find(b"\r\n", i + 2)]
     hdrs = []
-    for name in (b"connection", b"host"):
-        i = low.find(b"\r\n" + name + b":")
-        if i >= 0:
-            j = low.find(b"\r\n", i + 2)
-            hdrs.append((name.decode(), head[i + 3 + len(name):j].strip().decode("latin-1")))
+    for name, value in _FRAMING.findall(head):
+        name = name.lower()
+        if name == b"content-length":
+            try:
+                msg.content_length = int(value.split(b",")[0].strip())
+            except ValueError:
+                msg.malformed = "bad Content-Length"
+        elif name == b"transfer-encoding":
+            msg.chunked = msg.chunked or b"chunked" in value.lower()
+        else:
+            hdrs.append((name.decode(), value.strip().decode("latin-1")))
     msg.headers = hdrs
 
 

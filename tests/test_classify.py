@@ -62,6 +62,13 @@ def test_server_abort_vs_middlebox_reset():
     assert sa.closer == "server" and sa.cause == "server-abort"
 
 
+def test_client_timeout_vs_cancel():
+    """A close 5 ms after the request is no read timeout: the request was cancelled."""
+    r = pcapsense.analyze(CAUSES_DIR / "client-abort__cancelled.pcap").connections.iloc[0]
+    assert r.cause == "client-abort" and "cancelled" in r.cause_detail
+    assert one("client-timeout").iloc[0].cause == "client-timeout"
+
+
 def test_client_timeout_vs_network_loss():
     ct = one("client-timeout").iloc[0]
     assert ct.cause == "client-timeout" and ct.closer == "client" and "5.00 s" in ct.cause_detail

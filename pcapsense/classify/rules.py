@@ -289,6 +289,12 @@ def server_timeout(f: Facts):
 def client_timeout(f: Facts):
     if f.closer == "client" and f.close_kind != "none" and f.awaiting_response:
         wait = (f.close_ts - f.http_last_request_ts) / NS
+        if wait < max(0.2, 20 * f.rtt_s):
+            # far below any read timeout: the client cancelled the request
+            return Match("client-abort", 0.6, _frames(f.http_last_request_frame, f.close_frame),
+                         f"the client gave up {wait * 1000:.1f} ms after its request, before any response "
+                         f"byte: too soon for a read timeout, the request was cancelled",
+                         extra={"wait_s": wait})
         return Match("client-timeout", 0.85, _frames(f.http_last_request_frame, f.close_frame),
                      f"the client closed {wait:.2f} s after its request, before any response byte "
                      f"(its read timeout)", extra={"wait_s": wait})

@@ -162,6 +162,13 @@ def client_abort(p):
     c.rst("c", t + 0.004, seq=c.ep["c"][2])
 
 
+def client_cancelled(p):
+    c = Conn(p)
+    t = c.handshake(0)
+    c.send("c", t + 0.001, GET)
+    c.rst("c", t + 0.006, seq=c.ep["c"][2])  # the task was cancelled 5 ms later
+
+
 def body_too_large(p):
     c = Conn(p)
     t = c.handshake(0)
@@ -282,6 +289,7 @@ SCENARIOS = {
     "tls-handshake-failure": tls_handshake_failure, "tls-certificate-rejected": tls_certificate_rejected,
     "http2-goaway": http2_goaway, "connection-leak": connection_leak, "pool-overflow": pool_overflow,
 }
+VARIANTS = {"client-abort__cancelled": client_cancelled}
 
 
 def main():
@@ -291,7 +299,12 @@ def main():
         fn(pkts)
         pkts.sort(key=lambda x: x.time)
         wrpcap(os.path.join(OUT, f"{cause}__crafted.pcap"), pkts)
-    print(f"wrote {len(SCENARIOS)} captures to {OUT}")
+    for name, fn in VARIANTS.items():
+        pkts = []
+        fn(pkts)
+        pkts.sort(key=lambda x: x.time)
+        wrpcap(os.path.join(OUT, f"{name}.pcap"), pkts)
+    print(f"wrote {len(SCENARIOS) + len(VARIANTS)} captures to {OUT}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 #   * creates its own network namespaces (names start with lb-), so loopback captures
 #     contain only the scenario's own traffic;
 #   * records each process it starts (PIDS) and each namespace (NSS) and stops/deletes
-#     exactly those on exit (trap EXIT) - no pkill/killall;
+#     exactly those on exit (trap EXIT) - never by process name;
 #   * bounds every step with `timeout`.
 set -euo pipefail
 

@@ -25,3 +25,25 @@ def test_tcp_only_has_no_application_rows():
     a = pcapsense.analyze(RACE, layers="tcp")
     assert len(a.http) == 0 and a.connections.http_requests.isna().all()
     assert set(a.connections.closer.astype(str)) == {"server", "client"}
+
+
+def test_pipelined_requests_and_coalesced_responses(tmp_path):
+    """Two requests in one segment, both responses in one segment."""
+    import sys
+    sys.path.insert(0, str(ROOT / "tests" / "captures"))
+    from make_causes import Conn
+    from scapy.all import wrpcap
+    pk = []
+    c = Conn(pk)
+    t = c.handshake(0)
+    c.send("c", t + 0.001, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+    c.send("s", t + 0.002, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 404 Not Found\r\n"
+                           b"Content-Length: 0\r\n\r\n")
+    c.fin("c", t + 0.003)
+    c.fin("s", t + 0.0035)
+    path = tmp_path / "pipelined.pcap"
+    wrpcap(str(path), sorted(pk, key=lambda p: p.time))
+    a = pcapsense.analyze(path)
+    assert list(a.http.target) == ["/a", "/b"] and list(a.http.status) == [200, 404]
+    r = a.connections.iloc[0]
+    assert r.http_requests == 2 and r.http_unanswered == 0 and r.cause == "graceful"

@@ -638,8 +638,13 @@ static int track_tcp(Engine *e, ippkt_t *ip, int64_t ts, pkt_t *out, int *emitte
                 as->head_open[dir] = !end && ++as->head_segs[dir] < 32;
                 /* an HTTP head: copy it and a few bytes of what follows, not the body */
                 if (end) {
-                    uint32_t keep = (uint32_t)(end - pl) + 4 + 32;
-                    if (keep < n) n = keep;
+                    uint32_t after = (uint32_t)((const uint8_t *)end - pl) + 4;
+                    /* unless another message follows in the same segment (pipelined
+                     * requests, coalesced responses): then the whole copy is kept */
+                    if (!(after < n && memmem(pl + after, n - after, "HTTP/1.", 7) != NULL)) {
+                        uint32_t keep = after + 32;
+                        if (keep < n) n = keep;
+                    }
                 }
             }
             if (push_app(e, s->stream, frame, ts, seq, payload_len, pl, n, dir, 0, flags) < 0) return -1;

@@ -140,17 +140,12 @@ def _transitions_frame(arr: np.ndarray, conns: pd.DataFrame) -> pd.DataFrame:
     })
     if len(df) and len(conns):
         # endpoint_dir is relative to the stream's first sender; name the side
-        client_dir = _client_dirs(conns)
-        cd = client_dir[df["stream"].to_numpy()]
+        cd = conns["_client_dir"].to_numpy()[df["stream"].to_numpy()]
         df["endpoint"] = pd.Categorical(np.where(df["endpoint_dir"].to_numpy() == cd, "client", "server"),
                                         categories=["client", "server"])
     else:
         df["endpoint"] = pd.Categorical([], categories=["client", "server"])
     return df
-
-
-def _client_dirs(conns: pd.DataFrame) -> np.ndarray:
-    return conns["_client_dir"].to_numpy() if "_client_dir" in conns else np.zeros(len(conns), np.int8)
 
 
 class _AppStage:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..capture import layout
 
 
 @dataclass(slots=True)

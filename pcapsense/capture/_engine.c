@@ -1345,22 +1345,6 @@ static PyObject *Engine_take_app(Engine *self, PyObject *noargs) {
     return r;
 }
 
-/* app_tails() -> (rows bytes, data bytes): the last data of every direction (at the end) */
-static PyObject *Engine_app_tails(Engine *self, PyObject *noargs) {
-    if (self->app_mode) {
-        self->app_n = 0; self->appbuf_n = 0;
-        for (size_t i = 0; i < self->stream_n; i++)
-            for (int d = 0; d < 2; d++) {
-                appst_t *as = &self->appst[i];
-                if (!as->tail_frame[d]) continue;
-                if (push_app(self, (int64_t)i, as->tail_frame[d], as->tail_ts[d], as->tail_seq[d],
-                             as->tail_plen[d], as->tail[d], as->tail_len[d], d, 1, 0) < 0)
-                    return PyErr_NoMemory();
-            }
-    }
-    return Engine_take_app(self, NULL);
-}
-
 /* closed(from) -> bytes: one flag per stream from `from` on: 1 when both sides sent FIN
  * or a RST was seen (its application bytes can be finalised soon) */
 static PyObject *Engine_closed(Engine *self, PyObject *args) {
@@ -1461,7 +1445,6 @@ static PyMethodDef Engine_methods[] = {
     {"counters", (PyCFunction)Engine_counters, METH_NOARGS, "capture-level counters"},
     {"take_app", (PyCFunction)Engine_take_app, METH_NOARGS, "application segments so far (drained)"},
     {"new_file", (PyCFunction)Engine_new_file, METH_NOARGS, "the next bytes start another capture file"},
-    {"app_tails", (PyCFunction)Engine_app_tails, METH_NOARGS, "last data of every direction"},
     {"closed", (PyCFunction)Engine_closed, METH_VARARGS, "closed(from) -> flags of streams from `from` on"},
     {"stream_rows", (PyCFunction)Engine_stream_rows, METH_O, "rows of the given streams (int64 indices)"},
     {"app_tails_for", (PyCFunction)Engine_app_tails_for, METH_O, "last data of the given streams"},

@@ -12,12 +12,11 @@ import numpy as np
 import pandas as pd
 
 from . import advice
-from .rules import RULES, Facts, Match
+from .rules import RULES, Facts, Match, idle_threshold_s
 
 NS = 1_000_000_000
 PHASES = ["tcp-handshake", "tls-handshake", "request", "awaiting-response", "response", "idle", "tunnel",
           "data", "open"]
-APP_COLUMNS_DEFAULTS = {"app_protocol": "none"}
 
 
 def _server_context(df: pd.DataFrame) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -158,7 +157,7 @@ def _fast_path(df: pd.DataFrame) -> np.ndarray:
     client_first = ok & (closer == "client") & ~pool_candidate
     out[client_first] = "graceful"               # (the pool-overflow pass may still claim some)
     server_first = ok & (closer == "server") & prompt
-    idle_close = server_first & ka & (idle >= np.maximum(0.05, 5 * rtt))
+    idle_close = server_first & ka & (idle >= idle_threshold_s(rtt))
     out[idle_close] = "idle-close"
     out[server_first & ~idle_close & ~ka] = "graceful"
     return out
@@ -171,6 +170,7 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
         for col in ("cause", "confidence", "evidence_frames", "alternatives", "python_error", "fix", "fix_section",
                     "fix_snippet", "cause_detail", "server_keepalive_timeout_s"):
             df[col] = pd.Series(dtype=object)
+        df["phase"] = pd.Categorical([], categories=PHASES)
         return df
     d = streams["d"]
     cd = df["_client_dir"].to_numpy()

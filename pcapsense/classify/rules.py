@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
+import numpy as np
 from typing import Callable
 
 NS = 1_000_000_000
@@ -98,6 +100,12 @@ def _frames(*xs) -> list[int]:
         except (TypeError, ValueError):
             continue
     return sorted(set(out))
+
+
+def idle_threshold_s(rtt_s):
+    """Silence before a server FIN that makes it an idle close (not the end of an
+    exchange): 50 ms or 5 handshake RTTs. Works on scalars and numpy arrays."""
+    return np.maximum(0.05, 5 * rtt_s)
 
 
 def _n(x) -> str:
@@ -370,7 +378,7 @@ def server_abort(f: Facts):
 @rule("idle-close")
 def idle_close(f: Facts):
     if f.closer == "server" and f.close_kind == "FIN" and f.all_answered and f.http_client_keep_alive is not False \
-            and f.http_server_keep_alive is not False and (f.idle_before_close_s or 0) >= max(0.05, 5 * f.rtt_s):
+            and f.http_server_keep_alive is not False and (f.idle_before_close_s or 0) >= idle_threshold_s(f.rtt_s):
         idle = f.idle_before_close_s or 0.0
         return Match("idle-close", 0.85, _frames(f.close_frame),
                      f"the server closed the connection after {idle:.3f} s idle (its keep-alive timeout)",

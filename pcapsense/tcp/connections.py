@@ -158,17 +158,13 @@ def build(streams: np.ndarray, transitions: np.ndarray) -> pd.DataFrame:
         b = d["seq_hi"] - (d["syn_pkts"] + d["synack_pkts"] > 0) - (d["fin_pkts"] > 0)
         return np.maximum(b, 0)
 
-    zb_o = np.where(flipped, seq_bytes(d1), seq_bytes(d0))
-    zb_r = np.where(flipped, seq_bytes(d0), seq_bytes(d1))
+    bytes0, bytes1 = seq_bytes(d0), seq_bytes(d1)
+    zb_o = np.where(flipped, bytes1, bytes0)
+    zb_r = np.where(flipped, bytes0, bytes1)
     conn_state = zeek.conn_state(zo, zr, zb_o, zb_r, hist)
 
     start_ns, end_ns = streams["first_ts"], streams["last_ts"]
     handshake_seen = by_syn
-    established = (c["first_synack_frame"] > 0) | (s["first_synack_frame"] > 0) | ~by_syn
-    phase = np.where(~closed, "open", np.where(
-        by_syn & (np.isin(closer_state, [State.SYN_SENT, State.SYN_RECEIVED, State.LISTEN, State.NONE])
-                  | np.isin(peer_state, [State.SYN_SENT, State.LISTEN])),
-        "tcp-handshake", "data"))
 
     df = pd.DataFrame({
         "stream": streams["stream"].astype(np.int64),
@@ -187,8 +183,8 @@ def build(streams: np.ndarray, transitions: np.ndarray) -> pd.DataFrame:
         "packets": n_pk.astype(np.int64),
         "client_packets": c["packets"],
         "server_packets": s["packets"],
-        "client_bytes": seq_bytes_by(c1, d0, d1, seq_bytes, client=True),
-        "server_bytes": seq_bytes_by(c1, d0, d1, seq_bytes, client=False),
+        "client_bytes": _pick(c1, bytes1, bytes0).astype(np.int64),
+        "server_bytes": _pick(c1, bytes0, bytes1).astype(np.int64),
         "client_payload_bytes": c["payload_bytes"],
         "server_payload_bytes": s["payload_bytes"],
         "conn_state": _cat(conn_state, zeek.CONN_STATES),
@@ -199,7 +195,6 @@ def build(streams: np.ndarray, transitions: np.ndarray) -> pd.DataFrame:
         "close_time": pd.Series(_ts(close_ts)).where(closed, pd.NaT).array,
         "closer_state": _cat(np.where(closed, names[closer_state], None), STATE_NAMES),
         "peer_state": _cat(np.where(closed, names[peer_state], None), STATE_NAMES),
-        "phase": _cat(phase, ["tcp-handshake", "data", "open"]),
         "first_fin_frame": _nullable(fin_frame, ~has_fin),
         "first_fin_by": _cat(side(fin_by_client, has_fin), ["client", "server", "none"]),
         "first_rst_frame": _nullable(rst_frame, ~has_rst),
@@ -250,8 +245,3 @@ def build(streams: np.ndarray, transitions: np.ndarray) -> pd.DataFrame:
     df["wireshark_filter"] = "tcp.stream eq " + df["stream"].astype(str)
     df["_client_dir"] = client_dir
     return df
-
-
-def seq_bytes_by(c1, d0, d1, fn, *, client: bool):
-    b0, b1 = fn(d0), fn(d1)
-    return np.where(c1, b1, b0).astype(np.int64) if client else np.where(c1, b0, b1).astype(np.int64)

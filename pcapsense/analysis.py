@@ -16,9 +16,8 @@ import pandas as pd
 
 from .capture import layout, reader
 from .capture.reader import CaptureError
-from . import classify
+from . import classify, parallel
 from .app import facts as app_facts
-from .app import segments as app_segments
 from .tcp import connections as conn_table
 from .tcp.state import State, Kind
 
@@ -148,52 +147,10 @@ def _transitions_frame(arr: np.ndarray, conns: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-class _AppStage:
-    """Application bytes from the engine -> facts, streaming: a connection's pieces are
-    parsed once it has closed (both FINs or a RST) and stayed closed for one more chunk,
-    then dropped, so memory holds only the bytes of connections still open."""
-
-    def __init__(self, eng):
-        self.eng = eng
-        self.acc = app_segments.Accumulator()
-        self.rows: list[dict] = []
-        self.exchanges: list[tuple] = []
-        self.candidates: set[int] = set()
-
-    def step(self) -> None:
-        r, d = self.eng.take_app()
-        if r:
-            self.acc.add(np.frombuffer(r, dtype=layout.APP_DTYPE), d)
-        pending = self.acc.streams()
-        if not pending:
-            return
-        closed = np.frombuffer(self.eng.closed(0), dtype=np.uint8)
-        now = {st for st in pending if st < len(closed) and closed[st]}
-        ready = now & self.candidates
-        self.candidates = now - ready
-        if ready:
-            self._finalise(sorted(ready))
-
-    def finish(self) -> None:
-        self._finalise(sorted(self.acc.streams()))
-
-    def _finalise(self, ids: list[int]) -> None:
-        if not ids:
-            return
-        ix = np.asarray(ids, dtype=np.int64).tobytes()
-        r, d = self.eng.app_tails_for(ix)
-        if r:
-            self.acc.add(np.frombuffer(r, dtype=layout.APP_DTYPE), d)
-        rows = np.frombuffer(self.eng.stream_rows(ix), dtype=layout.STREAM_DTYPE)
-        pieces = self.acc.take(ids, app_facts.base_seq_of(rows))
-        out, ex = app_facts.rows_for(rows, pieces)
-        self.rows += out
-        self.exchanges += ex
-
-
 def analyze(path, *, verify_checksums: bool = False,
             progress: Callable[[int], None] | None = None, strict: bool = False,
-            split: str = "wireshark", layers: str = "all") -> Analysis:
+            split: str = "wireshark", layers: str = "all", jobs: int | None = None,
+            client=None) -> Analysis:
     """Analyse one capture (pcap, pcapng, optionally gzip-compressed; '-' = stdin), or
     several as one: a list of paths, a directory or a glob pattern (rotated captures,
     `tcpdump -C/-G/-W`). Several files are read in the order of their first timestamp
@@ -212,6 +169,11 @@ def analyze(path, *, verify_checksums: bool = False,
     `split="wireshark"` (default): one row per Wireshark tcp.stream. `split="zeek"`: one
     row per Zeek conn.log record (Zeek's expiry timers and port-reuse rule; used for the
     Zeek conformance suite, see docs/conformance.md).
+
+    `jobs`: processes to use (default: the machine's cores, one per 48 MiB of capture at
+    most); `client`: a `dask.distributed.Client` to run the shards on instead (the files
+    must be readable at the same paths on its workers). Every mode gives the same result:
+    see pcapsense/parallel.py.
     """
     files = reader.expand_inputs(path)
     if len(files) > 1:
@@ -222,47 +184,18 @@ def analyze(path, *, verify_checksums: bool = False,
         raise ValueError("split must be 'wireshark' or 'zeek'")
     if layers not in ("all", "tcp"):
         raise ValueError("layers must be 'all' or 'tcp'")
-    eng = reader.new_engine(verify_checksums=verify_checksums, zeek_split=split == "zeek", app=layers == "all")
-    chunks: list[bytes] = []
-    app = _AppStage(eng) if layers == "all" else None
-
-    def drain(_rows=None):
-        b = eng.take_transitions()
-        if b:
-            chunks.append(b)
-        if app is not None:
-            app.step()
-
-    results = []
-    fmt_seen = set()
-    for i, f in enumerate(files):
-        eng.new_file()
-        try:
-            res = reader.run(f, eng, progress=(lambda pos: (drain(), progress(pos) if progress else None)))
-        except CaptureError as exc:
-            if len(files) == 1 or strict:
-                raise
-            results.append(reader.ReadResult(path=f, compressed=False, file_bytes=None, error=exc))
-            continue
-        drain()
-        if res.error is not None and strict:
-            raise res.error
-        c = eng.counters()
-        if c["format"]:
-            fmt_seen.add(reader.FORMAT_NAMES[c["format"]] + ("-nanosecond" if c["pcap_nano"] else ""))
-        results.append(res)
-    counters = eng.counters()
+    opts = parallel.Options(verify_checksums=verify_checksums, split=split, layers=layers, strict=strict)
+    if jobs is None:
+        jobs = parallel.auto_jobs(files)
+    part = parallel.run(files, opts, jobs=jobs, client=client, progress=progress)
+    results, fmt_seen, counters = part.results, part.formats, part.counters
     if not fmt_seen:
         raise results[0].error or CaptureError("not a capture", path=results[0].path)
     res = results[0] if len(results) == 1 else _merge_results(results)
-    streams = np.frombuffer(eng.streams(), dtype=layout.STREAM_DTYPE)
-    trans = np.frombuffer(b"".join(chunks), dtype=layout.TRANSITION_DTYPE)
+    streams = np.frombuffer(part.streams, dtype=layout.STREAM_DTYPE)
+    trans = np.frombuffer(part.transitions, dtype=layout.TRANSITION_DTYPE)
     conns = conn_table.build(streams, trans)
-    if app is not None:
-        app.finish()
-        app_df, http = app_facts.frames(app.rows, app.exchanges)
-    else:
-        app_df, http = app_facts.frames([], [])
+    app_df, http = app_facts.frames(part.app_rows, part.exchanges)
     conns = classify.run(conns, app_df, streams)
     warnings = list(res.warnings)
     if res.error is not None:

@@ -61,12 +61,14 @@ def analyze(
     strict: Annotated[bool, typer.Option("--strict", help="Treat a corrupt record as fatal instead of analysing what came before it.")] = False,
     tcp_only: Annotated[bool, typer.Option("--tcp-only", help="Skip HTTP/TLS/HTTP2 parsing (about twice as fast on huge captures); causes then rest on TCP evidence alone.")] = False,
     html: Annotated[Optional[Path], typer.Option("--html", metavar="FILE", help="Also write a self-contained HTML report (timeline, one card per abnormal disconnect) to FILE.")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Processes to use; 0 (default): the machine's cores, at most one per 48 MiB of capture. Results are identical for every value.")] = 0,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", metavar="ADDRESS", help="Run on a Dask cluster (tcp://host:8786) instead of local processes; the capture paths must be readable on its workers. Needs pip install 'pcapsense[dask]'.")] = None,
 ):
     """Analyse one capture and report every TCP connection's ending."""
     err = Console(stderr=True, highlight=False)
     wanted = _parse_fail_on(fail_on)
     result = _run(capture if len(capture) > 1 else capture[0], quiet, err, verify_checksums=verify_checksums,
-                  strict=strict, layers="tcp" if tcp_only else "all")
+                  strict=strict, layers="tcp" if tcp_only else "all", jobs=jobs, scheduler=scheduler)
     if not no_redact:
         from .render.redact import redact_frame
         result.connections = redact_frame(result.connections)
@@ -133,10 +135,13 @@ def report(
     max_cards: Annotated[int, typer.Option("--max-cards", help="At most this many abnormal disconnects get a card (the rest are counted).")] = 50,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no messages on stderr.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Treat a corrupt record as fatal instead of analysing what came before it.")] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Processes to use; 0 (default): the machine's cores, at most one per 48 MiB of capture. Results are identical for every value.")] = 0,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", metavar="ADDRESS", help="Run on a Dask cluster (tcp://host:8786) instead of local processes; the capture paths must be readable on its workers. Needs pip install 'pcapsense[dask]'.")] = None,
 ):
     """Write a self-contained HTML report of one capture (to attach to a ticket)."""
     err = Console(stderr=True, highlight=False)
-    result = _run(capture, quiet, err, verify_checksums=verify_checksums, strict=strict)
+    result = _run(capture, quiet, err, verify_checksums=verify_checksums, strict=strict, jobs=jobs,
+                  scheduler=scheduler)
     if output is None:
         output = Path("pcapsense-report.html" if capture == "-" else Path(capture).name + ".html")
     if not no_redact:
@@ -160,12 +165,13 @@ def _write_html(result, path: Path, *, redact: bool, quiet: bool, max_cards: int
         _stderr(f"pcapsense: wrote {path}")
 
 
-def _run(capture, quiet: bool, err: Console, **options):
+def _run(capture, quiet: bool, err: Console, *, jobs: int = 0, scheduler: str | None = None, **options):
     """The analysis with a progress bar on a TTY; bad input -> one line, exit code 2."""
     single = capture if isinstance(capture, str) else "-"
+    client = _dask_client(scheduler) if scheduler else None
     progress_cb, finish = _progress(single, quiet, err)
     try:
-        return run_analysis(capture, progress=progress_cb, **options)
+        return run_analysis(capture, progress=progress_cb, jobs=jobs or None, client=client, **options)
     except CaptureError as exc:
         _stderr_after(finish, f"pcapsense: error: {exc}")
         raise typer.Exit(EXIT_BAD_INPUT)
@@ -174,6 +180,20 @@ def _run(capture, quiet: bool, err: Console, **options):
         raise typer.Exit(130)
     finally:
         finish()
+
+
+def _dask_client(address: str):
+    """A dask.distributed Client for --scheduler; a one-line error when it cannot be had."""
+    try:
+        from distributed import Client
+    except ImportError:
+        _stderr("pcapsense: error: --scheduler needs Dask: pip install 'pcapsense[dask]'")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    try:
+        return Client(address, timeout=10)
+    except (OSError, TimeoutError, ValueError) as exc:
+        _stderr(f"pcapsense: error: cannot reach the Dask scheduler at {address}: {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT)
 
 
 def _stderr_after(finish, line: str) -> None:
@@ -212,10 +232,17 @@ def _progress(path: str, quiet: bool, err: Console):
         return None, lambda: None
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
     prog = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                    TransferSpeedColumn(), TimeRemainingColumn(), console=err, transient=True)
+                    TransferSpeedColumn(), TimeRemainingColumn(), console=err, transient=True,
+                    auto_refresh=False)
     task = prog.add_task("reading", total=size)
     prog.start()
-    return (lambda pos: prog.update(task, completed=pos)), prog.stop
+
+    def update(pos: int) -> None:
+        # refreshed from the reading loop, not by rich's thread: with no thread running,
+        # --jobs can fork its workers safely
+        prog.update(task, completed=pos)
+        prog.refresh()
+    return update, prog.stop
 
 
 def main():

@@ -212,6 +212,7 @@ typedef struct {
     app_t *app; size_t app_n, app_cap;
     uint8_t *appbuf; size_t appbuf_n, appbuf_cap;
     int64_t only_stream;  /* -1: all */
+    uint32_t shard_k, shard_n;  /* track only the connections whose key hashes to shard k of n */
     int emit_packets;     /* fill pkt rows */
     uint8_t rfc[12 * 12 * N_KINDS];
     uint8_t zeek[8 * 8 * N_KINDS];
@@ -481,6 +482,12 @@ static int track_tcp(Engine *e, ippkt_t *ip, int64_t ts, pkt_t *out, int *emitte
     memcpy(key + 18, src_is_low ? b : a, 18);
     key[36] = (uint8_t)ip->ipver;
     key[39] = 1;
+    /* sharded runs (--jobs, Dask): every shard reads and decodes every frame, so frame
+     * numbers and counters are the whole capture's; only the connections of this shard
+     * are tracked. A 4-tuple's every packet lands in one shard, so its stream splits,
+     * states and analysis are exactly those of an unsharded run. The high bits are used:
+     * the flow table indexes by the low ones. */
+    if (e->shard_n > 1 && (uint32_t)((hash_key(key) >> 40) % e->shard_n) != e->shard_k) return 0;
     int created;
     flow_t *f = flow_find(e, key, &created);
     if (!f) return -1;
@@ -1280,12 +1287,16 @@ static void feed_impl(Engine *e, const uint8_t *buf, Py_ssize_t n, int64_t base,
 
 static int Engine_init(Engine *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"rfc_table", "zeek_table", "verify_checksums", "emit_packets", "only_stream",
-                             "zeek_mode", "app_head_bytes", "app_copy_max", NULL};
+                             "zeek_mode", "app_head_bytes", "app_copy_max", "shard_k", "shard_n", NULL};
     Py_buffer rfc, zeek; int verify = 0, emit = 0, zmode = 0; long long only = -1;
-    unsigned int head_bytes = 0, copy_max = 4096;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*|ppLpII", kwlist, &rfc, &zeek, &verify, &emit, &only,
-                                     &zmode, &head_bytes, &copy_max))
+    unsigned int head_bytes = 0, copy_max = 4096, shard_k = 0, shard_n = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*|ppLpIIII", kwlist, &rfc, &zeek, &verify, &emit, &only,
+                                     &zmode, &head_bytes, &copy_max, &shard_k, &shard_n))
         return -1;
+    if (shard_n == 0 || shard_k >= shard_n) {
+        PyErr_SetString(PyExc_ValueError, "shard_k must be below shard_n");
+        return -1;
+    }
     if (rfc.len != (Py_ssize_t)sizeof self->rfc || zeek.len != (Py_ssize_t)sizeof self->zeek) {
         PyBuffer_Release(&rfc); PyBuffer_Release(&zeek);
         PyErr_SetString(PyExc_ValueError, "transition tables have the wrong shape");
@@ -1296,6 +1307,7 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kw) {
     PyBuffer_Release(&rfc); PyBuffer_Release(&zeek);
     self->verify_checksums = verify; self->emit_packets = emit; self->only_stream = only;
     self->zeek_mode = zmode;
+    self->shard_k = shard_k; self->shard_n = shard_n;
     self->app_mode = head_bytes > 0;
     self->app_head_bytes = head_bytes; self->app_copy_max = copy_max;
     return 0;

@@ -44,6 +44,13 @@ class CaptureError(Exception):
         at = f" at byte offset {offset}" if offset is not None else ""
         super().__init__(f"{where}{message}{at}")
 
+    def __reduce__(self):            # keeps path and offset across processes (--jobs, Dask)
+        return (_capture_error, (self.reason, self.path, self.offset))
+
+
+def _capture_error(message: str, path: str, offset: int | None) -> CaptureError:
+    return CaptureError(message, path=path, offset=offset)
+
 
 @dataclass
 class ReadResult:
@@ -230,13 +237,16 @@ APP_COPY_MAX = 2048       # bytes copied of each such segment
 
 
 def new_engine(*, verify_checksums: bool = False, emit_packets: bool = False,
-               only_stream: int = -1, zeek_split: bool = False, app: bool = False) -> "_engine.Engine":
+               only_stream: int = -1, zeek_split: bool = False, app: bool = False,
+               shard: tuple[int, int] = (0, 1)) -> "_engine.Engine":
     """`zeek_split`: split connections where Zeek ends a conn.log record (its timers and
     reuse rule) instead of where Wireshark starts a new tcp.stream. `app`: hand over the
-    segments the application-layer parsers need (`Engine.take_app`)."""
+    segments the application-layer parsers need (`Engine.take_app`). `shard=(k, n)`: track
+    only the connections whose 4-tuple hashes to shard k of n (every frame is still read
+    and counted; see pcapsense/parallel.py)."""
     return _engine.Engine(RFC_TABLE.tobytes(), ZEEK_TABLE.tobytes(), verify_checksums,
                           emit_packets, only_stream, zeek_split,
-                          APP_HEAD_BYTES if app else 0, APP_COPY_MAX)
+                          APP_HEAD_BYTES if app else 0, APP_COPY_MAX, shard[0], shard[1])
 
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".gz")

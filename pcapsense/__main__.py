@@ -1,0 +1,5 @@
+"""`python -m pcapsense` = the `pcapsense` command."""
+
+from .cli import main
+
+main()

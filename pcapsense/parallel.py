@@ -1,0 +1,241 @@
+"""Stages 1-4 on all cores or a Dask cluster: a capture read as shards of connections.
+
+`read_shard(files, options, (k, n))` runs the read, decode, track and application
+stages for the connections whose 4-tuple hashes to shard k of n. `run()` maps the shards
+to worker processes (`jobs`) or to a `dask.distributed.Client`, and `merge()` reduces the
+partial results into the one a single process would have produced; the parent then
+builds the tables and classifies (the classifier needs every connection of a server at
+once: concurrency, reset bursts, keep-alive timeout, pool overflow).
+
+Why shards of connections, not byte ranges of the file: a TCP connection's state at a
+byte-range boundary is unknown to the next range, and Wireshark's stream numbers depend
+on everything before. With hash shards every packet of a 4-tuple goes to one worker, so
+every per-connection decision (stream split on port reuse, states, sequence analysis,
+HTTP framing, Zeek's timers) is exactly the single-process one; stream numbers are
+restored by ranking the streams of all shards by their first frame, which is how
+Wireshark numbers them. Several files (rotated captures) are read in order by every
+worker, so connections that cross a file boundary stay whole too.
+
+The price, and where it stops scaling: every worker reads and decodes every frame's
+headers to find the 4-tuple (frame numbers and capture counters stay global), and the
+parent's merge, classification and rendering are serial. bench/README.md measures both.
+
+Written by hand because no library does this: multiprocessing / concurrent.futures and
+Dask do the scheduling; this module only decides what a shard is and how to reduce.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .capture import layout, reader
+from .capture.reader import CaptureError
+from .app import facts as app_facts
+from .app import segments as app_segments
+
+#: below this many capture bytes per job, one more process costs more than it saves
+MIN_BYTES_PER_JOB = 48 << 20
+
+
+@dataclass
+class Options:
+    verify_checksums: bool = False
+    split: str = "wireshark"
+    layers: str = "all"
+    strict: bool = False
+
+
+@dataclass
+class Partial:
+    """What one shard hands back: the engine's stream rows and transitions (raw, as
+    their numpy dtypes' bytes), the application facts of its connections, and what the
+    reader said of each file. Stream ids are the shard's own until `merge()`."""
+
+    streams: bytes
+    transitions: bytes
+    app_rows: list
+    exchanges: list
+    counters: dict
+    results: list
+    formats: set = field(default_factory=set)
+
+
+class _AppStage:
+    """Application bytes from the engine -> facts, streaming: a connection's pieces are
+    parsed once it has closed (both FINs or a RST) and stayed closed for one more chunk,
+    then dropped, so memory holds only the bytes of connections still open."""
+
+    def __init__(self, eng):
+        self.eng = eng
+        self.acc = app_segments.Accumulator()
+        self.rows: list[dict] = []
+        self.exchanges: list[tuple] = []
+        self.candidates: set[int] = set()
+
+    def step(self) -> None:
+        r, d = self.eng.take_app()
+        if r:
+            self.acc.add(np.frombuffer(r, dtype=layout.APP_DTYPE), d)
+        pending = self.acc.streams()
+        if not pending:
+            return
+        closed = np.frombuffer(self.eng.closed(0), dtype=np.uint8)
+        now = {st for st in pending if st < len(closed) and closed[st]}
+        ready = now & self.candidates
+        self.candidates = now - ready
+        if ready:
+            self._finalise(sorted(ready))
+
+    def finish(self) -> None:
+        self._finalise(sorted(self.acc.streams()))
+
+    def _finalise(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        ix = np.asarray(ids, dtype=np.int64).tobytes()
+        r, d = self.eng.app_tails_for(ix)
+        if r:
+            self.acc.add(np.frombuffer(r, dtype=layout.APP_DTYPE), d)
+        rows = np.frombuffer(self.eng.stream_rows(ix), dtype=layout.STREAM_DTYPE)
+        pieces = self.acc.take(ids, app_facts.base_seq_of(rows))
+        out, ex = app_facts.rows_for(rows, pieces)
+        self.rows += out
+        self.exchanges += ex
+
+
+def read_shard(files: list[str], opts: Options, shard: tuple[int, int] = (0, 1),
+               progress: Callable[[int], None] | None = None) -> Partial:
+    """Read `files` in order as one capture, tracking the connections of `shard`.
+    Raises CaptureError when a single file cannot be read at all, or on any error with
+    `opts.strict`; otherwise an unreadable file is recorded in `results` and skipped."""
+    eng = reader.new_engine(verify_checksums=opts.verify_checksums, zeek_split=opts.split == "zeek",
+                            app=opts.layers == "all", shard=shard)
+    chunks: list[bytes] = []
+    app = _AppStage(eng) if opts.layers == "all" else None
+
+    def drain():
+        b = eng.take_transitions()
+        if b:
+            chunks.append(b)
+        if app is not None:
+            app.step()
+
+    results = []
+    formats = set()
+    for f in files:
+        eng.new_file()
+        try:
+            res = reader.run(f, eng, progress=(lambda pos: (drain(), progress(pos) if progress else None)))
+        except CaptureError as exc:
+            if len(files) == 1 or opts.strict:
+                raise
+            results.append(reader.ReadResult(path=f, compressed=False, file_bytes=None, error=exc))
+            continue
+        drain()
+        if res.error is not None and opts.strict:
+            raise res.error
+        c = eng.counters()
+        if c["format"]:
+            formats.add(reader.FORMAT_NAMES[c["format"]] + ("-nanosecond" if c["pcap_nano"] else ""))
+        results.append(res)
+    if app is not None:
+        app.finish()
+    return Partial(streams=eng.streams(), transitions=b"".join(chunks),
+                   app_rows=app.rows if app is not None else [],
+                   exchanges=app.exchanges if app is not None else [],
+                   counters=eng.counters(), results=results, formats=formats)
+
+
+def merge(parts: list[Partial]) -> Partial:
+    """The shards' results as one: streams renumbered by first frame (Wireshark's
+    order), every stream reference remapped, transitions in frame order."""
+    if len(parts) == 1:
+        return parts[0]
+    arrays = [np.frombuffer(p.streams, dtype=layout.STREAM_DTYPE) for p in parts]
+    sizes = [len(a) for a in arrays]
+    allst = np.concatenate(arrays)
+    shard_of = np.repeat(np.arange(len(parts)), sizes)
+    # a packet starts at most one stream, so first frames are distinct; ties cannot occur
+    order = np.lexsort((allst["stream"], shard_of, allst["first_frame"]))
+    new_id = np.empty(len(allst), dtype=np.int64)
+    new_id[order] = np.arange(len(allst), dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    maps = []
+    for i, a in enumerate(arrays):
+        m = np.empty(len(a), dtype=np.int64)
+        m[a["stream"]] = new_id[starts[i]:starts[i + 1]]      # local ids are 0..len-1
+        maps.append(m)
+    streams = allst[order].copy()
+    streams["stream"] = np.arange(len(streams), dtype=streams["stream"].dtype)
+
+    trans = []
+    for p, m in zip(parts, maps):
+        t = np.frombuffer(p.transitions, dtype=layout.TRANSITION_DTYPE).copy()
+        t["stream"] = m[t["stream"]]
+        trans.append(t)
+    t = np.concatenate(trans) if trans else np.empty(0, dtype=layout.TRANSITION_DTYPE)
+    # a frame's transitions all belong to one stream (one shard): a stable sort by frame
+    # restores the single-process order
+    t = t[np.argsort(t["frame"], kind="stable")]
+
+    rows, exchanges = [], []
+    for p, m in zip(parts, maps):
+        for r in p.app_rows:
+            r["stream"] = int(m[r["stream"]])
+        rows += p.app_rows
+        exchanges += [(int(m[x[0]]),) + tuple(x[1:]) for x in p.exchanges]
+    first = parts[0]
+    return Partial(streams=streams.tobytes(), transitions=t.tobytes(), app_rows=rows, exchanges=exchanges,
+                   counters=first.counters, results=first.results, formats=first.formats)
+
+
+def auto_jobs(files: list[str]) -> int:
+    """The default for `jobs`: the machine's cores, but no more than one per
+    MIN_BYTES_PER_JOB of capture (small captures run in one process) and one for stdin."""
+    if "-" in files:
+        return 1
+    total = 0
+    for f in files:
+        try:
+            total += os.path.getsize(f)
+        except OSError:
+            pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, total // MIN_BYTES_PER_JOB))
+
+
+def _executor(jobs: int) -> Executor:
+    # fork is cheap (the parent's imports are inherited) and safe while the parent has
+    # no other thread; otherwise a fresh forkserver with the package preloaded
+    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("fork")
+    else:
+        ctx = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
+        if ctx.get_start_method() == "forkserver":
+            ctx.set_forkserver_preload(["pcapsense.parallel"])
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
+
+
+def run(files: list[str], opts: Options, *, jobs: int = 1, client=None,
+        progress: Callable[[int], None] | None = None) -> Partial:
+    """Read `files` as one capture in `jobs` shards (local processes; the parent reads
+    shard 0 itself, with `progress`), or in one shard per Dask worker thread when a
+    `dask.distributed.Client` is given (the files must be readable at the same paths on
+    the workers). Returns the merged result."""
+    if client is not None:
+        n = max(1, sum(client.nthreads().values()))
+        futures = [client.submit(read_shard, files, opts, (k, n), pure=False) for k in range(n)]
+        return merge(client.gather(futures))
+    if jobs <= 1 or "-" in files:
+        return read_shard(files, opts, (0, 1), progress)
+    with _executor(jobs - 1) as pool:
+        futures = [pool.submit(read_shard, files, opts, (k, jobs)) for k in range(1, jobs)]
+        mine = read_shard(files, opts, (0, jobs), progress)
+        return merge([mine] + [f.result() for f in futures])

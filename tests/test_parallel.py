@@ -1,0 +1,154 @@
+"""--jobs and Dask: a capture analysed in shards of connections (pcapsense/parallel.py)
+gives exactly the single-process result: the same connections, stream numbers, states,
+transitions, HTTP exchanges and causes, for every capture in the repo and for rotated
+captures read as one."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import pcapsense
+from conftest import BAD_INPUTS, CAPTURES, ROOT, real, repo_captures
+from pcapsense import parallel
+from pcapsense.capture import layout, reader
+from test_multifile import split_pcap
+
+LAB = ROOT / "sample_pcaps" / "captures"
+
+
+def assert_same(a, b):
+    assert b.capture.frames == a.capture.frames
+    assert b.capture.tcp_packets == a.capture.tcp_packets
+    assert b.capture.warnings == a.capture.warnings
+    assert b.capture.error == a.capture.error
+    pd.testing.assert_frame_equal(b.connections, a.connections)
+    pd.testing.assert_frame_equal(b.transitions, a.transitions)
+    pd.testing.assert_frame_equal(b.http, a.http)
+
+
+@pytest.mark.parametrize("path", repo_captures(), ids=lambda p: p.name)
+def test_every_repo_capture_is_the_same_in_shards(path):
+    one = pcapsense.analyze(str(path), jobs=1)
+    for jobs in (2, 3):
+        assert_same(one, pcapsense.analyze(str(path), jobs=jobs))
+
+
+def test_the_lab_captures_read_as_one_are_the_same_in_shards():
+    """147 connections from 39 files (a 'rotated' capture of real traffic), sharded 2 to
+    5 ways, in both splitting modes and with and without the application layer."""
+    files = sorted(str(p) for p in LAB.iterdir() if p.suffix in (".pcap", ".pcapng", ".gz"))
+    for split, layers in (("wireshark", "all"), ("zeek", "all"), ("wireshark", "tcp")):
+        one = pcapsense.analyze(files, jobs=1, split=split, layers=layers)
+        assert len(one.connections) >= 147
+        for jobs in (2, 5):
+            assert_same(one, pcapsense.analyze(files, jobs=jobs, split=split, layers=layers))
+
+
+def test_shards_partition_the_connections():
+    """Every shard reads every frame; each connection is tracked by exactly one shard,
+    and every shard gets some on a capture with many connections."""
+    files = sorted(str(p) for p in LAB.glob("*.pcap"))
+    opts = parallel.Options()
+    whole = np.frombuffer(parallel.read_shard(files, opts).streams, dtype=layout.STREAM_DTYPE)
+    parts = [parallel.read_shard(files, opts, (k, 3)) for k in range(3)]
+    sizes = [len(np.frombuffer(p.streams, dtype=layout.STREAM_DTYPE)) for p in parts]
+    assert sum(sizes) == len(whole) and min(sizes) > 0
+    assert {p.counters["frames"] for p in parts} == {whole_frames(files)}
+    firsts = np.sort(np.concatenate([np.frombuffer(p.streams, dtype=layout.STREAM_DTYPE)["first_frame"]
+                                     for p in parts]))
+    assert np.array_equal(firsts, np.sort(whole["first_frame"]))
+
+
+def whole_frames(files):
+    return pcapsense.analyze(files, jobs=1, layers="tcp").capture.frames
+
+
+def test_rotated_files_in_shards_equal_the_whole(tmp_path):
+    whole = pcapsense.analyze(real("veth_mtu1500.pcap"), jobs=1)
+    split_pcap(real("veth_mtu1500.pcap"), 4, tmp_path)
+    assert_same(whole, pcapsense.analyze(str(tmp_path), jobs=3))
+
+
+def test_bad_input_in_a_worker_is_the_same_one_line_error():
+    bad = str(CAPTURES / "crafted" / "not_a_capture.pcap")
+    assert "not_a_capture.pcap" in BAD_INPUTS
+    with pytest.raises(reader.CaptureError) as single:
+        pcapsense.analyze(bad, jobs=1)
+    with pytest.raises(reader.CaptureError) as sharded:
+        pcapsense.analyze(bad, jobs=2)
+    assert str(sharded.value) == str(single.value)
+    assert (sharded.value.path, sharded.value.offset) == (single.value.path, single.value.offset)
+
+
+def test_a_truncated_capture_in_shards_keeps_its_warning():
+    one = pcapsense.analyze(real("killed_mid_write.pcap"), jobs=1)
+    assert one.capture.truncated
+    assert_same(one, pcapsense.analyze(real("killed_mid_write.pcap"), jobs=2))
+
+
+def test_default_jobs_follow_the_capture_size(tmp_path):
+    cores = len(os.sched_getaffinity(0))
+    assert parallel.auto_jobs([real("lo_keepalive.pcap")]) == 1
+    assert parallel.auto_jobs(["-"]) == 1
+    big = tmp_path / "big.pcap"
+    with open(big, "wb") as fh:
+        fh.truncate(parallel.MIN_BYTES_PER_JOB * 64)       # sparse: no disk used
+    assert parallel.auto_jobs([str(big)]) == cores
+
+
+def test_cli_jobs_gives_the_same_json(tmp_path):
+    files = [str(p) for p in sorted(LAB.glob("*.pcap"))[:12]]
+    outs = []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"j{jobs}.json"
+        subprocess.run([sys.executable, "-m", "pcapsense", "analyze", *files, "-j", jobs, "-f", "json",
+                        "-o", str(out), "-q"], check=True)
+        outs.append(json.loads(out.read_text()))
+    assert outs[0]["connections"] == outs[1]["connections"]
+    assert len(outs[0]["connections"]) > 20
+
+
+# ---------------------------------------------------------------------- Dask
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, host="127.0.0.1")
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def test_dask_local_cluster_gives_the_single_process_result(dask_cluster):
+    assert len(dask_cluster.nthreads()) == 2
+    files = sorted(str(p) for p in LAB.iterdir() if p.suffix in (".pcap", ".pcapng", ".gz"))
+    for given in (files, real("veth_mtu1500.pcap")):
+        one = pcapsense.analyze(given, jobs=1)
+        assert_same(one, pcapsense.analyze(given, client=dask_cluster))
+
+
+def test_cli_scheduler_gives_the_same_json(dask_cluster, tmp_path):
+    address = dask_cluster.scheduler.address
+    files = [str(p) for p in sorted(LAB.glob("*.pcap"))[:12]]
+    outs = []
+    for extra in ([], ["--scheduler", address]):
+        out = tmp_path / f"{len(extra)}.json"
+        subprocess.run([sys.executable, "-m", "pcapsense", "analyze", *files, "-j", "1", "-f", "json",
+                        "-o", str(out), "-q", *extra], check=True)
+        outs.append(json.loads(out.read_text()))
+    assert outs[0]["connections"] == outs[1]["connections"]
+
+
+def test_cli_scheduler_unreachable_is_one_line(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "pcapsense", "analyze", real("lo_keepalive.pcap"),
+                        "--scheduler", "tcp://127.0.0.1:9"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Dask scheduler" in lines[0], p.stderr

@@ -77,6 +77,13 @@ class Analysis:
     def abnormal(self) -> pd.DataFrame:
         return self.connections[self.connections["abnormal"]]
 
+    @property
+    def tls(self) -> pd.DataFrame:
+        """One row per TLS handshake (a connection, or a CONNECT tunnel, that carried a
+        ClientHello or ServerHello): the TLS columns of `connections` without their
+        prefix, the certificate flattened (`cert_*`), and the connection's cause."""
+        return tls_frame(self.connections)
+
     def packets(self, stream: int) -> pd.DataFrame:
         """Every packet of one connection (Wireshark tcp.stream), one row per packet, with
         the analysis flags and both endpoints' states after it."""
@@ -90,6 +97,33 @@ class Analysis:
             reader.run(f, eng, on_rows=rows.append)
         arr = np.concatenate(rows) if rows else np.empty(0, dtype=layout.PACKET_DTYPE)
         return packets_frame(arr)
+
+
+TLS_COLUMNS = ["sni", "versions_offered", "version", "alpn_offered", "alpn", "client_hello_frame",
+               "server_hello_frame", "handshake_complete", "client_app_data_frame", "alert", "alert_level",
+               "alert_by", "alert_frame", "client_records", "server_records"]
+CERT_FIELDS = ["subject", "issuer", "not_before", "not_after", "self_signed"]
+
+
+def tls_frame(conns: pd.DataFrame) -> pd.DataFrame:
+    keep = ["stream", "client_ip", "client_port", "server_ip", "server_port", "start"]
+    if "tls" not in conns:
+        return pd.DataFrame(columns=keep + TLS_COLUMNS + [f"cert_{f}" for f in CERT_FIELDS] + ["cause"])
+    df = conns[conns["tls"].fillna(False).astype(bool)]
+    out = df[[c for c in keep if c in df]].copy()
+    for c in TLS_COLUMNS:
+        out[c] = df[f"tls_{c}"]
+    certs = df["tls_certificate"].tolist()
+    for f in CERT_FIELDS:
+        vals = [c.get(f) if isinstance(c, dict) else None for c in certs]
+        if f in ("not_before", "not_after"):
+            out[f"cert_{f}"] = pd.to_datetime(pd.Series(vals, index=df.index, dtype=object), utc=True)
+        elif f == "self_signed":
+            out[f"cert_{f}"] = pd.array(vals, dtype="boolean")
+        else:
+            out[f"cert_{f}"] = pd.Series(vals, index=df.index, dtype=object)
+    out["cause"] = df["cause"]
+    return out.reset_index(drop=True)
 
 
 def packets_frame(arr: np.ndarray) -> pd.DataFrame:

@@ -35,3 +35,27 @@ def test_parquet_needs_a_directory():
     from pcapsense.cli import app
     res = CliRunner().invoke(app, ["analyze", str(RACE), "-f", "parquet", "-q"])
     assert res.exit_code == 2
+
+
+def test_tls_handshakes_table_round_trips(tmp_path):
+    """Analysis.tls and tls.parquet: one row per TLS handshake, the certificate
+    flattened with typed validity times, queryable without the connections table."""
+    from typer.testing import CliRunner
+    from pcapsense.cli import app
+    cap = ROOT / "sample_pcaps" / "captures" / "lb-tls-cert-rejected-requests.pcap"
+    a = pcapsense.analyze(cap)
+    tls = a.tls
+    assert len(tls) == int(a.connections["tls"].fillna(False).sum()) > 0
+    row = tls.iloc[0]
+    assert row["sni"] == "localhost" and row["alert"] == "unknown_ca" and row["alert_by"] == "client"
+    assert row["cause"] == "tls-certificate-rejected"
+    out = tmp_path / "tables"
+    res = CliRunner().invoke(app, ["analyze", str(cap), "-f", "parquet", "-o", str(out), "-q"])
+    assert res.exit_code == 0, res.output
+    back = pd.read_parquet(out / "tls.parquet")
+    assert list(back.columns) == list(tls.columns) and len(back) == len(tls)
+    assert str(back.client_hello_frame.dtype) == "Int64" and str(back.handshake_complete.dtype) == "boolean"
+    assert str(back.cert_not_after.dtype).startswith("datetime64") and "UTC" in str(back.cert_not_after.dtype)
+    with_cert = pcapsense.analyze(ROOT / "sample_pcaps" / "captures" / "lb-tls-cert-rejected-aiohttp.pcap").tls
+    assert with_cert["cert_subject"].iloc[0] == "CN=lab.test" and bool(with_cert["cert_self_signed"].iloc[0])
+    assert with_cert["cert_not_after"].iloc[0] > with_cert["cert_not_before"].iloc[0]

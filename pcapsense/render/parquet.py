@@ -5,6 +5,7 @@ dictionary columns), via pyarrow (optional extra: `pip install pcapsense[parquet
     DIR/capture.json       the capture object of the JSON output
     DIR/connections.parquet  one row per TCP connection (docs/schema.md)
     DIR/http.parquet         one row per HTTP request/response
+    DIR/tls.parquet          one row per TLS handshake (Analysis.tls)
     DIR/transitions.parquet  every endpoint state change
 """
 
@@ -32,7 +33,7 @@ def write(analysis, directory: str) -> list[str]:
         conns["tls_certificate"] = conns["tls_certificate"].map(
             lambda v: json.dumps(v) if isinstance(v, dict) else None)
     for name, df in (("connections", conns), ("http", getattr(analysis, "http", None)),
-                     ("transitions", analysis.transitions)):
+                     ("tls", analysis.tls), ("transitions", analysis.transitions)):
         if df is None:
             continue
         path = os.path.join(directory, f"{name}.parquet")

@@ -17,7 +17,6 @@ import pandas as pd
 from .capture import layout, reader
 from .capture.reader import CaptureError
 from . import classify, parallel
-from .app import facts as app_facts
 from .tcp import connections as conn_table
 from .tcp.state import State, Kind
 
@@ -229,7 +228,8 @@ def analyze(path, *, verify_checksums: bool = False,
     streams = np.frombuffer(part.streams, dtype=layout.STREAM_DTYPE)
     trans = np.frombuffer(part.transitions, dtype=layout.TRANSITION_DTYPE)
     conns = conn_table.build(streams, trans)
-    app_df, http = app_facts.frames(part.app_rows, part.exchanges)
+    app_df = part.app.sort_index(kind="stable")
+    http = part.http.sort_values(["stream", "depth"], kind="stable").reset_index(drop=True)
     conns = classify.run(conns, app_df, streams)
     warnings = list(res.warnings)
     if res.error is not None:

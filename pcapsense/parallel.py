@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 
 from .capture import layout, reader
 from .capture.reader import CaptureError
@@ -60,8 +61,8 @@ class Partial:
 
     streams: bytes
     transitions: bytes
-    app_rows: list
-    exchanges: list
+    app: pd.DataFrame          # application facts, indexed by stream (app.facts.COLUMNS)
+    http: pd.DataFrame         # HTTP exchanges (app.facts.EXCHANGE_COLUMNS)
     counters: dict
     results: list
     formats: set = field(default_factory=set)
@@ -70,14 +71,32 @@ class Partial:
 class _AppStage:
     """Application bytes from the engine -> facts, streaming: a connection's pieces are
     parsed once it has closed (both FINs or a RST) and stayed closed for one more chunk,
-    then dropped, so memory holds only the bytes of connections still open."""
+    then dropped, so memory holds only the bytes of connections still open. The fact
+    rows are turned into typed columns every BATCH rows."""
+
+    BATCH = 4096
 
     def __init__(self, eng):
         self.eng = eng
         self.acc = app_segments.Accumulator()
         self.rows: list[dict] = []
         self.exchanges: list[tuple] = []
+        self.app_frames: list[pd.DataFrame] = []
+        self.http_frames: list[pd.DataFrame] = []
         self.candidates: set[int] = set()
+
+    def _flush(self) -> None:
+        if self.rows:
+            self.app_frames.append(app_facts.facts_frame(self.rows))
+            self.rows = []
+        if self.exchanges:
+            self.http_frames.append(app_facts.exchanges_frame(self.exchanges))
+            self.exchanges = []
+
+    def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        self._flush()
+        return (app_facts.concat(self.app_frames, app_facts.facts_frame([])),
+                app_facts.concat(self.http_frames, app_facts.exchanges_frame([])))
 
     def step(self) -> None:
         r, d = self.eng.take_app()
@@ -108,6 +127,8 @@ class _AppStage:
         out, ex = app_facts.rows_for(rows, pieces)
         self.rows += out
         self.exchanges += ex
+        if len(self.rows) >= self.BATCH or len(self.exchanges) >= 4 * self.BATCH:
+            self._flush()
 
 
 def read_shard(files: list[str], opts: Options, shard: tuple[int, int] = (0, 1),
@@ -147,9 +168,10 @@ def read_shard(files: list[str], opts: Options, shard: tuple[int, int] = (0, 1),
         results.append(res)
     if app is not None:
         app.finish()
-    return Partial(streams=eng.streams(), transitions=b"".join(chunks),
-                   app_rows=app.rows if app is not None else [],
-                   exchanges=app.exchanges if app is not None else [],
+        app_df, http = app.tables()
+    else:
+        app_df, http = app_facts.facts_frame([]), app_facts.exchanges_frame([])
+    return Partial(streams=eng.streams(), transitions=b"".join(chunks), app=app_df, http=http,
                    counters=eng.counters(), results=results, formats=formats)
 
 
@@ -185,14 +207,18 @@ def merge(parts: list[Partial]) -> Partial:
     # restores the single-process order
     t = t[np.argsort(t["frame"], kind="stable")]
 
-    rows, exchanges = [], []
+    apps, https = [], []
     for p, m in zip(parts, maps):
-        for r in p.app_rows:
-            r["stream"] = int(m[r["stream"]])
-        rows += p.app_rows
-        exchanges += [(int(m[x[0]]),) + tuple(x[1:]) for x in p.exchanges]
+        a = p.app.copy()
+        a.index = pd.Index(m[a.index.to_numpy()], dtype="int64", name="stream")
+        apps.append(a)
+        h = p.http.copy()
+        h["stream"] = m[h["stream"].to_numpy()]
+        https.append(h)
+    app_df = app_facts.concat(apps, parts[0].app)
+    http = app_facts.concat(https, parts[0].http)
     first = parts[0]
-    return Partial(streams=streams.tobytes(), transitions=t.tobytes(), app_rows=rows, exchanges=exchanges,
+    return Partial(streams=streams.tobytes(), transitions=t.tobytes(), app=app_df, http=http,
                    counters=first.counters, results=first.results, formats=first.formats)
 
 

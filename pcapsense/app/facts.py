@@ -131,11 +131,34 @@ def base_seq_of(stream_rows: np.ndarray) -> dict:
     return {(st, d): int(b[i, d]) for i, st in enumerate(stream_rows["stream"].tolist()) for d in (0, 1)}
 
 
-def frames(rows: list[dict], exchanges: list[tuple]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    df = pd.DataFrame(rows)
-    if len(df):
-        df = df.set_index("stream").sort_index()
-    return df, exchanges_frame(sorted(exchanges, key=lambda x: (x[0], x[1])))
+def facts_frame(rows: list[dict]) -> pd.DataFrame:
+    """Fact rows -> a typed table indexed by stream with every column of COLUMNS
+    (nullable Int64 and boolean, object for text): compact, and exact for nanosecond
+    times (no float round trip). Built in batches while the capture is read, so the
+    per-row dicts do not pile up."""
+    idx = pd.Index([r["stream"] for r in rows], dtype="int64", name="stream")
+    data = {}
+    for col, kind in COLUMNS.items():
+        vals = [r.get(col) for r in rows]
+        if kind == "bool":
+            data[col] = pd.array(vals, dtype="boolean")
+        elif kind == "int":
+            try:
+                data[col] = pd.array(vals, dtype="Int64")
+            except (TypeError, ValueError):
+                data[col] = pd.to_numeric(pd.Series(vals, dtype=object), errors="coerce").astype("Int64").array
+        else:
+            arr = np.empty(len(vals), dtype=object)
+            arr[:] = vals
+            data[col] = arr
+    return pd.DataFrame(data, index=idx)
+
+
+def concat(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return empty
+    return frames[0] if len(frames) == 1 else pd.concat(frames)
 
 
 EXCHANGE_COLUMNS = ["stream", "depth", "method", "target", "host", "request_frame", "request_time",

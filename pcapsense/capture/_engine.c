@@ -160,10 +160,10 @@ typedef struct {
 
 #define APP_TAIL 512
 typedef struct {
-    uint8_t head_open[2], head_segs[2], http[2], pad_[2];
+    uint8_t head_open[2], head_segs[2], http[2], done, pad_;
     uint32_t tail_len[2], tail_seq[2], tail_plen[2];
     int64_t tail_frame[2], tail_ts[2];
-    uint8_t tail[2][APP_TAIL];
+    uint8_t *tail[2];       /* APP_TAIL bytes, allocated at the first data, freed once handed over */
 } appst_t;
 
 /* Zeek-compatible record splitting (zeek_mode only; see docs/conformance.md): the
@@ -314,7 +314,7 @@ static stream_t *new_stream(Engine *e) {
         e->stream_cap = ncap;
     }
     if (e->zeek_mode) memset(&e->zk[e->stream_n], 0, sizeof(zk_t));
-    if (e->app_mode) memset(&e->appst[e->stream_n], 0, offsetof(appst_t, tail));
+    if (e->app_mode) memset(&e->appst[e->stream_n], 0, sizeof(appst_t));
     stream_t *s = &e->streams[e->stream_n];
     memset(s, 0, sizeof(*s));
     s->stream = (int64_t)e->stream_n;
@@ -631,7 +631,10 @@ static int track_tcp(Engine *e, ippkt_t *ip, int64_t ts, pkt_t *out, int *emitte
         }
         me->last_data_frame = frame; me->last_data_ts = ts;
     }
-    if (e->app_mode && payload_len && captured && !rst && !(analysis & A_KEEPALIVE)) {
+    /* (a stream already handed over by app_tails_for gets nothing more: its late
+     * bytes would not be parsed) */
+    if (e->app_mode && payload_len && captured && !rst && !(analysis & A_KEEPALIVE) &&
+        !e->appst[s->stream].done) {
         appst_t *as = &e->appst[s->stream];
         const uint8_t *pl = t + doff;
         uint32_t rel = seq - me->isn - ((me->flags & DF_SYN_SEEN) ? 1u : 0u);
@@ -660,6 +663,7 @@ static int track_tcp(Engine *e, ippkt_t *ip, int64_t ts, pkt_t *out, int *emitte
         uint32_t end = seq + payload_len;
         if (!as->tail_frame[dir] || !seq_lt(end, as->tail_seq[dir] + as->tail_len[dir])) {
             uint32_t n = captured < APP_TAIL ? captured : APP_TAIL;
+            if (!as->tail[dir] && !(as->tail[dir] = malloc(APP_TAIL))) return -1;
             memcpy(as->tail[dir], pl + (captured - n), n);
             as->tail_len[dir] = n; as->tail_seq[dir] = seq + (captured - n);
             as->tail_plen[dir] = payload_len; as->tail_frame[dir] = frame; as->tail_ts[dir] = ts;
@@ -1315,6 +1319,8 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kw) {
 
 static void Engine_dealloc(Engine *self) {
     free(self->flows); free(self->streams); free(self->trans); free(self->zk);
+    if (self->appst)
+        for (size_t i = 0; i < self->stream_n; i++) { free(self->appst[i].tail[0]); free(self->appst[i].tail[1]); }
     free(self->appst); free(self->app); free(self->appbuf);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -1409,11 +1415,13 @@ static PyObject *Engine_app_tails_for(Engine *self, PyObject *arg) {
         for (Py_ssize_t k = 0; k < buf.len / 8; k++)
             for (int d = 0; d < 2; d++) {
                 appst_t *as = &self->appst[ix[k]];
-                if (!as->tail_frame[d]) continue;
+                as->done = 1;
+                if (!as->tail_frame[d] || !as->tail[d]) continue;
                 if (push_app(self, ix[k], as->tail_frame[d], as->tail_ts[d], as->tail_seq[d],
                              as->tail_plen[d], as->tail[d], as->tail_len[d], d, 1, 0) < 0) {
                     PyBuffer_Release(&buf); return PyErr_NoMemory();
                 }
+                free(as->tail[d]); as->tail[d] = NULL;
             }
     }
     PyBuffer_Release(&buf);

@@ -4,7 +4,7 @@
 Usage:
     bench/run_bench.py [FILE ...] [--runs N] [--json out.json]
                        [--pcapsense-cmd 'pcapsense analyze {f} --format json --quiet --output /dev/null']
-                       [--tools pcapsense,tshark,scapy,tcptrace,dpkt] [--all]
+                       [--tools pcapsense,pcapsense-j1,tshark,scapy,tcptrace,dpkt] [--all]
 
 Default FILEs: bench-small.pcap, bench-large.pcap and bench-large.pcapng in
 --dir (default /tmp/pcapsense-bench, made by /work/shared/bench/make-corpus),
@@ -20,6 +20,9 @@ most of the drift of a noisy machine.
 
 Tools:
     pcapsense  the --pcapsense-cmd template ({f} = capture path), run as given
+               (default --jobs: the machine's cores, one per 48 MiB of capture)
+    pcapsense-j1   the same with --jobs 1 (one process)
+    pcapsense-tcp  the same with --jobs 1 --tcp-only (not in the default --tools)
     tshark     tshark -r F -q -z conv,tcp                 (the yardstick)
     scapy      scapy PcapReader streaming loop that reads the TCP flags of
                every packet (same work as the shared anchors/scapy_flags.py:
@@ -45,6 +48,8 @@ Measurements per run (whole process, start-up included):
     anon       peak RssAnon of the top process sampled from /proc every
                --sample-interval s (0.02): heap only, no floor, may miss a
                peak shorter than the interval.
+    all anon   the same summed over the tool's process group (its forked
+               workers too: pcapsense --jobs), sampled at the same time.
     cpu        user+system CPU seconds (>wall means several threads)
 Packets are counted with capinfos (or by walking the pcap/pcapng records).
 scapy/dpkt runs also print their packet count, which is checked.
@@ -84,7 +89,10 @@ DEFAULT_DIR = "/tmp/pcapsense-bench"
 DEFAULT_FILES = ("bench-small.pcap", "bench-large.pcap", "bench-large.pcapng")
 DEFAULT_PCAPSENSE = "pcapsense analyze {f} --format json --quiet --output /dev/null"
 ANCHOR_VENV_PY = "/tmp/anchors-venv/bin/python"
-ALL_TOOLS = ("pcapsense", "tshark", "scapy", "tcptrace", "dpkt")
+ALL_TOOLS = ("pcapsense", "pcapsense-j1", "pcapsense-tcp", "tshark", "scapy", "tcptrace", "dpkt")
+DEFAULT_TOOLS = ("pcapsense", "pcapsense-j1", "tshark", "scapy", "tcptrace", "dpkt")
+# the pcapsense variants: --pcapsense-cmd plus these arguments
+PCAPSENSE_VARIANTS = {"pcapsense": "", "pcapsense-j1": " --jobs 1", "pcapsense-tcp": " --jobs 1 --tcp-only"}
 REQUIRED = ("pcapsense", "tshark", "scapy")
 HERE = os.path.abspath(__file__)
 FLOOR_SLACK_MIB = 1.0  # a peak within this of the inherited floor counts as 'at the floor'
@@ -266,6 +274,24 @@ def _proc_status_kib(pid):
     return vals
 
 
+def _group_anon_kib(pgid):
+    """RssAnon summed over the processes of process group `pgid` (the tool and any
+    workers it forked: pcapsense --jobs)."""
+    total = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+            if int(st[st.rindex(")") + 2:].split()[2]) != pgid:
+                continue
+        except (OSError, ValueError, IndexError):
+            continue
+        total += _proc_status_kib(d).get("RssAnon", 0)
+    return total
+
+
 def run_once(argv, timeout, sample_interval, stdout_path):
     """Run argv once; return a dict with wall, rss and cpu figures."""
     err_fd, err_path = tempfile.mkstemp(prefix="run_bench-", suffix=".err")
@@ -285,7 +311,9 @@ def run_once(argv, timeout, sample_interval, stdout_path):
                 if state["done"]:
                     return
                 v = _proc_status_kib(pid)  # pid not reaped yet: cannot be reused
+                g = _group_anon_kib(pid)    # its own session and group (start_new_session)
             state["anon"] = max(state["anon"], v.get("RssAnon", 0))
+            state["group_anon"] = max(state.get("group_anon", 0), g)
             state["hwm"] = max(state["hwm"], v.get("VmHWM", 0))
             time.sleep(sample_interval)
 
@@ -328,6 +356,7 @@ def run_once(argv, timeout, sample_interval, stdout_path):
         "maxrss_mib": ru.ru_maxrss / 1024,
         "rss_floor_mib": floor,
         "anon_peak_mib": state["anon"] / 1024 if sample_interval > 0 else None,
+        "group_anon_peak_mib": state.get("group_anon", 0) / 1024 if sample_interval > 0 else None,
         "vmhwm_sampled_mib": state["hwm"] / 1024 if sample_interval > 0 else None,
         "cpu_s": ru.ru_utime + ru.ru_stime,
         "stderr_tail": err_tail if p.returncode != 0 else "",
@@ -369,8 +398,8 @@ def discover(a):
         if t not in ALL_TOOLS:
             sys.exit(f"run_bench: unknown tool '{t}' (choose from {','.join(ALL_TOOLS)})")
     for name in want:
-        if name == "pcapsense":
-            argv = shlex.split(a.pcapsense_cmd)
+        if name in PCAPSENSE_VARIANTS:
+            argv = shlex.split(a.pcapsense_cmd + PCAPSENSE_VARIANTS[name])
             if not argv:
                 tools[name] = {"missing": "--pcapsense-cmd is empty"}
             elif not shutil.which(argv[0]):
@@ -507,6 +536,8 @@ def bench_file(path, a, order, tools, problems):
                                      <= max(r["rss_floor_mib"] for r in runs) + FLOOR_SLACK_MIB,
                 "anon_peak_mib": (statistics.median(r["anon_peak_mib"] for r in runs)
                                   if a.sample_interval > 0 else None),
+                "group_anon_peak_mib": (statistics.median(r["group_anon_peak_mib"] for r in runs)
+                                        if a.sample_interval > 0 else None),
                 "cpu_s": statistics.median(r["cpu_s"] for r in runs),
                 "cpu_s_full_file": statistics.median(r["cpu_s"] for r in runs) * npk / item["packets"],
             })
@@ -524,8 +555,8 @@ def bench_file(path, a, order, tools, problems):
 
 
 def print_table(rows, runs):
-    hdr = (f"{'tool':11s} {'file':20s} {'packets':>9s} {'wall s':>8s} {'pkts/s':>10s} "
-           f"{'peak MiB':>9s} {'anon MiB':>9s} {'cpu s':>7s} {'x tshark':>8s} {'x scapy':>8s}")
+    hdr = (f"{'tool':13s} {'file':20s} {'packets':>9s} {'wall s':>8s} {'pkts/s':>10s} "
+           f"{'peak MiB':>9s} {'anon MiB':>9s} {'all MiB':>8s} {'cpu s':>7s} {'x tshark':>8s} {'x scapy':>8s}")
     print(f"\n# median of {runs} paired rounds; {os.cpu_count()} CPUs; {platform.node()}; "
           f"kernel {os.uname().release}")
     print(hdr)
@@ -534,13 +565,14 @@ def print_table(rows, runs):
         name = r["tool"] + ("*" if r["extrapolated"] else "")
         base = os.path.basename(r["file"])
         if r.get("failed") or "median_wall_s" not in r:
-            print(f"{name:11s} {base:20s} {r['file_packets']:9d}  FAILED - see messages below")
+            print(f"{name:13s} {base:20s} {r['file_packets']:9d}  FAILED - see messages below")
             continue
         xt = f"{r['x_tshark']:8.2f}" if "x_tshark" in r else f"{'-':>8s}"
         xs = f"{r['x_scapy']:8.3f}" if "x_scapy" in r else f"{'-':>8s}"
         anon = f"{r['anon_peak_mib']:.1f}" if r.get("anon_peak_mib") is not None else "-"
-        print(f"{name:11s} {base:20s} {r['file_packets']:9d} {r['wall_s_full_file']:8.2f} "
-              f"{r['packets_per_s']:10.0f} {fmt_peak(r):>9s} {anon:>9s} "
+        group = f"{r['group_anon_peak_mib']:.1f}" if r.get("group_anon_peak_mib") is not None else "-"
+        print(f"{name:13s} {base:20s} {r['file_packets']:9d} {r['wall_s_full_file']:8.2f} "
+              f"{r['packets_per_s']:10.0f} {fmt_peak(r):>9s} {anon:>9s} {group:>8s} "
               f"{r['cpu_s_full_file']:7.2f} {xt} {xs}")
     print("-" * len(hdr))
     print("wall s: median whole-process wall time; pkts/s = packets / wall. "
@@ -548,7 +580,8 @@ def print_table(rows, runs):
           "same round); < 1 = faster.")
     print("peak MiB: median ru_maxrss from wait4 (includes file-backed mapped pages; "
           "'<=N' = at the floor inherited from this runner, the tool's own peak is at most N). "
-          "anon MiB: sampled peak RssAnon of the top process (heap only).")
+          "anon MiB: sampled peak RssAnon of the top process (heap only); all MiB: the same "
+          "summed over all the tool's processes (pcapsense --jobs workers).")
     if any(r["extrapolated"] for r in rows):
         print("* measured on a slice of the first packets (see 'measured_on' in the JSON); "
               "pkts/s is the slice's; wall s, cpu s and x ratios are extrapolated to the "
@@ -565,7 +598,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=1, help="unrecorded rounds first (default 1)")
     ap.add_argument("--pcapsense-cmd", default=DEFAULT_PCAPSENSE,
                     help="pcapsense command template, {f} = capture (default: %(default)s)")
-    ap.add_argument("--tools", default=",".join(ALL_TOOLS),
+    ap.add_argument("--tools", default=",".join(DEFAULT_TOOLS),
                     help="comma list, run in this order each round (default: %(default)s)")
     ap.add_argument("--python", help="interpreter for the scapy/dpkt children")
     ap.add_argument("--all", action="store_true", help="run scapy on whole big files too")

@@ -69,17 +69,37 @@ def connection_records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+def _json_ready(df: pd.DataFrame) -> pd.DataFrame:
+    """The same values in the types pandas' JSON writer is fastest with: timestamps as
+    ISO 8601 text (numpy's vectorised formatting), nullable integers as objects."""
+    out = {}
+    for c in df.columns:
+        col = df[c]
+        if isinstance(col.dtype, pd.DatetimeTZDtype):
+            v = col.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[us]")
+            text = np.char.add(np.datetime_as_string(v, unit="us"), "Z").astype(object)
+            text[np.isnat(v)] = None
+            out[c] = text
+        elif isinstance(col.dtype, pd.Int64Dtype):
+            out[c] = col.astype(object).where(col.notna(), None).to_numpy()
+        else:
+            out[c] = col
+    return pd.DataFrame(out, index=df.index)
+
+
 def write(analysis, fh, chunk_rows: int = 2000) -> None:
     """Write the whole document to `fh`. Connections go through pandas' C JSON writer in
     chunks (one object per line), so memory stays bounded by the chunk, not the capture."""
-    df = analysis.connections[[c for c in analysis.connections.columns if not c.startswith("_")]]
+    conns = analysis.connections
+    cols = [c for c in conns.columns if not c.startswith("_")]
     head = json.dumps({"pcapsense": SCHEMA_VERSION, "capture": capture_dict(analysis)},
                       indent=1, ensure_ascii=False)
     fh.write(head[:-2] + ',\n "connections": [')
     first = True
-    for lo in range(0, len(df), chunk_rows):
-        body = df.iloc[lo:lo + chunk_rows].to_json(orient="records", lines=True, date_format="iso",
-                                                   date_unit="us", double_precision=6, force_ascii=False)
+    for lo in range(0, len(conns), chunk_rows):
+        body = _json_ready(conns.iloc[lo:lo + chunk_rows][cols]).to_json(
+            orient="records", lines=True, date_format="iso", date_unit="us", double_precision=6,
+            force_ascii=False)
         for line in body.splitlines():
             fh.write(("\n  " if first else ",\n  ") + line)
             first = False

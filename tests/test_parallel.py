@@ -152,3 +152,21 @@ def test_cli_scheduler_unreachable_is_one_line(tmp_path):
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "Dask scheduler" in lines[0], p.stderr
+
+
+def test_jobs_with_another_thread_running_use_a_forkserver():
+    """A notebook has threads (IOPub, heartbeat): forking then is unsafe, so the workers
+    come from a forkserver; the result is the same."""
+    import threading
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait, daemon=True)
+    t.start()
+    try:
+        ex = parallel._executor(1)
+        assert ex._mp_context.get_start_method() == "forkserver"
+        ex.shutdown()
+        one = pcapsense.analyze(real("veth_mtu1500.pcap"), jobs=1)
+        assert_same(one, pcapsense.analyze(real("veth_mtu1500.pcap"), jobs=2))
+    finally:
+        stop.set()
+        t.join()

@@ -218,8 +218,10 @@ def merge(parts: list[Partial]) -> Partial:
     app_df = app_facts.concat(apps, parts[0].app)
     http = app_facts.concat(https, parts[0].http)
     first = parts[0]
+    counters = dict(first.counters)      # every shard read every frame: the same counts,
+    counters["streams"] = len(streams)   # but each numbered only its own streams
     return Partial(streams=streams.tobytes(), transitions=t.tobytes(), app=app_df, http=http,
-                   counters=first.counters, results=first.results, formats=first.formats)
+                   counters=counters, results=first.results, formats=first.formats)
 
 
 def auto_jobs(files: list[str]) -> int:

@@ -26,6 +26,7 @@ def assert_same(a, b):
     assert b.capture.tcp_packets == a.capture.tcp_packets
     assert b.capture.warnings == a.capture.warnings
     assert b.capture.error == a.capture.error
+    assert b.capture.counters == a.capture.counters
     pd.testing.assert_frame_equal(b.connections, a.connections)
     pd.testing.assert_frame_equal(b.transitions, a.transitions)
     pd.testing.assert_frame_equal(b.http, a.http)

@@ -20,7 +20,7 @@ most of the drift of a noisy machine.
 
 Tools:
     pcapsense  the --pcapsense-cmd template ({f} = capture path), run as given
-               (default --jobs: the machine's cores, one per 48 MiB of capture)
+               (default --jobs: the machine's cores, one per 256 MiB of capture)
     pcapsense-j1   the same with --jobs 1 (one process)
     pcapsense-tcp  the same with --jobs 1 --tcp-only (not in the default --tools)
     tshark     tshark -r F -q -z conv,tcp                 (the yardstick)

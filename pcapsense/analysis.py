@@ -203,7 +203,7 @@ def analyze(path, *, verify_checksums: bool = False,
     row per Zeek conn.log record (Zeek's expiry timers and port-reuse rule; used for the
     Zeek conformance suite, see docs/conformance.md).
 
-    `jobs`: processes to use (default: the machine's cores, one per 48 MiB of capture at
+    `jobs`: processes to use (default: the machine's cores, one per 256 MiB of capture at
     most); `client`: a `dask.distributed.Client` to run the shards on instead (the files
     must be readable at the same paths on its workers). Every mode gives the same result:
     see pcapsense/parallel.py.

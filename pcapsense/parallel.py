@@ -42,7 +42,7 @@ from .app import facts as app_facts
 from .app import segments as app_segments
 
 #: below this many capture bytes per job, one more process costs more than it saves
-MIN_BYTES_PER_JOB = 48 << 20
+MIN_BYTES_PER_JOB = 256 << 20
 
 
 @dataclass

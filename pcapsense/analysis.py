@@ -230,7 +230,9 @@ def analyze(path, *, verify_checksums: bool = False,
     conns = conn_table.build(streams, trans)
     app_df = part.app.sort_index(kind="stable")
     http = part.http.sort_values(["stream", "depth"], kind="stable").reset_index(drop=True)
+    part.app = part.http = None          # (memory: only the sorted copies are kept)
     conns = classify.run(conns, app_df, streams)
+    del app_df
     warnings = list(res.warnings)
     if res.error is not None:
         warnings.append(f"{res.error} (analysed the {counters['frames']} frames before it)")

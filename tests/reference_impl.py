@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import scapy.contrib.mpls  # noqa: F401  (binds MPLS to its Ethernet type)
 from scapy.all import IP, TCP, IPv6, PcapReader
 from scapy.utils import PcapNgReader
 
@@ -56,13 +57,20 @@ def _reader(path):
     return PcapNgReader(str(path)) if magic == b"\x0a\x0d\x0d\x0a" else PcapReader(str(path))
 
 
+def _ip_under(tcp):
+    u = tcp.underlayer if tcp is not None else None
+    while u is not None and not isinstance(u, (IP, IPv6)):
+        u = u.underlayer
+    return u
+
+
 def analyse(path) -> list[Conn]:
     conns: list[Conn] = []
     current: dict = {}
     for frame, pkt in enumerate(_reader(path), start=1):
-        ip = pkt.getlayer(IP) or pkt.getlayer(IPv6)
         tcp = pkt.getlayer(TCP)
-        if ip is None or tcp is None:
+        ip = _ip_under(tcp)          # the IP header right under TCP: the inner one of a tunnel
+        if ip is None:
             continue
         src, dst = (ip.src, tcp.sport), (ip.dst, tcp.dport)
         key = frozenset((src, dst)) if src != dst else (src, dst)

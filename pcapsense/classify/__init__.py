@@ -164,7 +164,7 @@ def _fast_path(df: pd.DataFrame) -> np.ndarray:
 
 
 def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataFrame:
-    df = conns.copy()
+    df = conns.copy(deep=False)          # columns are only added or replaced, never written into
     n = len(df)
     if not n:
         for col in ("cause", "confidence", "evidence_frames", "alternatives", "python_error", "fix", "fix_section",

@@ -230,9 +230,12 @@ def analyze(path, *, verify_checksums: bool = False,
     conns = conn_table.build(streams, trans)
     app_df = part.app.sort_index(kind="stable")
     http = part.http.sort_values(["stream", "depth"], kind="stable").reset_index(drop=True)
-    part.app = part.http = None          # (memory: only the sorted copies are kept)
-    conns = classify.run(conns, app_df, streams)
-    del app_df
+    times = classify.stream_times(streams)
+    # (memory: only the sorted copies and the few stream fields the classifier reads)
+    part.app = part.http = part.streams = None
+    del streams
+    conns = classify.run(conns, app_df, times)
+    del app_df, times
     warnings = list(res.warnings)
     if res.error is not None:
         warnings.append(f"{res.error} (analysed the {counters['frames']} frames before it)")

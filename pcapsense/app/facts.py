@@ -6,6 +6,8 @@ Columns (all prefixed by protocol): see docs/schema.md, section "Application fac
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pandas as pd
 
@@ -182,13 +184,19 @@ def exchanges_frame(rows: list[tuple]) -> pd.DataFrame:
     return df
 
 
+def _interned(v: str | None) -> str | None:
+    return None if v is None else sys.intern(v)
+
+
 def _exchange_rows(st: int, reqs, finals) -> list[tuple]:
+    # methods, hosts and reasons repeat: one string object each (memory of the http table)
     rows = []
     for i, q in enumerate(reqs):
         r = finals[i] if i < len(finals) else None
-        rows.append((st, i + 1, q.method, q.target, q.header("host") if q.headers else None, q.frame, q.ts_ns,
+        rows.append((st, i + 1, _interned(q.method), q.target,
+                     _interned(q.header("host")) if q.headers else None, q.frame, q.ts_ns,
                      bool(q.complete), q.content_length,
-                     None if r is None else r.status, None if r is None else r.reason,
+                     None if r is None else r.status, None if r is None else _interned(r.reason),
                      None if r is None else r.frame, None if r is None else r.ts_ns,
                      None if r is None else bool(r.complete), None if r is None else r.content_length,
                      q.keep_alive, None if r is None else r.keep_alive))

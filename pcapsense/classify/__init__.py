@@ -163,7 +163,23 @@ def _fast_path(df: pd.DataFrame) -> np.ndarray:
     return out
 
 
+TIMES_DTYPE = np.dtype([("fin_ts", "<i8"), ("rst_ts", "<i8"), ("first_ts", "<i8"), ("last_ts", "<i8"),
+                        ("d", [("last_data_ts", "<i8"), ("first_fin_ts", "<i8")], (2,))])
+
+
+def stream_times(streams: np.ndarray) -> np.ndarray:
+    """The only fields of the engine's stream rows the classifier reads (so the caller
+    can let the 856-byte rows go before classifying)."""
+    out = np.empty(len(streams), dtype=TIMES_DTYPE)
+    for f in ("fin_ts", "rst_ts", "first_ts", "last_ts"):
+        out[f] = streams[f]
+    for f in ("last_data_ts", "first_fin_ts"):
+        out["d"][f] = streams["d"][f]
+    return out
+
+
 def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataFrame:
+    """`streams`: the engine's stream rows, or just their `stream_times()`."""
     df = conns.copy(deep=False)          # columns are only added or replaced, never written into
     n = len(df)
     if not n:
@@ -192,7 +208,11 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
     df["idle_before_close_s"] = np.where((fin_ts > 0) & (np.maximum(sv_last, cl_last) > 0), idle, np.nan)
     from ..app.facts import COLUMNS as APP_COLUMNS
     app = app.reindex(columns=list(APP_COLUMNS)) if len(app) else pd.DataFrame(columns=list(APP_COLUMNS))
-    df = df.join(app, on="stream")
+    # the application columns added one by one (a join would copy every TCP column too)
+    aligned = app.reindex(df["stream"].to_numpy())
+    for col in APP_COLUMNS:
+        df[col] = aligned[col].array
+    del aligned
     for col, dtype in APP_COLUMNS.items():
         if dtype == "bool":
             df[col] = df[col].astype("boolean")

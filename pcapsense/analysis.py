@@ -236,7 +236,7 @@ def analyze(path, *, verify_checksums: bool = False,
     del streams
     conns = classify.run(conns, app_df, times)
     del app_df, times
-    warnings = list(res.warnings)
+    warnings = list(res.warnings) + list(part.notes)
     if res.error is not None:
         warnings.append(f"{res.error} (analysed the {counters['frames']} frames before it)")
     bad = counters["bad_checksums"]

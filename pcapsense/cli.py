@@ -17,6 +17,7 @@ from rich.console import Console
 from . import __version__
 from .analysis import analyze as run_analysis
 from .capture.reader import CaptureError
+from .parallel import WorkerError
 
 app = typer.Typer(
     add_completion=False,
@@ -173,6 +174,9 @@ def _run(capture, quiet: bool, err: Console, *, jobs: int = 0, scheduler: str | 
     try:
         return run_analysis(capture, progress=progress_cb, jobs=jobs or None, client=client, **options)
     except CaptureError as exc:
+        _stderr_after(finish, f"pcapsense: error: {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    except WorkerError as exc:
         _stderr_after(finish, f"pcapsense: error: {exc}")
         raise typer.Exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:

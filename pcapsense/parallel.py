@@ -30,6 +30,7 @@ import multiprocessing
 import os
 import threading
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -66,6 +67,7 @@ class Partial:
     counters: dict
     results: list
     formats: set = field(default_factory=set)
+    notes: list = field(default_factory=list)     # for the capture's warnings
 
 
 class _AppStage:
@@ -221,7 +223,8 @@ def merge(parts: list[Partial]) -> Partial:
     counters = dict(first.counters)      # every shard read every frame: the same counts,
     counters["streams"] = len(streams)   # but each numbered only its own streams
     return Partial(streams=streams.tobytes(), transitions=t.tobytes(), app=app_df, http=http,
-                   counters=counters, results=first.results, formats=first.formats)
+                   counters=counters, results=first.results, formats=first.formats,
+                   notes=[n for p in parts for n in p.notes])
 
 
 def auto_jobs(files: list[str]) -> int:
@@ -251,19 +254,38 @@ def _executor(jobs: int) -> Executor:
     return ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
 
 
+class WorkerError(RuntimeError):
+    """A Dask worker failed for another reason than the capture (killed, lost, an
+    environment without pcapsense). `str(err)` is one line."""
+
+
 def run(files: list[str], opts: Options, *, jobs: int = 1, client=None,
         progress: Callable[[int], None] | None = None) -> Partial:
     """Read `files` as one capture in `jobs` shards (local processes; the parent reads
     shard 0 itself, with `progress`), or in one shard per Dask worker thread when a
     `dask.distributed.Client` is given (the files must be readable at the same paths on
-    the workers). Returns the merged result."""
+    the workers). Returns the merged result. A local worker that dies (killed, out of
+    memory) costs time, not the result: the capture is then read again in this process,
+    and `Partial.notes` says so."""
     if client is not None:
         n = max(1, sum(client.nthreads().values()))
         futures = [client.submit(read_shard, files, opts, (k, n), pure=False) for k in range(n)]
-        return merge(client.gather(futures))
+        try:
+            return merge(client.gather(futures))
+        except CaptureError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever the cluster raises, one line
+            msg = " ".join(str(exc).split())[:300]
+            raise WorkerError(f"the Dask cluster failed: {type(exc).__name__}: {msg}") from None
     if jobs <= 1 or "-" in files:
         return read_shard(files, opts, (0, 1), progress)
-    with _executor(jobs - 1) as pool:
-        futures = [pool.submit(read_shard, files, opts, (k, jobs)) for k in range(1, jobs)]
-        mine = read_shard(files, opts, (0, jobs), progress)
-        return merge([mine] + [f.result() for f in futures])
+    try:
+        with _executor(jobs - 1) as pool:
+            futures = [pool.submit(read_shard, files, opts, (k, jobs)) for k in range(1, jobs)]
+            mine = read_shard(files, opts, (0, jobs), progress)
+            return merge([mine] + [f.result() for f in futures])
+    except BrokenProcessPool:
+        part = read_shard(files, opts, (0, 1))
+        part.notes.append(f"a worker process of --jobs {jobs} died (killed or out of memory); "
+                          f"the capture was read again in one process")
+        return part

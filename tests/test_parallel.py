@@ -171,3 +171,42 @@ def test_jobs_with_another_thread_running_use_a_forkserver():
     finally:
         stop.set()
         t.join()
+
+
+_PARENT = os.getpid()
+_REAL_READ = parallel.read_shard
+
+
+def _dying_read_shard(files, opts, shard=(0, 1), progress=None):
+    """read_shard, but shard 1 in a worker process dies as if killed."""
+    if shard[0] == 1 and os.getpid() != _PARENT:
+        os._exit(9)
+    return _REAL_READ(files, opts, shard, progress)
+
+
+def test_a_worker_that_dies_costs_time_not_the_result(monkeypatch):
+    """A worker killed mid-way (OOM killer, kill -9): the capture is read again in the
+    parent, the result is the single-process one, and a warning says what happened."""
+    monkeypatch.setattr(parallel, "read_shard", _dying_read_shard)
+    path = real("veth_mtu1500.pcap")
+    one = pcapsense.analyze(path, jobs=1)
+    two = pcapsense.analyze(path, jobs=2)
+    pd.testing.assert_frame_equal(two.connections, one.connections)
+    assert any("worker process" in w and "died" in w for w in two.capture.warnings)
+
+
+def test_a_failing_cluster_is_one_line():
+    """A worker that cannot even import what it needs is a cluster failure, reported
+    as WorkerError (one line), not a traceback."""
+    class Broken:
+        def nthreads(self):
+            return {"w": 1}
+
+        def submit(self, *a, **k):
+            return None
+
+        def gather(self, futures):
+            raise OSError("Timed out trying to connect to tcp://10.0.0.9:40000\nafter 30 s")
+    with pytest.raises(parallel.WorkerError) as err:
+        pcapsense.analyze(real("lo_keepalive.pcap"), client=Broken())
+    assert "\n" not in str(err.value) and "OSError" in str(err.value)

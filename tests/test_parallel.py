@@ -173,15 +173,16 @@ def test_jobs_with_another_thread_running_use_a_forkserver():
         t.join()
 
 
-_PARENT = os.getpid()
-_REAL_READ = parallel.read_shard
-
-
 def _dying_read_shard(files, opts, shard=(0, 1), progress=None):
-    """read_shard, but shard 1 in a worker process dies as if killed."""
-    if shard[0] == 1 and os.getpid() != _PARENT:
+    """read_shard, but shard 1 in a worker process (forked or from the forkserver) dies
+    as if killed."""
+    import multiprocessing
+    if shard[0] == 1 and multiprocessing.parent_process() is not None:
         os._exit(9)
     return _REAL_READ(files, opts, shard, progress)
+
+
+_REAL_READ = parallel.read_shard
 
 
 def test_a_worker_that_dies_costs_time_not_the_result(monkeypatch):

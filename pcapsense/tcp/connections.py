@@ -75,13 +75,16 @@ def client_direction(streams: np.ndarray):
     d0, d1 = streams["d"][:, 0], streams["d"][:, 1]
     syn0, syn1 = d0["first_syn_frame"], d1["first_syn_frame"]
     sa0, sa1 = d0["first_synack_frame"], d1["first_synack_frame"]
-    heads = [[_looks_like(bytes(h[: int(l)])) for h, l in zip(d["head"], d["head_len"])] for d in (d0, d1)]
-    look0, look1 = np.array(heads[0], dtype=np.int8), np.array(heads[1], dtype=np.int8)
     port0, port1 = streams["port"][:, 0], streams["port"][:, 1]
     data0, data1 = d0["first_data_frame"], d1["first_data_frame"]
     by_syn = (syn0 > 0) | (syn1 > 0)
     client1_syn = (syn1 > 0) & ((syn0 == 0) | (syn1 < syn0))
     by_synack = ~by_syn & ((sa0 > 0) | (sa1 > 0))
+    # the first bytes are looked at only where no handshake packet decides
+    look0, look1 = np.zeros(len(streams), dtype=np.int8), np.zeros(len(streams), dtype=np.int8)
+    for i in np.flatnonzero(~by_syn & ~by_synack).tolist():
+        look0[i] = _looks_like(bytes(d0["head"][i][: int(d0["head_len"][i])]))
+        look1[i] = _looks_like(bytes(d1["head"][i][: int(d1["head_len"][i])]))
     client1_synack = (sa0 > 0) & ((sa1 == 0) | (sa0 < sa1))
     by_look = ~by_syn & ~by_synack & ((look0 != 0) | (look1 != 0))
     client1_look = (look1 > 0) | ((look1 == 0) & (look0 < 0))

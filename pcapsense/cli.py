@@ -62,7 +62,7 @@ def analyze(
     strict: Annotated[bool, typer.Option("--strict", help="Treat a corrupt record as fatal instead of analysing what came before it.")] = False,
     tcp_only: Annotated[bool, typer.Option("--tcp-only", help="Skip HTTP/TLS/HTTP2 parsing (about twice as fast on huge captures); causes then rest on TCP evidence alone.")] = False,
     html: Annotated[Optional[Path], typer.Option("--html", metavar="FILE", help="Also write a self-contained HTML report (timeline, one card per abnormal disconnect) to FILE.")] = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Processes to use; 0 (default): the machine's cores, at most one per 256 MiB of capture. Results are identical for every value.")] = 0,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=0, help="Processes to use; 0 (default): the machine's cores, at most one per 256 MiB of capture. Results are identical for every value.")] = 0,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", metavar="ADDRESS", help="Run on a Dask cluster (tcp://host:8786) instead of local processes; the capture paths must be readable on its workers. Needs pip install 'pcapsense[dask]'.")] = None,
 ):
     """Analyse one capture and report every TCP connection's ending."""
@@ -136,7 +136,7 @@ def report(
     max_cards: Annotated[int, typer.Option("--max-cards", help="At most this many abnormal disconnects get a card (the rest are counted).")] = 50,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no messages on stderr.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Treat a corrupt record as fatal instead of analysing what came before it.")] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Processes to use; 0 (default): the machine's cores, at most one per 256 MiB of capture. Results are identical for every value.")] = 0,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=0, help="Processes to use; 0 (default): the machine's cores, at most one per 256 MiB of capture. Results are identical for every value.")] = 0,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", metavar="ADDRESS", help="Run on a Dask cluster (tcp://host:8786) instead of local processes; the capture paths must be readable on its workers. Needs pip install 'pcapsense[dask]'.")] = None,
 ):
     """Write a self-contained HTML report of one capture (to attach to a ticket)."""

@@ -211,3 +211,14 @@ def test_a_failing_cluster_is_one_line():
     with pytest.raises(parallel.WorkerError) as err:
         pcapsense.analyze(real("lo_keepalive.pcap"), client=Broken())
     assert "\n" not in str(err.value) and "OSError" in str(err.value)
+
+
+def test_a_bad_file_among_rotated_ones_in_shards(tmp_path):
+    """Rotated captures with one junk file, sharded: the same frames, connections and
+    the same one-line warning naming the junk file as in one process."""
+    paths = split_pcap(real("veth_mtu1500.pcap"), 3, tmp_path)
+    bad = tmp_path / "junk.pcap"
+    bad.write_bytes(b"this is not a capture at all, sorry")
+    one = pcapsense.analyze(paths + [str(bad)], jobs=1)
+    assert any("junk.pcap" in w for w in one.capture.warnings)
+    assert_same(one, pcapsense.analyze(paths + [str(bad)], jobs=3))

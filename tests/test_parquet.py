@@ -59,3 +59,31 @@ def test_tls_handshakes_table_round_trips(tmp_path):
     with_cert = pcapsense.analyze(ROOT / "sample_pcaps" / "captures" / "lb-tls-cert-rejected-aiohttp.pcap").tls
     assert with_cert["cert_subject"].iloc[0] == "CN=lab.test" and bool(with_cert["cert_self_signed"].iloc[0])
     assert with_cert["cert_not_after"].iloc[0] > with_cert["cert_not_before"].iloc[0]
+
+
+def test_a_fleet_of_results_queried_with_duckdb(tmp_path):
+    """One Parquet directory per capture (per host), queried together with DuckDB: the
+    types survive (timestamps, nullable integers, dictionary-encoded causes) and the
+    counts match pandas."""
+    duckdb = pytest.importorskip("duckdb")
+    from typer.testing import CliRunner
+    from pcapsense.cli import app
+    caps = [ROOT / "sample_pcaps" / "captures" / n for n in
+            ("la-keepalive-race-httpclient.pcap", "lb-tls-cert-rejected-requests.pcap",
+             "lb-pool-overflow-urllib3.pcap")]
+    want = {}
+    for i, cap in enumerate(caps):
+        res = CliRunner().invoke(app, ["analyze", str(cap), "-f", "parquet", "-o", str(tmp_path / f"host{i}"), "-q"])
+        assert res.exit_code == 0, res.output
+        for c, n in pcapsense.analyze(cap).connections["cause"].astype(str).value_counts().items():
+            want[c] = want.get(c, 0) + n
+    glob = str(tmp_path / "*" / "connections.parquet")
+    got = dict(duckdb.sql(f"SELECT cause, count(*) FROM read_parquet('{glob}', filename=true) "
+                          f"GROUP BY cause").fetchall())
+    assert got == want
+    row = duckdb.sql(f"SELECT min(start), max(close_frame), count(DISTINCT filename) "
+                     f"FROM read_parquet('{glob}', filename=true)").fetchall()[0]
+    assert row[0].tzinfo is not None and isinstance(row[1], int) and row[2] == 3
+    tls = duckdb.sql(f"SELECT sni, alert, cause FROM read_parquet('{tmp_path}/*/tls.parquet') "
+                     f"WHERE alert IS NOT NULL").fetchall()
+    assert ("localhost", "unknown_ca", "tls-certificate-rejected") in tls

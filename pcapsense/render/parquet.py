@@ -37,6 +37,20 @@ def write(analysis, directory: str) -> list[str]:
         if df is None:
             continue
         path = os.path.join(directory, f"{name}.parquet")
-        df.reset_index(drop=True).to_parquet(path, index=False)
+        _write_table(df.reset_index(drop=True), path)
         written.append(path)
     return written
+
+
+def _write_table(df, path: str) -> None:
+    """A text column that happens to be empty in this capture (no TLS, no HTTP) would be
+    written with Parquet's NULL type, and a fleet's files would then disagree on its type
+    (DuckDB and Spark refuse to combine them): such columns are written as strings."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    fields = [pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]
+    if any(pa.types.is_null(f.type) for f in table.schema):
+        table = table.cast(pa.schema(fields, metadata=table.schema.metadata))
+    pq.write_table(table, path)
+

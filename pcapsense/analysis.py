@@ -116,7 +116,8 @@ def tls_frame(conns: pd.DataFrame) -> pd.DataFrame:
     for f in CERT_FIELDS:
         vals = [c.get(f) if isinstance(c, dict) else None for c in certs]
         if f in ("not_before", "not_after"):
-            out[f"cert_{f}"] = pd.to_datetime(pd.Series(vals, index=df.index, dtype=object), utc=True)
+            out[f"cert_{f}"] = pd.to_datetime(pd.Series(vals, index=df.index, dtype=object),
+                                              utc=True).astype("datetime64[us, UTC]")
         elif f == "self_signed":
             out[f"cert_{f}"] = pd.array(vals, dtype="boolean")
         else:

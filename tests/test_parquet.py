@@ -87,3 +87,20 @@ def test_a_fleet_of_results_queried_with_duckdb(tmp_path):
     tls = duckdb.sql(f"SELECT sni, alert, cause FROM read_parquet('{tmp_path}/*/tls.parquet') "
                      f"WHERE alert IS NOT NULL").fetchall()
     assert ("localhost", "unknown_ca", "tls-certificate-rejected") in tls
+
+
+def test_every_capture_writes_the_same_parquet_schema(tmp_path):
+    """A fleet's files combine only if a table has one schema whatever the capture held
+    (TLS or not, HTTP or not, certificates or not): checked over every repo capture."""
+    import pyarrow.parquet as pq
+    from conftest import repo_captures
+    from pcapsense.render import parquet
+    seen: dict = {}
+    for i, cap in enumerate(repo_captures()):
+        out = tmp_path / str(i)
+        parquet.write(pcapsense.analyze(cap), str(out))
+        for table in ("connections", "http", "tls", "transitions"):
+            schema = pq.read_schema(out / f"{table}.parquet").remove_metadata()
+            first = seen.setdefault(table, (cap.name, schema))
+            assert schema.equals(first[1]), f"{table}: {cap.name} differs from {first[0]}"
+    assert len(seen) == 4

@@ -45,12 +45,16 @@ def write(analysis, directory: str) -> list[str]:
 def _write_table(df, path: str) -> None:
     """A text column that happens to be empty in this capture (no TLS, no HTTP) would be
     written with Parquet's NULL type, and a fleet's files would then disagree on its type
-    (DuckDB and Spark refuse to combine them): such columns are written as strings."""
+    (DuckDB and Spark refuse to combine them): such columns are written as strings.
+    Every file of a table has the same schema whatever the capture held."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     table = pa.Table.from_pandas(df, preserve_index=False)
-    fields = [pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]
-    if any(pa.types.is_null(f.type) for f in table.schema):
+    # (and pandas' text columns come as string or large_string depending on how they
+    # were built: always string)
+    odd = [pa.types.is_null(f.type) or pa.types.is_large_string(f.type) for f in table.schema]
+    if any(odd):
+        fields = [pa.field(f.name, pa.string()) if o else f for f, o in zip(table.schema, odd)]
         table = table.cast(pa.schema(fields, metadata=table.schema.metadata))
     pq.write_table(table, path)
 

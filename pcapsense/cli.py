@@ -168,9 +168,8 @@ def _write_html(result, path: Path, *, redact: bool, quiet: bool, max_cards: int
 
 def _run(capture, quiet: bool, err: Console, *, jobs: int = 0, scheduler: str | None = None, **options):
     """The analysis with a progress bar on a TTY; bad input -> one line, exit code 2."""
-    single = capture if isinstance(capture, str) else "-"
     client = _dask_client(scheduler) if scheduler else None
-    progress_cb, finish = _progress(single, quiet, err)
+    progress_cb, finish = _progress(capture, quiet, err)
     try:
         return run_analysis(capture, progress=progress_cb, jobs=jobs or None, client=client, **options)
     except CaptureError as exc:
@@ -223,14 +222,19 @@ def _stderr(line: str) -> None:
     sys.stderr.flush()
 
 
-def _progress(path: str, quiet: bool, err: Console):
-    """A progress bar on a TTY for inputs over 50 MB (rich.progress)."""
+def _progress(capture, quiet: bool, err: Console):
+    """A progress bar on a TTY for inputs over 50 MB (rich.progress); several files
+    (rotated captures) count as one input."""
     import os
-    if quiet or path == "-" or not err.is_terminal:
+    if quiet or capture == "-" or not err.is_terminal:
         return None, lambda: None
     try:
-        size = os.path.getsize(path)
-    except OSError:
+        from .capture.reader import expand_inputs
+        files = expand_inputs(capture)
+        if "-" in files:
+            return None, lambda: None
+        size = sum(os.path.getsize(f) for f in files)
+    except (OSError, CaptureError, ValueError):
         return None, lambda: None
     if size < 50 << 20:
         return None, lambda: None

@@ -135,7 +135,8 @@ class _AppStage:
 
 def read_shard(files: list[str], opts: Options, shard: tuple[int, int] = (0, 1),
                progress: Callable[[int], None] | None = None) -> Partial:
-    """Read `files` in order as one capture, tracking the connections of `shard`.
+    """Read `files` in order as one capture, tracking the connections of `shard`;
+    `progress(bytes)` gets the bytes read so far over all the files.
     Raises CaptureError when a single file cannot be read at all, or on any error with
     `opts.strict`; otherwise an unreadable file is recorded in `results` and skipped."""
     eng = reader.new_engine(verify_checksums=opts.verify_checksums, zeek_split=opts.split == "zeek",
@@ -152,10 +153,11 @@ def read_shard(files: list[str], opts: Options, shard: tuple[int, int] = (0, 1),
 
     results = []
     formats = set()
+    before = 0                      # bytes of the files already read (progress is cumulative)
     for f in files:
         eng.new_file()
         try:
-            res = reader.run(f, eng, progress=(lambda pos: (drain(), progress(pos) if progress else None)))
+            res = reader.run(f, eng, progress=(lambda pos: (drain(), progress(before + pos) if progress else None)))
         except CaptureError as exc:
             if len(files) == 1 or opts.strict:
                 raise
@@ -164,6 +166,7 @@ def read_shard(files: list[str], opts: Options, shard: tuple[int, int] = (0, 1),
         drain()
         if res.error is not None and opts.strict:
             raise res.error
+        before += res.file_bytes or 0
         c = eng.counters()
         if c["format"]:
             formats.add(reader.FORMAT_NAMES[c["format"]] + ("-nanosecond" if c["pcap_nano"] else ""))

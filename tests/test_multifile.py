@@ -46,3 +46,14 @@ def test_a_bad_file_among_rotated_ones_is_reported_not_fatal(tmp_path):
     a = pcapsense.analyze(paths + [str(bad)])
     assert a.capture.frames == 26
     assert any("junk.pcap" in w and "not a pcap" in w for w in a.capture.warnings)
+
+
+def test_progress_counts_all_the_files(tmp_path):
+    """progress(bytes) runs on over rotated files: it ends at their total size and never
+    goes back (the CLI's progress bar covers the whole set)."""
+    import os
+    paths = split_pcap(real("veth_mtu1500.pcap"), 3, tmp_path)
+    seen = []
+    pcapsense.analyze(paths, progress=seen.append, jobs=1)
+    assert seen == sorted(seen)
+    assert seen[-1] == sum(os.path.getsize(p) for p in paths)

@@ -128,3 +128,14 @@ def test_python_error_depends_on_library_and_method():
     by_method = dict(zip(race.http_last_method, race.python_error))
     assert "ServerDisconnectedError" in by_method["POST"]
     assert "retried" in by_method["GET"]
+
+
+def test_pool_overflow_needs_the_workers_done():
+    """The same client-closed keep-alive connection next to an idle survivor is a pool
+    discard when the client's work is over, and a plain close when another connection
+    of the client is still busy (steady load: the benchmark's 12 % false positives)."""
+    done = pcapsense.analyze(CAUSES_DIR / "pool-overflow__workers-done.pcap").connections
+    steady = pcapsense.analyze(CAUSES_DIR / "graceful__steady-load.pcap").connections
+    assert list(done.cause.astype(str)) == ["pool-overflow", "idle-close"]
+    assert "open and idle" in done.cause_detail.iloc[0]
+    assert list(steady.cause.astype(str)) == ["graceful", "idle-close", "graceful"]

@@ -89,12 +89,17 @@ def _phase(f: Facts) -> str:
     return "data"
 
 
+POOL_BUSY_NS = 50_000_000
+
+
 def _pool_overflow_pass(df: pd.DataFrame, out: dict, keys: np.ndarray) -> None:
     """Cross-connection evidence of a full urllib3 pool: a client closes keep-alive
     connections right after complete responses while other connections of the same
     client to the same server stay open and go idle (the pool kept them: the server
-    later closes them as idle, or they are still open at the end). A client that ends
-    all its connections when its work is done leaves no such survivors."""
+    later closes them as idle, or they are still open at the end), and none of its
+    other connections is still busy: the workers were done. A client that ends all its
+    connections when its work is done leaves no such survivors; a client under steady
+    load that closes some connections by design (not from a full pool) has busy ones."""
     cause = np.array(out["cause"], dtype=object)
     survivor = np.isin(cause, ["idle-close", "keepalive-race", "connection-leak", "incomplete"])
     if not survivor.any():
@@ -107,11 +112,23 @@ def _pool_overflow_pass(df: pd.DataFrame, out: dict, keys: np.ndarray) -> None:
         & (df["http_client_keep_alive"].fillna(False).to_numpy().astype(bool)) \
         & ((close - df["_server_last_data_ns"].to_numpy()) <= 50_000_000)
     sv_last = df["_server_last_data_ns"].to_numpy()
+    last_data = df["_last_data_ns"].to_numpy()
     group = pd.Series(keys.astype(object) + "|" + client.astype(object))
     for _, idx in group.groupby(group).indices.items():
         q = idx[quick[idx]]
         sv = idx[survivor[idx]]
         if not len(q) or not len(sv):
+            continue
+        # the workers were done: no connection of this client to this server that was
+        # open when this one closed still carries data more than BUSY_NS later (a client
+        # under steady load that simply closes some connections is not a full pool)
+        order = np.argsort(start[idx], kind="stable")
+        st_sorted = start[idx][order]
+        latest = np.maximum.accumulate(last_data[idx][order])
+        k = np.searchsorted(st_sorted, close[q], side="right") - 1
+        busy = (k >= 0) & (latest[np.maximum(k, 0)] > close[q] + POOL_BUSY_NS)
+        q = q[~busy]
+        if not len(q):
             continue
         for lo in range(0, len(q), 512):             # bounded matrices
             qq = q[lo:lo + 512]
@@ -199,6 +216,7 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
     df["_fin_ts"] = fin_ts
     sv_last = d["last_data_ts"][idx, 1 - cd]
     df["_server_last_data_ns"] = sv_last
+    df["_last_data_ns"] = np.maximum(d["last_data_ts"][:, 0], d["last_data_ts"][:, 1])
     cfin = d["first_fin_ts"][idx, cd]
     df["_client_fin_delay_s"] = np.where((cfin > 0) & (fin_ts > 0) & (df["first_fin_by"].to_numpy() == "server"),
                                          (cfin - fin_ts) / NS, np.nan)

@@ -281,6 +281,45 @@ def pool_overflow(p):
         c.fin("s", 1.0001)
 
 
+def _pool_end_of_work(p, busy: bool):
+    """Connection A (two requests) is closed by the client right after its last response,
+    while B, which went idle at the same moment, stays open until the server's idle
+    close: a pool that kept B and discarded A, when the workers were done. With `busy`,
+    a third connection C of the same client is still working after A closed: a client
+    under steady load that closes connections by design, not a full pool."""
+    a, b = Conn(p, cport=43000), Conn(p, cport=43001)
+    a.handshake(0.0)
+    b.handshake(0.0005)
+    a.send("c", 0.01, GET)
+    a.send("s", 0.011, OK)
+    b.send("c", 0.02, GET)
+    b.send("s", 0.021, OK)
+    a.send("c", 0.05, GET)
+    a.send("s", 0.051, OK)
+    b.send("c", 0.06, GET)
+    b.send("s", 0.061, OK)
+    a.fin("c", 0.052)                        # right after its complete response
+    a.fin("s", 0.0521)
+    b.fin("s", 2.061)                        # idle close by the server (keep-alive 2 s)
+    b.fin("c", 2.0612)
+    if busy:
+        c = Conn(p, cport=43002)
+        c.handshake(0.001)
+        for k in range(6):                   # still requesting well after A closed
+            c.send("c", 0.03 + 0.1 * k, GET)
+            c.send("s", 0.031 + 0.1 * k, OK)
+        c.fin("c", 0.6)
+        c.fin("s", 0.6001)
+
+
+def pool_end_of_work(p):
+    _pool_end_of_work(p, busy=False)
+
+
+def steady_load_not_pool(p):
+    _pool_end_of_work(p, busy=True)
+
+
 SCENARIOS = {
     "keepalive-race": keepalive_race, "idle-close": idle_close, "request-rejected": request_rejected,
     "server-timeout": server_timeout, "client-timeout": client_timeout, "network-loss": network_loss,
@@ -289,7 +328,8 @@ SCENARIOS = {
     "tls-handshake-failure": tls_handshake_failure, "tls-certificate-rejected": tls_certificate_rejected,
     "http2-goaway": http2_goaway, "connection-leak": connection_leak, "pool-overflow": pool_overflow,
 }
-VARIANTS = {"client-abort__cancelled": client_cancelled}
+VARIANTS = {"client-abort__cancelled": client_cancelled, "pool-overflow__workers-done": pool_end_of_work,
+            "graceful__steady-load": steady_load_not_pool}
 
 
 def main():

@@ -110,7 +110,8 @@ def _pool_overflow_pass(df: pd.DataFrame, out: dict, keys: np.ndarray) -> None:
     quick = (df["closer"].to_numpy() == "client") & (df["close_kind"].to_numpy() == "FIN") & (cause == "graceful") \
         & df["http_server_keep_alive"].fillna(False).to_numpy().astype(bool) \
         & (df["http_client_keep_alive"].fillna(False).to_numpy().astype(bool)) \
-        & ((close - df["_server_last_data_ns"].to_numpy()) <= 50_000_000)
+        & ((close - df["_server_last_data_ns"].to_numpy()) <= 50_000_000) \
+        & (close >= df["_server_last_data_ns"].to_numpy())      # after the whole response
     sv_last = df["_server_last_data_ns"].to_numpy()
     last_data = df["_last_data_ns"].to_numpy()
     group = pd.Series(keys.astype(object) + "|" + client.astype(object))

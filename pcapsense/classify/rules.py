@@ -356,8 +356,10 @@ def pool_overflow(f: Facts):
         return None
     if f.close_ts is None or f.http_last_response_ts is None or f.close_ts < f.http_last_response_ts:
         return None                      # closed before the response: a half-close, not a discard
+    # right after the whole response arrived: a FIN while the response was still coming
+    # (a half-close, the benchmark's shutdown(SHUT_WR)) is not a pool giving a socket back
     quick = f.close_ts is not None and f._server_last_data_ns and \
-        (f.close_ts - f._server_last_data_ns) <= max(0.05, 20 * f.rtt_s) * NS
+        0 <= (f.close_ts - f._server_last_data_ns) <= max(0.05, 20 * f.rtt_s) * NS
     if quick and (f.concurrent_at_close or 0) >= 2 and f.later_conns_to_server:
         return Match("pool-overflow", 0.7, _frames(f.close_frame),
                      f"the client closed a keep-alive connection right after a complete response while "

@@ -139,3 +139,12 @@ def test_pool_overflow_needs_the_workers_done():
     assert list(done.cause.astype(str)) == ["pool-overflow", "idle-close"]
     assert "open and idle" in done.cause_detail.iloc[0]
     assert list(steady.cause.astype(str)) == ["graceful", "idle-close", "graceful"]
+
+
+def test_a_fin_while_the_response_flows_is_not_a_pool_discard():
+    """The one-request pool-overflow scene, but the client's FIN comes while the response
+    is still arriving (shutdown(SHUT_WR) after the request): no pool gave the socket
+    back after a complete response."""
+    df = pcapsense.analyze(CAUSES_DIR / "graceful__half-close-mid-response.pcap").connections
+    assert "pool-overflow" not in set(df.cause.astype(str))
+    assert df.cause.iloc[0] == "graceful"

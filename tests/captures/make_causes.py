@@ -312,6 +312,34 @@ def _pool_end_of_work(p, busy: bool):
         c.fin("s", 0.6001)
 
 
+def half_close_mid_response(p):
+    """The pool-overflow scene, but the client's FIN (shutdown(SHUT_WR) after its request)
+    arrives while the response is still flowing: the socket was not given back by a
+    pool after a complete response, so it is not a discard."""
+    big = b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\nServer: nginx\r\n\r\n"
+    conns = [Conn(p, cport=44000 + i) for i in range(4)]
+    for i, c in enumerate(conns[:3]):
+        c.handshake(0.0001 * i)
+    for i, c in enumerate(conns[1:3]):
+        c.send("c", 0.01 + 0.0001 * i, GET)
+        c.send("s", 0.011 + 0.0001 * i, OK)
+    a = conns[0]
+    a.send("c", 0.01, GET)
+    a.send("s", 0.011, big + b"x" * 1000)
+    a.fin("c", 0.0112, ack=False)            # while the second half is on its way
+    a.send("s", 0.0114, b"y" * 1000)
+    a.fin("s", 0.0115)
+    conns[3].handshake(0.02)
+    conns[3].send("c", 0.021, GET)
+    conns[3].send("s", 0.022, OK)
+    for i, c in enumerate(conns[1:3]):
+        c.send("c", 0.5 + 0.001 * i, GET)
+        c.send("s", 0.5005 + 0.001 * i, OK)
+    for c in conns[1:]:
+        c.fin("c", 1.0)
+        c.fin("s", 1.0001)
+
+
 def pool_end_of_work(p):
     _pool_end_of_work(p, busy=False)
 
@@ -329,7 +357,7 @@ SCENARIOS = {
     "http2-goaway": http2_goaway, "connection-leak": connection_leak, "pool-overflow": pool_overflow,
 }
 VARIANTS = {"client-abort__cancelled": client_cancelled, "pool-overflow__workers-done": pool_end_of_work,
-            "graceful__steady-load": steady_load_not_pool}
+            "graceful__steady-load": steady_load_not_pool, "graceful__half-close-mid-response": half_close_mid_response}
 
 
 def main():

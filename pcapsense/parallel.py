@@ -231,7 +231,7 @@ def merge(parts: list[Partial]) -> Partial:
 
 
 def auto_jobs(files: list[str]) -> int:
-    """The default for `jobs`: the machine's cores, but no more than one per
+    """The default for `jobs`: the cores this process may use, but no more than one per
     MIN_BYTES_PER_JOB of capture (small captures run in one process) and one for stdin."""
     if "-" in files:
         return 1
@@ -241,8 +241,36 @@ def auto_jobs(files: list[str]) -> int:
             total += os.path.getsize(f)
         except OSError:
             pass
+    return max(1, min(usable_cores(), total // MIN_BYTES_PER_JOB))
+
+
+def usable_cores() -> int:
+    """The cores this process may use: its CPU affinity, and a cgroup CPU quota when one
+    is set (a container limited to 2 CPUs on a 64-core host gets 2, not 64)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, total // MIN_BYTES_PER_JOB))
+    for path, parse in (("/sys/fs/cgroup/cpu.max", _cgroup2_quota),
+                        ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", _cgroup1_quota)):
+        try:
+            with open(path) as fh:
+                quota = parse(fh.read())
+        except (OSError, ValueError):
+            continue
+        if quota:
+            cores = min(cores, max(1, int(quota + 0.5)))
+    return cores
+
+
+def _cgroup2_quota(text: str) -> float | None:
+    q, period = text.split()[:2]
+    return None if q == "max" else int(q) / int(period)
+
+
+def _cgroup1_quota(text: str) -> float | None:
+    q = int(text.strip())
+    if q <= 0:
+        return None
+    with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as fh:
+        return q / int(fh.read().strip())
 
 
 def _executor(jobs: int) -> Executor:

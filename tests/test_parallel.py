@@ -92,8 +92,15 @@ def test_a_truncated_capture_in_shards_keeps_its_warning():
     assert_same(one, pcapsense.analyze(real("killed_mid_write.pcap"), jobs=2))
 
 
+def test_a_container_cpu_quota_caps_the_default():
+    assert parallel._cgroup2_quota("max 100000") is None
+    assert parallel._cgroup2_quota("200000 100000\n") == 2.0
+    assert parallel._cgroup2_quota("50000 100000") == 0.5
+    assert 1 <= parallel.usable_cores() <= len(os.sched_getaffinity(0))
+
+
 def test_default_jobs_follow_the_capture_size(tmp_path):
-    cores = len(os.sched_getaffinity(0))
+    cores = parallel.usable_cores()
     assert parallel.auto_jobs([real("lo_keepalive.pcap")]) == 1
     assert parallel.auto_jobs(["-"]) == 1
     big = tmp_path / "big.pcap"

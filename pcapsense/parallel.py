@@ -40,7 +40,7 @@ import pandas as pd
 from .capture import layout, reader
 from .capture.reader import CaptureError
 from .app import facts as app_facts
-from .app import segments as app_segments
+from .app.stage import AppStage
 
 #: below this many capture bytes per job, one more process costs more than it saves
 MIN_BYTES_PER_JOB = 256 << 20
@@ -70,69 +70,6 @@ class Partial:
     notes: list = field(default_factory=list)     # for the capture's warnings
 
 
-class _AppStage:
-    """Application bytes from the engine -> facts, streaming: a connection's pieces are
-    parsed once it has closed (both FINs or a RST) and stayed closed for one more chunk,
-    then dropped, so memory holds only the bytes of connections still open. The fact
-    rows are turned into typed columns every BATCH rows."""
-
-    BATCH = 4096
-
-    def __init__(self, eng):
-        self.eng = eng
-        self.acc = app_segments.Accumulator()
-        self.rows: list[dict] = []
-        self.exchanges: list[tuple] = []
-        self.app_frames: list[pd.DataFrame] = []
-        self.http_frames: list[pd.DataFrame] = []
-        self.candidates: set[int] = set()
-
-    def _flush(self) -> None:
-        if self.rows:
-            self.app_frames.append(app_facts.facts_frame(self.rows))
-            self.rows = []
-        if self.exchanges:
-            self.http_frames.append(app_facts.exchanges_frame(self.exchanges))
-            self.exchanges = []
-
-    def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        self._flush()
-        return (app_facts.concat(self.app_frames, app_facts.facts_frame([])),
-                app_facts.concat(self.http_frames, app_facts.exchanges_frame([])))
-
-    def step(self) -> None:
-        r, d = self.eng.take_app()
-        if r:
-            self.acc.add(np.frombuffer(r, dtype=layout.APP_DTYPE), d)
-        pending = self.acc.streams()
-        if not pending:
-            return
-        closed = np.frombuffer(self.eng.closed(0), dtype=np.uint8)
-        now = {st for st in pending if st < len(closed) and closed[st]}
-        ready = now & self.candidates
-        self.candidates = now - ready
-        if ready:
-            self._finalise(sorted(ready))
-
-    def finish(self) -> None:
-        self._finalise(sorted(self.acc.streams()))
-
-    def _finalise(self, ids: list[int]) -> None:
-        if not ids:
-            return
-        ix = np.asarray(ids, dtype=np.int64).tobytes()
-        r, d = self.eng.app_tails_for(ix)
-        if r:
-            self.acc.add(np.frombuffer(r, dtype=layout.APP_DTYPE), d)
-        rows = np.frombuffer(self.eng.stream_rows(ix), dtype=layout.STREAM_DTYPE)
-        pieces = self.acc.take(ids, app_facts.base_seq_of(rows))
-        out, ex = app_facts.rows_for(rows, pieces)
-        self.rows += out
-        self.exchanges += ex
-        if len(self.rows) >= self.BATCH or len(self.exchanges) >= 4 * self.BATCH:
-            self._flush()
-
-
 def read_shard(files: list[str], opts: Options, shard: tuple[int, int] = (0, 1),
                progress: Callable[[int], None] | None = None) -> Partial:
     """Read `files` in order as one capture, tracking the connections of `shard`;
@@ -142,7 +79,7 @@ def read_shard(files: list[str], opts: Options, shard: tuple[int, int] = (0, 1),
     eng = reader.new_engine(verify_checksums=opts.verify_checksums, zeek_split=opts.split == "zeek",
                             app=opts.layers == "all", shard=shard)
     chunks: list[bytes] = []
-    app = _AppStage(eng) if opts.layers == "all" else None
+    app = AppStage(eng) if opts.layers == "all" else None
 
     def drain():
         b = eng.take_transitions()

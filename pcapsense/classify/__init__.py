@@ -248,7 +248,10 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
     fast = _fast_path(df)
     slow_idx = np.flatnonzero(fast == "")
     cols = list(df.columns)
-    values = [df[c].to_numpy()[slow_idx].tolist() for c in cols]
+    # nullable integers as Python ints (NA -> None in Facts), not floats: frame numbers,
+    # TTLs and nanosecond times stay exact in the rules and in their text
+    values = [(df[c].astype(object) if isinstance(df[c].dtype, pd.Int64Dtype) else df[c]).to_numpy()[slow_idx].tolist()
+              for c in cols]
     recs = dict(zip(slow_idx.tolist(), (dict(zip(cols, row)) for row in zip(*values))))
     out = {k: [] for k in ("cause", "confidence", "evidence_frames", "alternatives", "cause_detail",
                            "phase", "closer", "_idle_s")}

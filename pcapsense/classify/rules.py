@@ -137,7 +137,7 @@ def middlebox_reset(f: Facts):
     reasons = []
     sender_ttl_stable = (f.server_ttl_changes if f.first_rst_by == "server" else f.client_ttl_changes) or 0
     if f.rst_ttl is not None and f.rst_prev_ttl is not None and f.rst_ttl != f.rst_prev_ttl and sender_ttl_stable <= 2:
-        reasons.append(f"IP TTL {int(f.rst_ttl)} where its sender's packets had {int(f.rst_prev_ttl)}")
+        reasons.append(f"IP TTL {f.rst_ttl} where its sender's packets had {f.rst_prev_ttl}")
     if f.rst_mac_differs:
         reasons.append("link-layer source differs from its sender's packets")
     if not reasons:

@@ -19,6 +19,14 @@ from .analysis import analyze as run_analysis
 from .capture.reader import CaptureError
 from .parallel import WorkerError
 
+# options shared by `analyze` and `report`
+JobsOption = Annotated[int, typer.Option(
+    "--jobs", "-j", min=0, help="Processes to use; 0 (default): the machine's cores (or the container's CPU quota), "
+    "at most one per 256 MiB of capture. Results are identical for every value.")]
+SchedulerOption = Annotated[Optional[str], typer.Option(
+    "--scheduler", metavar="ADDRESS", help="Run on a Dask cluster (tcp://host:8786) instead of local processes; "
+    "the capture paths must be readable on its workers. Needs pip install 'pcapsense[dask]'.")]
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -62,8 +70,8 @@ def analyze(
     strict: Annotated[bool, typer.Option("--strict", help="Treat a corrupt record as fatal instead of analysing what came before it.")] = False,
     tcp_only: Annotated[bool, typer.Option("--tcp-only", help="Skip HTTP/TLS/HTTP2 parsing (about twice as fast on huge captures); causes then rest on TCP evidence alone.")] = False,
     html: Annotated[Optional[Path], typer.Option("--html", metavar="FILE", help="Also write a self-contained HTML report (timeline, one card per abnormal disconnect) to FILE.")] = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=0, help="Processes to use; 0 (default): the machine's cores, at most one per 256 MiB of capture. Results are identical for every value.")] = 0,
-    scheduler: Annotated[Optional[str], typer.Option("--scheduler", metavar="ADDRESS", help="Run on a Dask cluster (tcp://host:8786) instead of local processes; the capture paths must be readable on its workers. Needs pip install 'pcapsense[dask]'.")] = None,
+    jobs: JobsOption = 0,
+    scheduler: SchedulerOption = None,
 ):
     """Analyse one capture and report every TCP connection's ending."""
     err = Console(stderr=True, highlight=False)
@@ -136,8 +144,8 @@ def report(
     max_cards: Annotated[int, typer.Option("--max-cards", help="At most this many abnormal disconnects get a card (the rest are counted).")] = 50,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no messages on stderr.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Treat a corrupt record as fatal instead of analysing what came before it.")] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=0, help="Processes to use; 0 (default): the machine's cores, at most one per 256 MiB of capture. Results are identical for every value.")] = 0,
-    scheduler: Annotated[Optional[str], typer.Option("--scheduler", metavar="ADDRESS", help="Run on a Dask cluster (tcp://host:8786) instead of local processes; the capture paths must be readable on its workers. Needs pip install 'pcapsense[dask]'.")] = None,
+    jobs: JobsOption = 0,
+    scheduler: SchedulerOption = None,
 ):
     """Write a self-contained HTML report of one capture (to attach to a ticket)."""
     err = Console(stderr=True, highlight=False)
@@ -172,10 +180,7 @@ def _run(capture, quiet: bool, err: Console, *, jobs: int = 0, scheduler: str | 
     progress_cb, finish = _progress(capture, quiet, err)
     try:
         return run_analysis(capture, progress=progress_cb, jobs=jobs or None, client=client, **options)
-    except CaptureError as exc:
-        _stderr_after(finish, f"pcapsense: error: {exc}")
-        raise typer.Exit(EXIT_BAD_INPUT)
-    except WorkerError as exc:
+    except (CaptureError, WorkerError) as exc:
         _stderr_after(finish, f"pcapsense: error: {exc}")
         raise typer.Exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:
@@ -225,15 +230,14 @@ def _stderr(line: str) -> None:
 def _progress(capture, quiet: bool, err: Console):
     """A progress bar on a TTY for inputs over 50 MB (rich.progress); several files
     (rotated captures) count as one input."""
-    import os
     if quiet or capture == "-" or not err.is_terminal:
         return None, lambda: None
     try:
-        from .capture.reader import expand_inputs
+        from .capture.reader import expand_inputs, input_bytes
         files = expand_inputs(capture)
         if "-" in files:
             return None, lambda: None
-        size = sum(os.path.getsize(f) for f in files)
+        size = input_bytes(files)
     except (OSError, CaptureError, ValueError):
         return None, lambda: None
     if size < 50 << 20:

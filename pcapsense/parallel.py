@@ -151,10 +151,10 @@ def merge(parts: list[Partial]) -> Partial:
 
     apps, https = [], []
     for p, m in zip(parts, maps):
-        a = p.app.copy()
+        a = p.app.copy(deep=False)             # only the index and one column change
         a.index = pd.Index(m[a.index.to_numpy()], dtype="int64", name="stream")
         apps.append(a)
-        h = p.http.copy()
+        h = p.http.copy(deep=False)
         h["stream"] = m[h["stream"].to_numpy()]
         https.append(h)
     app_df = app_facts.concat(apps, parts[0].app)
@@ -172,13 +172,7 @@ def auto_jobs(files: list[str]) -> int:
     MIN_BYTES_PER_JOB of capture (small captures run in one process) and one for stdin."""
     if "-" in files:
         return 1
-    total = 0
-    for f in files:
-        try:
-            total += os.path.getsize(f)
-        except OSError:
-            pass
-    return max(1, min(usable_cores(), total // MIN_BYTES_PER_JOB))
+    return max(1, min(usable_cores(), reader.input_bytes(files) // MIN_BYTES_PER_JOB))
 
 
 def usable_cores() -> int:

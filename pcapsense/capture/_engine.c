@@ -1412,10 +1412,10 @@ static PyObject *Engine_app_tails_for(Engine *self, PyObject *arg) {
     if (index_list(arg, &buf, self) < 0) return NULL;
     if (self->app_mode) {
         const int64_t *ix = buf.buf;
-        for (Py_ssize_t k = 0; k < buf.len / 8; k++)
+        for (Py_ssize_t k = 0; k < buf.len / 8; k++) {
+            appst_t *as = &self->appst[ix[k]];
+            as->done = 1;
             for (int d = 0; d < 2; d++) {
-                appst_t *as = &self->appst[ix[k]];
-                as->done = 1;
                 if (!as->tail_frame[d] || !as->tail[d]) continue;
                 if (push_app(self, ix[k], as->tail_frame[d], as->tail_ts[d], as->tail_seq[d],
                              as->tail_plen[d], as->tail[d], as->tail_len[d], d, 1, 0) < 0) {
@@ -1423,6 +1423,7 @@ static PyObject *Engine_app_tails_for(Engine *self, PyObject *arg) {
                 }
                 free(as->tail[d]); as->tail[d] = NULL;
             }
+        }
     }
     PyBuffer_Release(&buf);
     return Engine_take_app(self, NULL);

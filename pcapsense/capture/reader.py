@@ -249,6 +249,17 @@ def new_engine(*, verify_checksums: bool = False, emit_packets: bool = False,
                           APP_HEAD_BYTES if app else 0, APP_COPY_MAX, shard[0], shard[1])
 
 
+def input_bytes(files: list[str]) -> int:
+    """Bytes on disk of the given files (those that can be stat'ed)."""
+    total = 0
+    for f in files:
+        try:
+            total += os.path.getsize(f)
+        except OSError:
+            pass
+    return total
+
+
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".gz")
 
 

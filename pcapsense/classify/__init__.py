@@ -107,12 +107,12 @@ def _pool_overflow_pass(df: pd.DataFrame, out: dict, keys: np.ndarray) -> None:
     start, close = df["_start_ns"].to_numpy(), df["_close_ns"].to_numpy()
     close = np.where(close > 0, close, df["_end_ns"].to_numpy())
     client = df["client_ip"].to_numpy()
+    sv_last = df["_server_last_data_ns"].to_numpy()
+    after_response = close - sv_last                   # >= 0: after the whole response
     quick = (df["closer"].to_numpy() == "client") & (df["close_kind"].to_numpy() == "FIN") & (cause == "graceful") \
         & df["http_server_keep_alive"].fillna(False).to_numpy().astype(bool) \
         & (df["http_client_keep_alive"].fillna(False).to_numpy().astype(bool)) \
-        & ((close - df["_server_last_data_ns"].to_numpy()) <= 50_000_000) \
-        & (close >= df["_server_last_data_ns"].to_numpy())      # after the whole response
-    sv_last = df["_server_last_data_ns"].to_numpy()
+        & (after_response >= 0) & (after_response <= 50_000_000)
     last_data = df["_last_data_ns"].to_numpy()
     group = pd.Series(keys.astype(object) + "|" + client.astype(object))
     for _, idx in group.groupby(group).indices.items():
@@ -226,9 +226,8 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
     idle = (fin_ts - np.maximum(sv_last, cl_last)) / NS
     df["idle_before_close_s"] = np.where((fin_ts > 0) & (np.maximum(sv_last, cl_last) > 0), idle, np.nan)
     from ..app.facts import COLUMNS as APP_COLUMNS
-    app = app.reindex(columns=list(APP_COLUMNS)) if len(app) else pd.DataFrame(columns=list(APP_COLUMNS))
     # the application columns added one by one (a join would copy every TCP column too)
-    aligned = app.reindex(df["stream"].to_numpy())
+    aligned = app.reindex(index=df["stream"].to_numpy(), columns=list(APP_COLUMNS))
     for col in APP_COLUMNS:
         df[col] = aligned[col].array
     del aligned

@@ -35,8 +35,12 @@ def _server_context(df: pd.DataFrame) -> tuple[dict, np.ndarray, np.ndarray]:
     close = df["_close_ns"].to_numpy()
     close = np.where(close > 0, close, end)
     keys = df["server_ip"].astype(str) + "|" + df["server_port"].astype(str)
-    for key, idx in keys.groupby(keys).groups.items():
-        ii = np.asarray([df.index.get_loc(i) for i in idx]) if not isinstance(df.index, pd.RangeIndex) else np.asarray(idx)
+    # the few columns read per server, as arrays (a row slice of the whole table per
+    # server copied every column: 46 MiB at 10M packets for one busy server)
+    requests = df["http_requests"].fillna(0).to_numpy() if "http_requests" in df else np.zeros(len(df))
+    server_rst = ((df["close_kind"] == "RST") & (df["closer"] == "server")).to_numpy()
+    close_ns = df["_close_ns"].to_numpy()
+    for key, ii in keys.groupby(keys).indices.items():
         s, e = np.sort(start[ii]), np.sort(end[ii])
         # concurrency when each connection closed: started before, ended at/after
         c_at = np.searchsorted(s, close[ii], side="right") - np.searchsorted(e, close[ii], side="left")
@@ -45,15 +49,14 @@ def _server_context(df: pd.DataFrame) -> tuple[dict, np.ndarray, np.ndarray]:
         events = np.concatenate([np.stack([s, np.ones_like(s)], 1), np.stack([e, -np.ones_like(e)], 1)])
         events = events[np.lexsort((-events[:, 1], events[:, 0]))]
         peak = int(np.cumsum(events[:, 1]).max()) if len(events) else 0
-        rst = df.iloc[ii]
-        multi = (rst["http_requests"].fillna(0).to_numpy() >= 2) if "http_requests" in rst else np.zeros(len(ii), bool)
+        multi = requests[ii] >= 2
         reused = int(multi.sum())
         if reused:
             # connections carrying several requests that were open when each one closed
             rs, re_ = np.sort(start[ii][multi]), np.sort(end[ii][multi])
             reused_open[ii] = np.searchsorted(rs, close[ii], side="right") - np.searchsorted(re_, close[ii], side="left")
             reused_open[ii] -= multi & (start[ii] <= close[ii])      # not itself
-        rst_t = np.sort(rst.loc[(rst["close_kind"] == "RST") & (rst["closer"] == "server"), "_close_ns"].to_numpy())
+        rst_t = np.sort(close_ns[ii][server_rst[ii]])
         burst = 0
         if len(rst_t):
             j = np.searchsorted(rst_t, rst_t + 10_000_000, side="right")
@@ -196,6 +199,22 @@ def stream_times(streams: np.ndarray) -> np.ndarray:
     return out
 
 
+#: connections whose rule input rows (dicts of every column) exist at once: memory for
+#: those dicts stays bounded however many connections need the rules
+SLOW_CHUNK = 2048
+
+
+def _row_dicts(df: pd.DataFrame, cols: list[str], ix: np.ndarray) -> dict[int, dict]:
+    """The rows `ix` as {row: {column: value}} for the rules. Nullable integers become
+    Python ints (NA -> None in Facts), not floats: frame numbers, TTLs and nanosecond
+    times stay exact in the rules and in their text."""
+    values = []
+    for c in cols:
+        s = df[c].iloc[ix]
+        values.append((s.astype(object) if isinstance(s.dtype, pd.Int64Dtype) else s).to_numpy().tolist())
+    return dict(zip(ix.tolist(), (dict(zip(cols, row)) for row in zip(*values))))
+
+
 def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataFrame:
     """`streams`: the engine's stream rows, or just their `stream_times()`."""
     df = conns.copy(deep=False)          # columns are only added or replaced, never written into
@@ -247,11 +266,8 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
     fast = _fast_path(df)
     slow_idx = np.flatnonzero(fast == "")
     cols = list(df.columns)
-    # nullable integers as Python ints (NA -> None in Facts), not floats: frame numbers,
-    # TTLs and nanosecond times stay exact in the rules and in their text
-    values = [(df[c].astype(object) if isinstance(df[c].dtype, pd.Int64Dtype) else df[c]).to_numpy()[slow_idx].tolist()
-              for c in cols]
-    recs = dict(zip(slow_idx.tolist(), (dict(zip(cols, row)) for row in zip(*values))))
+    recs: dict[int, dict] = {}
+    next_slow = 0                        # rows for the rules are made SLOW_CHUNK at a time
     out = {k: [] for k in ("cause", "confidence", "evidence_frames", "alternatives", "cause_detail",
                            "phase", "closer", "_idle_s")}
     close_frame = df["close_frame"].to_numpy(dtype=object)
@@ -272,7 +288,10 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
             out["closer"].append(closer_col[i])
             out["_idle_s"].append(idle_col[i] if c == "idle-close" else np.nan)
             continue
-        row = recs[i]
+        if i not in recs:
+            recs = _row_dicts(df, cols, slow_idx[next_slow:next_slow + SLOW_CHUNK])
+            next_slow += SLOW_CHUNK
+        row = recs.pop(i)
         row["capture_end_s"] = cap_end
         f = Facts(row, ctx.get(keys[i], {}))
         matches: list[Match] = []

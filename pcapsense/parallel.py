@@ -60,8 +60,8 @@ class Partial:
     their numpy dtypes' bytes), the application facts of its connections, and what the
     reader said of each file. Stream ids are the shard's own until `merge()`."""
 
-    streams: bytes
-    transitions: bytes
+    streams: bytes                # or the engine's Table (the same bytes, not copied)
+    transitions: bytes            # or a bytearray
     app: pd.DataFrame          # application facts, indexed by stream (app.facts.COLUMNS)
     http: pd.DataFrame         # HTTP exchanges (app.facts.EXCHANGE_COLUMNS)
     counters: dict
@@ -78,13 +78,11 @@ def read_shard(files: list[str], opts: Options, shard: tuple[int, int] = (0, 1),
     `opts.strict`; otherwise an unreadable file is recorded in `results` and skipped."""
     eng = reader.new_engine(verify_checksums=opts.verify_checksums, zeek_split=opts.split == "zeek",
                             app=opts.layers == "all", shard=shard)
-    chunks: list[bytes] = []
+    transitions = bytearray()          # grown in place: no second copy when reading ends
     app = AppStage(eng) if opts.layers == "all" else None
 
     def drain():
-        b = eng.take_transitions()
-        if b:
-            chunks.append(b)
+        transitions.extend(eng.take_transitions())
         if app is not None:
             app.step()
 
@@ -113,8 +111,9 @@ def read_shard(files: list[str], opts: Options, shard: tuple[int, int] = (0, 1),
         app_df, http = app.tables()
     else:
         app_df, http = app_facts.facts_frame([]), app_facts.exchanges_frame([])
-    return Partial(streams=eng.streams(), transitions=b"".join(chunks), app=app_df, http=http,
-                   counters=eng.counters(), results=results, formats=formats)
+    counters = eng.counters()
+    return Partial(streams=eng.take_streams(), transitions=transitions, app=app_df, http=http,
+                   counters=counters, results=results, formats=formats)
 
 
 def merge(parts: list[Partial]) -> Partial:

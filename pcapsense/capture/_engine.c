@@ -228,6 +228,7 @@ typedef struct {
     /* flows and streams */
     flow_t *flows; size_t flow_cap, flow_n;
     stream_t *streams; size_t stream_cap, stream_n;
+    int streams_taken;    /* take_streams() handed the table to Python: no more packets */
     /* transitions (grown, drained by Python) */
     trans_t *trans; size_t trans_cap, trans_n;
     /* current packet scratch */
@@ -1317,6 +1318,14 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kw) {
     return 0;
 }
 
+static int check_streams(Engine *self) {
+    if (self->streams_taken) {
+        PyErr_SetString(PyExc_RuntimeError, "the stream table was handed over by take_streams()");
+        return -1;
+    }
+    return 0;
+}
+
 static void Engine_dealloc(Engine *self) {
     free(self->flows); free(self->streams); free(self->trans); free(self->zk);
     if (self->appst)
@@ -1328,6 +1337,7 @@ static void Engine_dealloc(Engine *self) {
 /* feed(data, base_offset, rows_out) -> (consumed, rows, code, err_offset, message) */
 static PyObject *Engine_feed(Engine *self, PyObject *args) {
     Py_buffer data, out; long long base;
+    if (check_streams(self) < 0) return NULL;
     if (!PyArg_ParseTuple(args, "y*Lw*", &data, &base, &out)) return NULL;
     Py_ssize_t cap = out.len / (Py_ssize_t)sizeof(pkt_t);
     feed_res_t r;
@@ -1339,7 +1349,70 @@ static PyObject *Engine_feed(Engine *self, PyObject *args) {
 }
 
 static PyObject *Engine_streams(Engine *self, PyObject *noargs) {
+    if (check_streams(self) < 0) return NULL;
     return PyBytes_FromStringAndSize((const char *)self->streams, (Py_ssize_t)(self->stream_n * sizeof(stream_t)));
+}
+
+/* ------------------------------------------------------------------ Table: rows handed over */
+
+/* A block of rows malloc'd by the engine and handed to Python without a copy (the
+ * stream table is the largest thing the engine holds: 856 bytes per connection, 70 MiB
+ * at 10M packets; copying it into bytes held it twice at the end of reading). Exposes
+ * the buffer protocol (read-only: numpy.frombuffer), pickles as bytes (--jobs, Dask),
+ * frees the block when the last view is gone. */
+typedef struct {
+    PyObject_HEAD
+    void *data;
+    Py_ssize_t len;
+} Table;
+
+static void Table_dealloc(Table *self) {
+    free(self->data);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int Table_getbuffer(Table *self, Py_buffer *view, int flags) {
+    return PyBuffer_FillInfo(view, (PyObject *)self, self->data ? self->data : (void *)"", self->len, 1, flags);
+}
+
+static Py_ssize_t Table_len(Table *self) { return self->len; }
+
+static PyObject *Table_reduce(Table *self, PyObject *noargs) {
+    return Py_BuildValue("(O(y#))", (PyObject *)&PyBytes_Type, self->data ? (const char *)self->data : "", self->len);
+}
+
+static PyBufferProcs Table_as_buffer = { (getbufferproc)Table_getbuffer, NULL };
+static PySequenceMethods Table_as_sequence = { .sq_length = (lenfunc)Table_len };
+static PyMethodDef Table_methods[] = {
+    {"__reduce__", (PyCFunction)Table_reduce, METH_NOARGS, "pickled as bytes"},
+    {NULL}
+};
+
+static PyTypeObject TableType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pcapsense._engine.Table",
+    .tp_basicsize = sizeof(Table),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_dealloc = (destructor)Table_dealloc,
+    .tp_as_buffer = &Table_as_buffer,
+    .tp_as_sequence = &Table_as_sequence,
+    .tp_methods = Table_methods,
+    .tp_doc = "Rows handed over by the engine without a copy (buffer protocol; pickles as bytes).",
+};
+
+/* take_streams() -> Table: the stream table itself, without a copy; the engine takes
+ * no more packets afterwards (end of reading) */
+static PyObject *Engine_take_streams(Engine *self, PyObject *noargs) {
+    if (check_streams(self) < 0) return NULL;
+    Table *t = PyObject_New(Table, &TableType);
+    if (!t) return NULL;
+    size_t n = self->stream_n * sizeof(stream_t);
+    void *shrunk = n ? realloc(self->streams, n) : NULL;     /* give back the spare capacity */
+    if (n && !shrunk) shrunk = self->streams;
+    if (!n) free(self->streams);
+    t->data = shrunk; t->len = (Py_ssize_t)n;
+    self->streams = NULL; self->stream_cap = 0; self->streams_taken = 1;
+    return (PyObject *)t;
 }
 
 static PyObject *Engine_take_transitions(Engine *self, PyObject *noargs) {
@@ -1367,6 +1440,7 @@ static PyObject *Engine_take_app(Engine *self, PyObject *noargs) {
  * or a RST was seen (its application bytes can be finalised soon) */
 static PyObject *Engine_closed(Engine *self, PyObject *args) {
     Py_ssize_t from;
+    if (check_streams(self) < 0) return NULL;
     if (!PyArg_ParseTuple(args, "n", &from)) return NULL;
     if (from < 0 || (size_t)from > self->stream_n) from = (Py_ssize_t)self->stream_n;
     PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)self->stream_n - from);
@@ -1393,6 +1467,7 @@ static int index_list(PyObject *arg, Py_buffer *buf, Engine *self) {
 /* stream_rows(int64 indices) -> bytes of those streams' rows */
 static PyObject *Engine_stream_rows(Engine *self, PyObject *arg) {
     Py_buffer buf;
+    if (check_streams(self) < 0) return NULL;
     if (index_list(arg, &buf, self) < 0) return NULL;
     Py_ssize_t n = buf.len / 8;
     PyObject *b = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(stream_t));
@@ -1462,6 +1537,7 @@ static PyObject *sizes(PyObject *m, PyObject *noargs) {
 static PyMethodDef Engine_methods[] = {
     {"feed", (PyCFunction)Engine_feed, METH_VARARGS, "feed(data, base_offset, rows_out) -> (consumed, rows, code, err_offset, message)"},
     {"streams", (PyCFunction)Engine_streams, METH_NOARGS, "bytes of the stream table"},
+    {"take_streams", (PyCFunction)Engine_take_streams, METH_NOARGS, "the stream table itself (no copy); ends the reading"},
     {"take_transitions", (PyCFunction)Engine_take_transitions, METH_NOARGS, "bytes of new transition rows (drained)"},
     {"counters", (PyCFunction)Engine_counters, METH_NOARGS, "capture-level counters"},
     {"take_app", (PyCFunction)Engine_take_app, METH_NOARGS, "application segments so far (drained)"},
@@ -1494,10 +1570,12 @@ static struct PyModuleDef moduledef = {
 };
 
 PyMODINIT_FUNC PyInit__engine(void) {
-    if (PyType_Ready(&EngineType) < 0) return NULL;
+    if (PyType_Ready(&EngineType) < 0 || PyType_Ready(&TableType) < 0) return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (!m) return NULL;
     Py_INCREF(&EngineType);
     PyModule_AddObject(m, "Engine", (PyObject *)&EngineType);
+    Py_INCREF(&TableType);
+    PyModule_AddObject(m, "Table", (PyObject *)&TableType);
     return m;
 }

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .capture import layout, reader
 from .capture.reader import CaptureError
-from . import classify, parallel
+from . import classify, memory, parallel
 from .tcp import connections as conn_table
 from .tcp.state import State, Kind
 
@@ -60,12 +60,22 @@ class Analysis:
 
     http: pd.DataFrame
 
-    def __init__(self, capture: Capture, connections: pd.DataFrame, transitions: pd.DataFrame,
-                 options: dict):
+    def __init__(self, capture: Capture, connections: pd.DataFrame, transitions, options: dict):
+        """`transitions`: the DataFrame, or the engine's transition rows (a numpy array
+        of layout.TRANSITION_DTYPE), turned into the DataFrame on first use: a report
+        that does not show them never builds them."""
         self.capture = capture
         self.connections = connections
-        self.transitions = transitions
+        self._transitions = transitions
+        self._client_dir = connections["_client_dir"].to_numpy() if "_client_dir" in connections else None
         self._options = options
+
+    @property
+    def transitions(self) -> pd.DataFrame:
+        """Every endpoint state change, one row each (docs/schema.md)."""
+        if not isinstance(self._transitions, pd.DataFrame):
+            self._transitions = _transitions_frame(self._transitions, self._client_dir)
+        return self._transitions
 
     def __repr__(self) -> str:
         c = self.capture
@@ -160,24 +170,23 @@ def packets_frame(arr: np.ndarray) -> pd.DataFrame:
     })
 
 
-def _transitions_frame(arr: np.ndarray, conns: pd.DataFrame) -> pd.DataFrame:
-    names = np.array([s.name for s in State], dtype=object)
-    kinds = np.array([k.name for k in Kind], dtype=object)
+def _transitions_frame(arr: np.ndarray, client_dir: np.ndarray | None) -> pd.DataFrame:
+    """The engine's transition rows -> the public table; `client_dir`: per stream, which
+    direction is the client (connections' `_client_dir`)."""
+    names = [s.name for s in State]          # State and Kind values are their positions
+    kinds = [k.name for k in Kind]
     df = pd.DataFrame({
-        "stream": arr["stream"], "frame": arr["frame"],
+        "stream": arr["stream"].copy(), "frame": arr["frame"].copy(),
         "time": pd.to_datetime(arr["ts"], unit="ns", utc=True),
         "endpoint_dir": arr["endpoint"].astype(np.int8),
-        "old_state": pd.Categorical(names[arr["old_state"]], categories=list(names)),
-        "new_state": pd.Categorical(names[arr["new_state"]], categories=list(names)),
-        "kind": pd.Categorical(kinds[arr["kind"]], categories=list(kinds)),
-    })
-    if len(df) and len(conns):
-        # endpoint_dir is relative to the stream's first sender; name the side
-        cd = conns["_client_dir"].to_numpy()[df["stream"].to_numpy()]
-        df["endpoint"] = pd.Categorical(np.where(df["endpoint_dir"].to_numpy() == cd, "client", "server"),
-                                        categories=["client", "server"])
-    else:
-        df["endpoint"] = pd.Categorical([], categories=["client", "server"])
+        "old_state": pd.Categorical.from_codes(arr["old_state"].astype(np.int8), categories=names),
+        "new_state": pd.Categorical.from_codes(arr["new_state"].astype(np.int8), categories=names),
+        "kind": pd.Categorical.from_codes(arr["kind"].astype(np.int8), categories=kinds),
+    }, copy=False)
+    # endpoint_dir is relative to the stream's first sender; name the side
+    side = np.empty(0, dtype=np.int8) if not len(df) or client_dir is None or not len(client_dir) else \
+        (df["endpoint_dir"].to_numpy() != client_dir[df["stream"].to_numpy()]).astype(np.int8)
+    df["endpoint"] = pd.Categorical.from_codes(side, categories=["client", "server"])
     return df
 
 
@@ -222,6 +231,7 @@ def analyze(path, *, verify_checksums: bool = False,
     if jobs is None:
         jobs = parallel.auto_jobs(files)
     part = parallel.run(files, opts, jobs=jobs, client=client, progress=progress)
+    memory.release()
     results, fmt_seen, counters = part.results, part.formats, part.counters
     if not fmt_seen:
         raise results[0].error or CaptureError("not a capture", path=results[0].path)
@@ -229,14 +239,20 @@ def analyze(path, *, verify_checksums: bool = False,
     streams = np.frombuffer(part.streams, dtype=layout.STREAM_DTYPE)
     trans = np.frombuffer(part.transitions, dtype=layout.TRANSITION_DTYPE)
     conns = conn_table.build(streams, trans)
-    app_df = part.app.sort_index(kind="stable")
-    http = part.http.sort_values(["stream", "depth"], kind="stable").reset_index(drop=True)
     times = classify.stream_times(streams)
-    # (memory: only the sorted copies and the few stream fields the classifier reads)
-    part.app = part.http = part.streams = None
+    # memory: each input is let go as soon as its successor exists (the engine's stream
+    # rows, 856 bytes per connection, once the table and the few fields the classifier
+    # reads are built; the facts and exchanges once sorted)
+    part.streams = None
     del streams
+    app_df = part.app.sort_index(kind="stable")
+    part.app = None
+    http = part.http.sort_values(["stream", "depth"], kind="stable").reset_index(drop=True)
+    part.http = None
+    memory.release()
     conns = classify.run(conns, app_df, times)
     del app_df, times
+    memory.release()
     warnings = list(res.warnings) + list(part.notes)
     if res.error is not None:
         warnings.append(f"{res.error} (analysed the {counters['frames']} frames before it)")
@@ -267,8 +283,7 @@ def analyze(path, *, verify_checksums: bool = False,
         counters=counters,
     )
     cap.files = [r.path for r in results]
-    transitions = _transitions_frame(trans, conns)
-    result = Analysis(cap, conns, transitions, {"path": path, "files": files, "verify_checksums": verify_checksums})
+    result = Analysis(cap, conns, trans, {"path": path, "files": files, "verify_checksums": verify_checksums})
     result.http = http
     return result
 

@@ -67,6 +67,19 @@ def _cat(values, categories) -> pd.Categorical:
     return pd.Categorical(values, categories=categories)
 
 
+class _Side(dict):
+    """One side's fields (client or server) of every connection, picked on first use
+    (the engine has ~60 per side; the table needs ~20: 8 bytes per connection each)."""
+
+    def __init__(self, take_a: np.ndarray, a: np.ndarray, b: np.ndarray):
+        super().__init__()
+        self._take_a, self._a, self._b = take_a, a, b
+
+    def __missing__(self, field: str) -> np.ndarray:
+        v = self[field] = np.where(self._take_a, self._a[field], self._b[field])
+        return v
+
+
 def client_direction(streams: np.ndarray):
     """Which side of each stream is the client (0 = the stream's first sender): the SYN
     sender; else the peer of the SYN/ACK sender; else the side whose first bytes look
@@ -108,8 +121,7 @@ def build(streams: np.ndarray, transitions: np.ndarray) -> pd.DataFrame:
     client_dir, client_rule, by_syn = client_direction(streams)
     port0, port1 = streams["port"][:, 0], streams["port"][:, 1]
     c1 = client_dir == 1
-    c = {f: _pick(c1, d1[f], d0[f]) for f in d0.dtype.names if d0[f].ndim == 1}
-    s = {f: _pick(c1, d0[f], d1[f]) for f in d0.dtype.names if d0[f].ndim == 1}
+    c, s = _Side(c1, d1, d0), _Side(c1, d0, d1)
 
     ipver = streams["ipver"]
     addr0 = _addr_strings(streams["addr"][:, 0], ipver)
@@ -178,8 +190,8 @@ def build(streams: np.ndarray, transitions: np.ndarray) -> pd.DataFrame:
         "ip_version": ipver.astype(np.int8),
         "client_inferred": ~handshake_seen,
         "client_rule": _cat(client_rule, ["syn", "syn-ack", "payload", "first-data", "port"]),
-        "first_frame": streams["first_frame"],
-        "last_frame": streams["last_frame"],
+        "first_frame": streams["first_frame"].copy(),     # (not views of the engine's rows)
+        "last_frame": streams["last_frame"].copy(),
         "start": _ts(start_ns),
         "end": _ts(end_ns),
         "duration_s": (end_ns - start_ns) / 1e9,
@@ -241,7 +253,7 @@ def build(streams: np.ndarray, transitions: np.ndarray) -> pd.DataFrame:
         "snaplen_cut_packets": (c["cut_packets"] + s["cut_packets"]).astype(np.int64),
         "anomalies": streams["anomalies"].astype(np.int64),
         "first_anomaly_frame": _nullable(streams["anomaly_frame"], streams["anomaly_frame"] == 0),
-    })
+    }, copy=False)     # every column is a new array: no second, consolidated copy of the table
     # abnormal (until the classifier says more): ended by a RST, or never answered/refused
     df["abnormal"] = (df["close_kind"] == "RST").to_numpy() | \
         df["conn_state"].isin(["S0", "REJ", "RSTOS0", "RSTRH", "SH", "SHR"]).to_numpy()

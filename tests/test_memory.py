@@ -1,0 +1,154 @@
+"""What keeps memory down on large captures (bench/README.md section 7 measures it):
+the engine hands its stream table over without a copy, tables are concatenated column
+by column, the classifier builds its per-row inputs a chunk at a time, transitions are
+built on first use, and the JSON writer works in small chunks. Each of these must leave
+the results exactly as they were."""
+
+import json
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import pcapsense
+from conftest import ROOT
+from pcapsense import classify, memory
+from pcapsense.app import facts
+from pcapsense.capture import layout, reader
+from pcapsense.render import jsonout
+
+LAB = ROOT / "sample_pcaps" / "captures"
+# a few lab captures with many rule-decided connections (pool overflow, resets, proxies)
+MIXED = sorted(str(p) for p in LAB.glob("*.pcap*") if any(
+    k in p.name for k in ("pool-overflow", "middlebox", "proxy", "keepalive-race", "rate-limited")))
+
+
+def _engine_after(path):
+    eng = reader.new_engine(app=False)
+    reader.run(path, eng)
+    return eng
+
+
+def test_take_streams_hands_over_the_table_without_a_copy():
+    path = MIXED[0]
+    eng = _engine_after(path)
+    copied = eng.streams()
+    table = eng.take_streams()
+    assert type(table).__name__ == "Table"
+    assert len(table) == len(copied) and len(copied) % layout.STREAM_DTYPE.itemsize == 0
+    assert bytes(memoryview(table)) == copied
+    rows = np.frombuffer(table, dtype=layout.STREAM_DTYPE)
+    assert not rows.flags.writeable                       # read-only view of the engine's block
+    assert pickle.loads(pickle.dumps(table)) == copied    # --jobs and Dask move it as bytes
+    del table                                             # the array still holds the block
+    assert rows["stream"].tolist() == list(range(len(rows)))
+    # the engine takes nothing more once its table is gone
+    for call in (eng.streams, eng.take_streams, lambda: eng.closed(0),
+                 lambda: eng.stream_rows(np.zeros(1, np.int64).tobytes()),
+                 lambda: eng.feed(b"", 0, np.empty(1, dtype=layout.PACKET_DTYPE))):
+        with pytest.raises(RuntimeError, match="handed over"):
+            call()
+    assert eng.counters()["streams"] == len(rows)
+
+
+def test_take_streams_of_an_empty_capture():
+    eng = reader.new_engine()
+    table = eng.take_streams()
+    assert len(table) == 0 and bytes(memoryview(table)) == b""
+    assert len(np.frombuffer(table, dtype=layout.STREAM_DTYPE)) == 0
+
+
+def _exchange(i):
+    missing = i % 3 == 0
+    return (i // 2, i % 2 + 1, "GET", f"/p/{i}", None if missing else "h", 10 + i,
+            1_700_000_000_000_000_001 + i, bool(i % 2), None if missing else 5, None if missing else 200,
+            None if missing else "OK", None if missing else 11 + i,
+            None if missing else 1_700_000_000_000_000_777 + i, None if missing else True, None, True, False)
+
+
+def test_exchanges_frame_keeps_no_shared_object_table():
+    df = facts.exchanges_frame([_exchange(i) for i in range(100)])
+    # one block per column: taking a column out of a batch frees it (facts.concat)
+    for blk in df._mgr.blocks:
+        assert blk.shape[0] == 1
+        base = getattr(blk.values, "base", None)
+        assert base is None or np.ndim(base) == 1
+    assert df["method"].dtype == object and df["target"].dtype == object
+    assert df["request_time"].iloc[0] == pd.Timestamp(1_700_000_000_000_000_001, unit="ns", tz="UTC")
+    assert df["depth"].dtype == "Int64" and df["client_keep_alive"].dtype == "boolean"
+    empty = facts.exchanges_frame([])
+    assert list(empty.columns) == facts.EXCHANGE_COLUMNS and list(empty.dtypes) == list(df.dtypes)
+
+
+@pytest.mark.parametrize("make", ["exchanges", "facts"])
+def test_concat_column_by_column_equals_pd_concat(make):
+    if make == "exchanges":
+        frames = [facts.exchanges_frame([_exchange(i) for i in range(k, k + 40)]) for k in (0, 40, 80)]
+        empty = facts.exchanges_frame([])
+    else:
+        frames = [facts.facts_frame([{"stream": i, "app_protocol": "http1", "http_requests": i,
+                                      "tls": None if i % 2 else True,
+                                      "http_host": None if i % 3 else "x"} for i in range(k, k + 40)])
+                  for k in (80, 0, 40)]
+        empty = facts.facts_frame([])
+    expected = pd.concat(frames)
+    work = [f.copy() for f in frames] + [empty]
+    got = facts.concat(work, empty)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    assert work == []                                    # the inputs were let go
+    assert facts.concat([empty], empty) is empty
+    one = frames[0].copy()
+    assert facts.concat([one], empty) is one
+
+
+def test_rule_rows_made_in_small_chunks_give_the_same_causes(monkeypatch):
+    whole = {p: pcapsense.analyze(p, jobs=1).connections for p in MIXED}
+    monkeypatch.setattr(classify, "SLOW_CHUNK", 3)
+    for p, expected in whole.items():
+        got = pcapsense.analyze(p, jobs=1).connections
+        pd.testing.assert_frame_equal(got, expected)
+        assert (got["cause"] != "graceful").any()         # the rules, not only the fast path, ran
+
+
+def test_transitions_are_built_on_first_use():
+    a = pcapsense.analyze(MIXED[0], jobs=1)
+    assert not isinstance(a._transitions, pd.DataFrame)
+    t = a.transitions
+    assert a.transitions is t
+    assert len(t) and set(t["endpoint"].astype(str)) == {"client", "server"}
+    # the side names agree with the connections' client direction
+    cd = a.connections.set_index("stream")["_client_dir"]
+    side = np.where(t["endpoint_dir"].to_numpy() == cd.loc[t["stream"]].to_numpy(), "client", "server")
+    assert (t["endpoint"].astype(str).to_numpy() == side).all()
+
+
+def test_json_lines_split_only_at_record_ends(tmp_path):
+    """Hostile text (NEL, LINE SEPARATOR, CR) inside a value must not break the document:
+    the writer joins the writer's records at its own newlines only."""
+    a = pcapsense.analyze(MIXED[0], jobs=1)
+    weird = "a\x85b\u2028c\u2029d\re\nf"
+    a.connections["cause_detail"] = weird
+    for chunk in (1, 2, 500):
+        with open(tmp_path / "out.json", "w", encoding="utf-8") as fh:
+            jsonout.write(a, fh, chunk_rows=chunk)
+        doc = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
+        assert len(doc["connections"]) == len(a.connections)
+        assert {c["cause_detail"] for c in doc["connections"]} == {weird}
+        assert [c["stream"] for c in doc["connections"]] == a.connections["stream"].tolist()
+
+
+def test_json_chunk_size_does_not_change_the_document():
+    a = pcapsense.analyze(MIXED[0], jobs=1)
+    import io
+    outs = []
+    for chunk in (1, 7, 500, 100000):
+        buf = io.StringIO()
+        jsonout.write(a, buf, chunk_rows=chunk)
+        outs.append(buf.getvalue())
+    assert len(set(outs)) == 1
+
+
+def test_release_is_harmless():
+    memory.release()
+    memory.release()

@@ -245,8 +245,7 @@ def analyze(path, *, verify_checksums: bool = False,
     # reads are built; the facts and exchanges once sorted)
     part.streams = None
     del streams
-    app_df = part.app.sort_index(kind="stable")
-    part.app = None
+    app_df, part.app = part.app, None
     http = part.http.sort_values(["stream", "depth"], kind="stable").reset_index(drop=True)
     part.http = None
     memory.release()

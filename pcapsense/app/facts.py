@@ -134,14 +134,18 @@ def base_seq_of(stream_rows: np.ndarray) -> dict:
 
 
 def facts_frame(rows: list[dict]) -> pd.DataFrame:
-    """Fact rows -> a typed table indexed by stream with every column of COLUMNS
+    """Fact rows -> a typed table indexed by stream with the columns of COLUMNS
     (nullable Int64 and boolean, object for text): compact, and exact for nanosecond
     times (no float round trip). Built in batches while the capture is read, so the
-    per-row dicts do not pile up."""
+    per-row dicts do not pile up. A column no row of the batch has is left out (half
+    of them on plain HTTP traffic: TLS, h2; 20 MiB at 10M packets): concat() and the
+    classifier treat a missing column as all missing. No rows: every column."""
     idx = pd.Index([r["stream"] for r in rows], dtype="int64", name="stream")
     data = {}
     for col, kind in COLUMNS.items():
         vals = [r.get(col) for r in rows]
+        if rows and all(v is None for v in vals):
+            continue
         if kind == "bool":
             data[col] = pd.array(vals, dtype="boolean")
         elif kind == "int":
@@ -174,10 +178,18 @@ def concat(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
         return keep[0]
     index = keep[0].index.append([f.index for f in keep[1:]])
     data = {}
-    for col in list(keep[0].columns):
-        data[col] = pd.concat([f.pop(col) for f in keep], ignore_index=True)
+    for col in dict.fromkeys(c for f in keep for c in f.columns):     # a column some frames lack
+        dtype = next(f[col].dtype for f in keep if col in f)         # (facts_frame) is all missing there
+        data[col] = pd.concat([f.pop(col) if col in f else _missing(len(f), dtype) for f in keep],
+                              ignore_index=True)
         data[col].index = index                  # (a Series keeps its dtype: object stays object)
     return pd.DataFrame(data, index=index, copy=False)
+
+
+def _missing(n: int, dtype) -> pd.Series:
+    if isinstance(dtype, pd.api.extensions.ExtensionDtype):
+        return pd.Series(pd.array([None] * n, dtype=dtype))
+    return pd.Series(np.full(n, None, dtype=object), dtype=object)
 
 
 EXCHANGE_COLUMNS = ["stream", "depth", "method", "target", "host", "request_frame", "request_time",

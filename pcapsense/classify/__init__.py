@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .. import memory
 from . import advice
 from .rules import RULES, Facts, Match, idle_threshold_s
 
@@ -117,8 +118,9 @@ def _pool_overflow_pass(df: pd.DataFrame, out: dict, keys: np.ndarray) -> None:
         & (df["http_client_keep_alive"].fillna(False).to_numpy().astype(bool)) \
         & (after_response >= 0) & (after_response <= 50_000_000)
     last_data = df["_last_data_ns"].to_numpy()
-    group = pd.Series(keys.astype(object) + "|" + client.astype(object))
-    for _, idx in group.groupby(group).indices.items():
+    # groups of (server, client): no string per connection for the key
+    groups = pd.Series(np.arange(len(df))).groupby([keys, client], sort=False, dropna=False).indices
+    for idx in groups.values():
         q = idx[quick[idx]]
         sv = idx[survivor[idx]]
         if not len(q) or not len(sv):
@@ -134,8 +136,8 @@ def _pool_overflow_pass(df: pd.DataFrame, out: dict, keys: np.ndarray) -> None:
         q = q[~busy]
         if not len(q):
             continue
-        for lo in range(0, len(q), 512):             # bounded matrices
-            qq = q[lo:lo + 512]
+        for lo in range(0, len(q), 128):             # bounded matrices (128 x survivors)
+            qq = q[lo:lo + 128]
             # kept connections went idle together with this one (the workers were done)
             alive = (start[sv][None, :] <= close[qq][:, None]) & (close[sv][None, :] > close[qq][:, None]) \
                 & (np.abs(sv_last[sv][None, :] - sv_last[qq][:, None]) <= 50_000_000)
@@ -201,7 +203,7 @@ def stream_times(streams: np.ndarray) -> np.ndarray:
 
 #: connections whose rule input rows (dicts of every column) exist at once: memory for
 #: those dicts stays bounded however many connections need the rules
-SLOW_CHUNK = 2048
+SLOW_CHUNK = 1024
 
 
 def _row_dicts(df: pd.DataFrame, cols: list[str], ix: np.ndarray) -> dict[int, dict]:
@@ -215,8 +217,40 @@ def _row_dicts(df: pd.DataFrame, cols: list[str], ix: np.ndarray) -> dict[int, d
     return dict(zip(ix.tolist(), (dict(zip(cols, row)) for row in zip(*values))))
 
 
+def _add_app_columns(df: pd.DataFrame, app: pd.DataFrame) -> None:
+    """The application facts (one row per stream that carried payload) as typed columns
+    of `df`, one by one (a join would copy every TCP column too). Each column is taken
+    out of `app` as it is added, so the facts are not held twice."""
+    from ..app.facts import COLUMNS as APP_COLUMNS
+    pos = app.index.get_indexer(df["stream"].to_numpy())          # -1: no payload
+    for col, kind in APP_COLUMNS.items():
+        src = app.pop(col).array if col in app else pd.array(np.full(len(app), None, dtype=object), dtype=object)
+        s = pd.Series(src.take(pos, allow_fill=True), index=df.index)
+        del src
+        if kind == "bool":
+            s = s.astype("boolean")
+        elif kind == "int":
+            s = pd.to_numeric(s, errors="coerce").astype("Int64")
+        elif kind == "str":
+            s = pd.Series(_shared_strings(s), index=df.index, dtype=object)
+        df[col] = s
+
+
+def _shared_strings(s: pd.Series) -> np.ndarray:
+    """Text as Python strings with None for missing, one string object per distinct
+    value (user agents, hosts, servers, statuses repeat on every connection: one object
+    per row was 60 bytes a row per column)."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    out = np.full(len(s), None, dtype=object)
+    if len(uniques):
+        present = codes >= 0
+        out[present] = np.asarray(uniques, dtype=object)[codes[present]]
+    return out
+
+
 def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataFrame:
-    """`streams`: the engine's stream rows, or just their `stream_times()`."""
+    """`app`: the application facts, indexed by stream (its columns are taken out as
+    they are added); `streams`: the engine's stream rows, or just their `stream_times()`."""
     df = conns.copy(deep=False)          # columns are only added or replaced, never written into
     n = len(df)
     if not n:
@@ -244,32 +278,22 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
     cl_last = np.where(cl_last > fin_ts, 0, cl_last)
     idle = (fin_ts - np.maximum(sv_last, cl_last)) / NS
     df["idle_before_close_s"] = np.where((fin_ts > 0) & (np.maximum(sv_last, cl_last) > 0), idle, np.nan)
-    from ..app.facts import COLUMNS as APP_COLUMNS
-    # the application columns added one by one (a join would copy every TCP column too)
-    aligned = app.reindex(index=df["stream"].to_numpy(), columns=list(APP_COLUMNS))
-    for col in APP_COLUMNS:
-        df[col] = aligned[col].array
-    del aligned
-    for col, dtype in APP_COLUMNS.items():
-        if dtype == "bool":
-            df[col] = df[col].astype("boolean")
-        elif dtype == "int":
-            df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
-        elif dtype == "str":
-            df[col] = df[col].astype(object).where(df[col].notna(), None)
+    _add_app_columns(df, app)
+    memory.release()             # the facts just emptied go back to the OS before the rules' objects come
     df["app_protocol"] = df["app_protocol"].fillna("none")
     ctx, conc, later = _server_context(df)
     df["concurrent_at_close"] = conc
     df["later_conns_to_server"] = later
     cap_end = streams["last_ts"].max() / NS
-    keys = (df["server_ip"].astype(str) + "|" + df["server_port"].astype(str)).to_numpy()
+    keys = _shared_strings(df["server_ip"].astype(str) + "|" + df["server_port"].astype(str))
     fast = _fast_path(df)
     slow_idx = np.flatnonzero(fast == "")
     cols = list(df.columns)
     recs: dict[int, dict] = {}
     next_slow = 0                        # rows for the rules are made SLOW_CHUNK at a time
-    out = {k: [] for k in ("cause", "confidence", "evidence_frames", "alternatives", "cause_detail",
-                           "phase", "closer", "_idle_s")}
+    out = {k: [] for k in ("cause", "evidence_frames", "alternatives", "cause_detail", "phase", "closer")}
+    out["confidence"] = np.empty(n)                   # (floats in arrays: no object per row)
+    out["_idle_s"] = np.full(n, np.nan)
     close_frame = df["close_frame"].to_numpy(dtype=object)
     closer_col = df["closer"].astype(str).to_numpy()
     idle_col = df["idle_before_close_s"].to_numpy()
@@ -278,7 +302,7 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
             # the common, clean endings, decided without the per-connection rules
             c = fast[i]
             out["cause"].append(c)
-            out["confidence"].append(0.9 if c == "graceful" else 0.85)
+            out["confidence"][i] = 0.9 if c == "graceful" else 0.85
             out["evidence_frames"].append(str(close_frame[i]))
             out["alternatives"].append("")
             out["cause_detail"].append(
@@ -286,7 +310,8 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
                 f"the server closed the connection after {idle_col[i]:.3f} s idle (its keep-alive timeout)")
             out["phase"].append("idle")
             out["closer"].append(closer_col[i])
-            out["_idle_s"].append(idle_col[i] if c == "idle-close" else np.nan)
+            if c == "idle-close":
+                out["_idle_s"][i] = idle_col[i]
             continue
         if i not in recs:
             recs = _row_dicts(df, cols, slow_idx[next_slow:next_slow + SLOW_CHUNK])
@@ -308,13 +333,15 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
             m = Match("unknown", 0.3, [x for x in (row.get("close_frame"),) if x is not None and x == x],
                       f"{row['close_kind']} from the {row['closer']} in {row['closer_state']}; no rule matched")
         out["cause"].append(m.cause)
-        out["confidence"].append(round(m.confidence, 2))
+        out["confidence"][i] = round(m.confidence, 2)
         out["evidence_frames"].append(",".join(str(x) for x in m.evidence))
         out["alternatives"].append(",".join(dict.fromkeys(x.cause for x in matches[1:] if x.cause != m.cause)))
         out["cause_detail"].append(m.why)
         out["phase"].append(_phase(f))
         out["closer"].append(m.closer or row["closer"])
-        out["_idle_s"].append(m.extra.get("idle_s", np.nan) if m.cause in ("idle-close", "keepalive-race") else np.nan)
+        if m.cause in ("idle-close", "keepalive-race"):
+            idle_s = m.extra.get("idle_s")
+            out["_idle_s"][i] = np.nan if idle_s is None else idle_s
     _pool_overflow_pass(df, out, keys)
     df["cause"] = pd.Categorical(out["cause"], categories=advice.CAUSES)
     df["confidence"] = out["confidence"]

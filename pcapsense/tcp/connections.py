@@ -67,17 +67,16 @@ def _cat(values, categories) -> pd.Categorical:
     return pd.Categorical(values, categories=categories)
 
 
-class _Side(dict):
-    """One side's fields (client or server) of every connection, picked on first use
-    (the engine has ~60 per side; the table needs ~20: 8 bytes per connection each)."""
+class _Side:
+    """One side's fields (client or server) of every connection, picked when asked for
+    and not kept (the engine has ~60 per side, the table needs ~20; a field that only
+    feeds a sum is freed at once instead of living until the table is built)."""
 
     def __init__(self, take_a: np.ndarray, a: np.ndarray, b: np.ndarray):
-        super().__init__()
         self._take_a, self._a, self._b = take_a, a, b
 
-    def __missing__(self, field: str) -> np.ndarray:
-        v = self[field] = np.where(self._take_a, self._a[field], self._b[field])
-        return v
+    def __getitem__(self, field: str) -> np.ndarray:
+        return np.where(self._take_a, self._a[field], self._b[field])
 
 
 def client_direction(streams: np.ndarray):

@@ -60,8 +60,8 @@ class Partial:
     their numpy dtypes' bytes), the application facts of its connections, and what the
     reader said of each file. Stream ids are the shard's own until `merge()`."""
 
-    streams: bytes                # or the engine's Table (the same bytes, not copied)
-    transitions: bytes            # or a bytearray
+    streams: bytes                # or the engine's Table (the same bytes, not copied), or an array
+    transitions: bytes            # or a bytearray, or an array
     app: pd.DataFrame          # application facts, indexed by stream (app.facts.COLUMNS)
     http: pd.DataFrame         # HTTP exchanges (app.facts.EXCHANGE_COLUMNS)
     counters: dict
@@ -118,51 +118,60 @@ def read_shard(files: list[str], opts: Options, shard: tuple[int, int] = (0, 1),
 
 def merge(parts: list[Partial]) -> Partial:
     """The shards' results as one: streams renumbered by first frame (Wireshark's
-    order), every stream reference remapped, transitions in frame order."""
+    order), every stream reference remapped, transitions in frame order. The parts are
+    consumed: each one's rows are let go as soon as they are in the result, so the
+    parent holds the merged tables plus one shard, not every copy at once."""
     if len(parts) == 1:
         return parts[0]
     arrays = [np.frombuffer(p.streams, dtype=layout.STREAM_DTYPE) for p in parts]
     sizes = [len(a) for a in arrays]
-    allst = np.concatenate(arrays)
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    first = np.concatenate([a["first_frame"] for a in arrays])
+    local = np.concatenate([a["stream"] for a in arrays])
     shard_of = np.repeat(np.arange(len(parts)), sizes)
     # a packet starts at most one stream, so first frames are distinct; ties cannot occur
-    order = np.lexsort((allst["stream"], shard_of, allst["first_frame"]))
-    new_id = np.empty(len(allst), dtype=np.int64)
-    new_id[order] = np.arange(len(allst), dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(sizes)])
+    order = np.lexsort((local, shard_of, first))
+    del first, local, shard_of
+    new_id = np.empty(len(order), dtype=np.int64)
+    new_id[order] = np.arange(len(order), dtype=np.int64)
+    del order
+    streams = np.empty(len(new_id), dtype=layout.STREAM_DTYPE)
     maps = []
-    for i, a in enumerate(arrays):
+    for i, p in enumerate(parts):
+        a = arrays[i]
         m = np.empty(len(a), dtype=np.int64)
         m[a["stream"]] = new_id[starts[i]:starts[i + 1]]      # local ids are 0..len-1
         maps.append(m)
-    streams = allst[order].copy()
+        streams[new_id[starts[i]:starts[i + 1]]] = a          # each row straight to its new place
+        arrays[i] = a = p.streams = None
     streams["stream"] = np.arange(len(streams), dtype=streams["stream"].dtype)
 
-    trans = []
-    for p, m in zip(parts, maps):
-        t = np.frombuffer(p.transitions, dtype=layout.TRANSITION_DTYPE).copy()
-        t["stream"] = m[t["stream"]]
-        trans.append(t)
-    t = np.concatenate(trans) if trans else np.empty(0, dtype=layout.TRANSITION_DTYPE)
+    counts = [len(p.transitions) // layout.TRANSITION_DTYPE.itemsize for p in parts]
+    t = np.empty(sum(counts), dtype=layout.TRANSITION_DTYPE)
+    at = 0
+    for p, m, k in zip(parts, maps, counts):
+        t[at:at + k] = np.frombuffer(p.transitions, dtype=layout.TRANSITION_DTYPE)
+        t["stream"][at:at + k] = m[t["stream"][at:at + k]]
+        p.transitions = None
+        at += k
     # a frame's transitions all belong to one stream (one shard): a stable sort by frame
     # restores the single-process order
     t = t[np.argsort(t["frame"], kind="stable")]
 
     apps, https = [], []
     for p, m in zip(parts, maps):
-        a = p.app.copy(deep=False)             # only the index and one column change
+        a, h = p.app, p.http                   # (consumed: concat takes their columns out)
         a.index = pd.Index(m[a.index.to_numpy()], dtype="int64", name="stream")
         apps.append(a)
-        h = p.http.copy(deep=False)
         h["stream"] = m[h["stream"].to_numpy()]
         https.append(h)
-    app_df = app_facts.concat(apps, parts[0].app)
-    http = app_facts.concat(https, parts[0].http)
-    first = parts[0]
-    counters = dict(first.counters)      # every shard read every frame: the same counts,
-    counters["streams"] = len(streams)   # but each numbered only its own streams
-    return Partial(streams=streams.tobytes(), transitions=t.tobytes(), app=app_df, http=http,
-                   counters=counters, results=first.results, formats=first.formats,
+    app_df = app_facts.concat(apps, app_facts.facts_frame([]))
+    http = app_facts.concat(https, app_facts.exchanges_frame([]))
+    first_part = parts[0]
+    counters = dict(first_part.counters)      # every shard read every frame: the same counts,
+    counters["streams"] = len(streams)        # but each numbered only its own streams
+    return Partial(streams=streams, transitions=t, app=app_df, http=http,
+                   counters=counters, results=first_part.results, formats=first_part.formats,
                    notes=[n for p in parts for n in p.notes])
 
 

@@ -152,3 +152,53 @@ def test_json_chunk_size_does_not_change_the_document():
 def test_release_is_harmless():
     memory.release()
     memory.release()
+
+
+def test_facts_batches_leave_out_empty_columns_and_concat_restores_them():
+    plain = [{"stream": i, "app_protocol": "http1", "http_requests": 1, "http_host": "h"} for i in range(5)]
+    tls = [{"stream": i, "app_protocol": "tls", "tls": True, "tls_client_hello_frame": 10 + i,
+            "tls_sni": "example.org"} for i in range(5, 8)]
+    a, b = facts.facts_frame(plain), facts.facts_frame(tls)
+    assert "tls_sni" not in a and "http_host" not in b            # absent, not all-None
+    assert len(facts.facts_frame([]).columns) == len(facts.COLUMNS)
+    both = facts.concat([a.copy(), b.copy()], facts.facts_frame([]))
+    assert both["tls_client_hello_frame"].dtype == "Int64"          # exact ints, not floats
+    assert both["tls_client_hello_frame"].isna().tolist() == [True] * 5 + [False] * 3
+    assert both["tls"].dtype == "boolean"
+    assert both["http_host"].tolist()[:5] == ["h"] * 5 and pd.isna(both["http_host"]).tolist()[5:] == [True] * 3
+
+
+def test_classifier_sees_missing_fact_columns_as_missing():
+    """A connection whose batch had no TLS facts gets the same TLS columns as one that
+    had the columns with nothing in them."""
+    a = pcapsense.analyze(str(LAB / "lb-pool-overflow-urllib3.pcap"), jobs=1).connections
+    for col, kind in facts.COLUMNS.items():
+        assert col in a
+        if kind == "int":
+            assert a[col].dtype == "Int64", col
+        elif kind == "bool":
+            assert a[col].dtype == "boolean", col
+        else:
+            assert a[col].dtype == object, col
+    assert a["tls_sni"].isna().all() and a["http_host"].notna().any()
+
+
+def test_text_columns_share_one_object_per_value():
+    a = pcapsense.analyze(str(LAB / "lb-pool-overflow-urllib3.pcap"), jobs=1).connections
+    ua = [u for u in a["http_user_agent"] if u is not None]
+    assert len(ua) > 1 and len({id(u) for u in ua}) == len(set(ua))
+    assert classify._shared_strings(pd.Series(["a", None, "a", "b"], dtype="str")).tolist() == ["a", None, "a", "b"]
+    assert classify._shared_strings(pd.Series([], dtype=object)).tolist() == []
+
+
+def test_redaction_copies_nothing_it_does_not_change():
+    from pcapsense.render.redact import redact_frame
+    df = pd.DataFrame({"http_last_target": pd.Series(["/a?token=s3cret&x=1", None, "/b", "/a?token=s3cret&x=1"],
+                                                     dtype=object),
+                       "other": [1, 2, 3, 4]})
+    out = redact_frame(df)
+    assert out["http_last_target"].tolist() == ["/a?token=REDACTED&x=1", None, "/b", "/a?token=REDACTED&x=1"]
+    assert df["http_last_target"][0] == "/a?token=s3cret&x=1"          # the input is untouched
+    assert np.shares_memory(out["other"].to_numpy(), df["other"].to_numpy())
+    clean = pd.DataFrame({"http_last_target": ["/a", "/b"]}, dtype=object)
+    assert redact_frame(clean)["http_last_target"].tolist() == ["/a", "/b"]

@@ -240,9 +240,10 @@ def analyze(path, *, verify_checksums: bool = False,
     trans = np.frombuffer(part.transitions, dtype=layout.TRANSITION_DTYPE)
     conns = conn_table.build(streams, trans)
     times = classify.stream_times(streams)
-    # memory: each input is let go as soon as its successor exists (the engine's stream
-    # rows, 856 bytes per connection, once the table and the few fields the classifier
-    # reads are built; the facts and exchanges once sorted)
+    # memory: each input is let go as soon as its successor exists: the engine's stream
+    # rows (856 bytes per connection) once the table and the few fields the classifier
+    # reads are built, the exchanges once sorted; the classifier takes the facts out
+    # column by column as it adds them to the table
     part.streams = None
     del streams
     app_df, part.app = part.app, None

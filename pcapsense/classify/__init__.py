@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import memory
 from . import advice
 from .rules import RULES, Facts, Match, idle_threshold_s
 
@@ -36,8 +35,8 @@ def _server_context(df: pd.DataFrame) -> tuple[dict, np.ndarray, np.ndarray]:
     close = df["_close_ns"].to_numpy()
     close = np.where(close > 0, close, end)
     keys = df["server_ip"].astype(str) + "|" + df["server_port"].astype(str)
-    # the few columns read per server, as arrays (a row slice of the whole table per
-    # server copied every column: 46 MiB at 10M packets for one busy server)
+    # the few columns read per server, as arrays (a row slice of the table per server
+    # copied every column: the whole table, for a capture with one busy server)
     requests = df["http_requests"].fillna(0).to_numpy() if "http_requests" in df else np.zeros(len(df))
     server_rst = ((df["close_kind"] == "RST") & (df["closer"] == "server")).to_numpy()
     close_ns = df["_close_ns"].to_numpy()
@@ -279,7 +278,6 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
     idle = (fin_ts - np.maximum(sv_last, cl_last)) / NS
     df["idle_before_close_s"] = np.where((fin_ts > 0) & (np.maximum(sv_last, cl_last) > 0), idle, np.nan)
     _add_app_columns(df, app)
-    memory.release()             # the facts just emptied go back to the OS before the rules' objects come
     df["app_protocol"] = df["app_protocol"].fillna("none")
     ctx, conc, later = _server_context(df)
     df["concurrent_at_close"] = conc

@@ -118,6 +118,9 @@ def build(streams: np.ndarray, transitions: np.ndarray) -> pd.DataFrame:
 
     # ---- who is the client
     client_dir, client_rule, by_syn = client_direction(streams)
+    # text columns become categoricals as soon as they exist (memory: the text arrays
+    # would otherwise all live until the table is built)
+    client_rule = _cat(client_rule, ["syn", "syn-ack", "payload", "first-data", "port"])
     port0, port1 = streams["port"][:, 0], streams["port"][:, 1]
     c1 = client_dir == 1
     c, s = _Side(c1, d1, d0), _Side(c1, d0, d1)
@@ -134,14 +137,13 @@ def build(streams: np.ndarray, transitions: np.ndarray) -> pd.DataFrame:
     fin_by_client = streams["fin_dir"] == client_dir
     rst_by_client = streams["rst_dir"] == client_dir
     side = lambda by_client, present: np.where(~present, "none", np.where(by_client, "client", "server"))  # noqa: E731
-    closer = np.where(rst_first, side(rst_by_client, has_rst), side(fin_by_client, has_fin))
-    close_kind = np.select([rst_first, fin_first], ["RST", "FIN"], default="none")
+    closer = _cat(np.where(rst_first, side(rst_by_client, has_rst), side(fin_by_client, has_fin)), CLOSERS)
+    close_kind = _cat(np.select([rst_first, fin_first], ["RST", "FIN"], default="none"), CLOSE_KINDS)
     close_frame = np.where(rst_first, rst_frame, np.where(fin_first, fin_frame, 0))
     close_ts = np.where(rst_first, streams["rst_ts"], np.where(fin_first, streams["fin_ts"], 0))
     closer_state = np.where(rst_first, streams["rst_sender_state"], streams["fin_sender_state"])
     peer_state = np.where(rst_first, streams["rst_peer_state"], streams["fin_peer_state"])
     closed = rst_first | fin_first
-    names = np.array(STATE_NAMES, dtype=object)
 
     # ---- handshake RTT: SYN -> SYN/ACK -> the client's ACK (Wireshark's iRTT)
     rtt_ms = np.full(n, np.nan)
@@ -163,8 +165,7 @@ def build(streams: np.ndarray, transitions: np.ndarray) -> pd.DataFrame:
     first_is_synack = (d0["first_synack_frame"] == streams["first_frame"]) & (d0["first_synack_frame"] > 0)
     n_pk = d0["packets"] + d1["packets"]
     flipped = zeek.originator_is_dir1(first_is_syn, first_is_synack, n_pk, port0, port1)
-    raw_hist = [h.decode("ascii", "replace") for h in streams["history"]]
-    hist = zeek.history(raw_hist, flipped)
+    hist = zeek.history([h.decode("ascii", "replace") for h in streams["history"]], flipped)
     zo = np.where(flipped, d1["zstate"], d0["zstate"])
     zr = np.where(flipped, d0["zstate"], d1["zstate"])
 
@@ -175,7 +176,9 @@ def build(streams: np.ndarray, transitions: np.ndarray) -> pd.DataFrame:
     bytes0, bytes1 = seq_bytes(d0), seq_bytes(d1)
     zb_o = np.where(flipped, bytes1, bytes0)
     zb_r = np.where(flipped, bytes0, bytes1)
-    conn_state = zeek.conn_state(zo, zr, zb_o, zb_r, hist)
+    conn_state = _cat(zeek.conn_state(zo, zr, zb_o, zb_r, hist), zeek.CONN_STATES)
+    del zo, zr, zb_o, zb_r
+    hist = pd.array(hist, dtype="str")
 
     start_ns, end_ns = streams["first_ts"], streams["last_ts"]
     handshake_seen = by_syn
@@ -188,7 +191,7 @@ def build(streams: np.ndarray, transitions: np.ndarray) -> pd.DataFrame:
         "server_port": _pick(c1, port0, port1).astype(np.int32),
         "ip_version": ipver.astype(np.int8),
         "client_inferred": ~handshake_seen,
-        "client_rule": _cat(client_rule, ["syn", "syn-ack", "payload", "first-data", "port"]),
+        "client_rule": client_rule,
         "first_frame": streams["first_frame"].copy(),     # (not views of the engine's rows)
         "last_frame": streams["last_frame"].copy(),
         "start": _ts(start_ns),
@@ -201,20 +204,20 @@ def build(streams: np.ndarray, transitions: np.ndarray) -> pd.DataFrame:
         "server_bytes": _pick(c1, bytes0, bytes1).astype(np.int64),
         "client_payload_bytes": c["payload_bytes"],
         "server_payload_bytes": s["payload_bytes"],
-        "conn_state": _cat(conn_state, zeek.CONN_STATES),
+        "conn_state": conn_state,
         "history": hist,
-        "closer": _cat(closer, CLOSERS),
-        "close_kind": _cat(close_kind, CLOSE_KINDS),
+        "closer": closer,
+        "close_kind": close_kind,
         "close_frame": _nullable(close_frame, ~closed),
         "close_time": pd.Series(_ts(close_ts)).where(closed, pd.NaT).array,
-        "closer_state": _cat(np.where(closed, names[closer_state], None), STATE_NAMES),
-        "peer_state": _cat(np.where(closed, names[peer_state], None), STATE_NAMES),
+        "closer_state": pd.Categorical.from_codes(np.where(closed, closer_state, -1).astype(np.int8), STATE_NAMES),
+        "peer_state": pd.Categorical.from_codes(np.where(closed, peer_state, -1).astype(np.int8), STATE_NAMES),
         "first_fin_frame": _nullable(fin_frame, ~has_fin),
         "first_fin_by": _cat(side(fin_by_client, has_fin), ["client", "server", "none"]),
         "first_rst_frame": _nullable(rst_frame, ~has_rst),
         "first_rst_by": _cat(side(rst_by_client, has_rst), ["client", "server", "none"]),
-        "client_state": _cat(names[c["state"]], STATE_NAMES),
-        "server_state": _cat(names[s["state"]], STATE_NAMES),
+        "client_state": pd.Categorical.from_codes(c["state"].astype(np.int8), STATE_NAMES),
+        "server_state": pd.Categorical.from_codes(s["state"].astype(np.int8), STATE_NAMES),
         "rtt_ms": rtt_ms,
         "retransmissions": (c["retransmissions"] + s["retransmissions"]).astype(np.int64),
         "client_retransmissions": c["retransmissions"].astype(np.int64),

@@ -205,14 +205,16 @@ def stream_times(streams: np.ndarray) -> np.ndarray:
 SLOW_CHUNK = 1024
 
 
-def _row_dicts(df: pd.DataFrame, cols: list[str], ix: np.ndarray) -> dict[int, dict]:
-    """The rows `ix` as {row: {column: value}} for the rules. Nullable integers become
-    Python ints (NA -> None in Facts), not floats: frame numbers, TTLs and nanosecond
-    times stay exact in the rules and in their text."""
+def _row_dicts(arrays: dict, ix: np.ndarray) -> dict[int, dict]:
+    """The rows `ix` of the columns `arrays` (name -> the column's array) as
+    {row: {column: value}} for the rules, the values as Series.to_numpy() gives them.
+    Nullable integers become Python ints (NA -> None in Facts), not floats: frame
+    numbers, TTLs and nanosecond times stay exact in the rules and in their text."""
     values = []
-    for c in cols:
-        s = df[c].iloc[ix]
-        values.append((s.astype(object) if isinstance(s.dtype, pd.Int64Dtype) else s).to_numpy().tolist())
+    for a in arrays.values():
+        part = a.take(ix)
+        values.append((part.astype(object) if isinstance(part.dtype, pd.Int64Dtype) else part.to_numpy()).tolist())
+    cols = list(arrays)
     return dict(zip(ix.tolist(), (dict(zip(cols, row)) for row in zip(*values))))
 
 
@@ -286,7 +288,7 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
     keys = _shared_strings(df["server_ip"].astype(str) + "|" + df["server_port"].astype(str))
     fast = _fast_path(df)
     slow_idx = np.flatnonzero(fast == "")
-    cols = list(df.columns)
+    arrays = {c: df[c].array for c in df.columns}
     recs: dict[int, dict] = {}
     next_slow = 0                        # rows for the rules are made SLOW_CHUNK at a time
     out = {k: [] for k in ("cause", "evidence_frames", "alternatives", "cause_detail", "phase", "closer")}
@@ -312,7 +314,7 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
                 out["_idle_s"][i] = idle_col[i]
             continue
         if i not in recs:
-            recs = _row_dicts(df, cols, slow_idx[next_slow:next_slow + SLOW_CHUNK])
+            recs = _row_dicts(arrays, slow_idx[next_slow:next_slow + SLOW_CHUNK])
             next_slow += SLOW_CHUNK
         row = recs.pop(i)
         row["capture_end_s"] = cap_end

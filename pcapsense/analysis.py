@@ -214,7 +214,7 @@ def analyze(path, *, verify_checksums: bool = False,
     Zeek conformance suite, see docs/conformance.md).
 
     `jobs`: processes to use (default: the machine's cores, one per 256 MiB of capture at
-    most); `client`: a `dask.distributed.Client` to run the shards on instead (the files
+    most; one with `layers="tcp"`, where shards do not pay); `client`: a `dask.distributed.Client` to run the shards on instead (the files
     must be readable at the same paths on its workers). Every mode gives the same result:
     see pcapsense/parallel.py.
     """
@@ -229,7 +229,7 @@ def analyze(path, *, verify_checksums: bool = False,
         raise ValueError("layers must be 'all' or 'tcp'")
     opts = parallel.Options(verify_checksums=verify_checksums, split=split, layers=layers, strict=strict)
     if jobs is None:
-        jobs = parallel.auto_jobs(files)
+        jobs = parallel.auto_jobs(files, layers)
     part = parallel.run(files, opts, jobs=jobs, client=client, progress=progress)
     memory.release()
     results, fmt_seen, counters = part.results, part.formats, part.counters

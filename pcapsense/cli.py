@@ -22,7 +22,7 @@ from .parallel import WorkerError
 # options shared by `analyze` and `report`
 JobsOption = Annotated[int, typer.Option(
     "--jobs", "-j", min=0, help="Processes to use; 0 (default): the machine's cores (or the container's CPU quota), "
-    "at most one per 256 MiB of capture. Results are identical for every value.")]
+    "at most one per 256 MiB of capture, one with --tcp-only. Results are identical for every value.")]
 SchedulerOption = Annotated[Optional[str], typer.Option(
     "--scheduler", metavar="ADDRESS", help="Run on a Dask cluster (tcp://host:8786) instead of local processes; "
     "the capture paths must be readable on its workers. Needs pip install 'pcapsense[dask]'.")]

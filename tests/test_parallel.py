@@ -107,6 +107,7 @@ def test_default_jobs_follow_the_capture_size(tmp_path):
     with open(big, "wb") as fh:
         fh.truncate(parallel.MIN_BYTES_PER_JOB * 64)       # sparse: no disk used
     assert parallel.auto_jobs([str(big)]) == cores
+    assert parallel.auto_jobs([str(big)], layers="tcp") == 1     # shards do not pay without stage 4
 
 
 def test_cli_jobs_gives_the_same_json(tmp_path):

@@ -47,28 +47,6 @@ def _iso(ts) -> str | None:
     return pd.Timestamp(ts).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _clean(v):
-    if v is None or v is pd.NA or v is pd.NaT:
-        return None
-    if isinstance(v, pd.Timestamp):
-        return _iso(v)
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (np.floating, float)):
-        return None if math.isnan(v) else round(float(v), 6)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    return v
-
-
-def connection_records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    cols = [c for c in df.columns if not c.startswith("_")]
-    out = []
-    for row in df[cols].itertuples(index=False, name=None):
-        out.append({k: _clean(v) for k, v in zip(cols, row)})
-    return out
-
-
 def _json_ready(arr):
     """One column's values in the types pandas' JSON writer is fastest with: timestamps
     as ISO 8601 text (numpy's vectorised formatting), nullable integers as objects."""

@@ -18,7 +18,7 @@ from .capture import layout, reader
 from .capture.reader import CaptureError
 from . import classify, memory, parallel
 from .tcp import connections as conn_table
-from .tcp.state import State, Kind
+from .tcp.state import Kind
 
 LINKTYPE_NAMES = {0: "NULL", 1: "EN10MB", 12: "RAW", 14: "RAW", 101: "RAW", 108: "LOOP",
                   113: "LINUX_SLL", 228: "IPV4", 229: "IPV6", 276: "LINUX_SLL2"}
@@ -67,7 +67,7 @@ class Analysis:
         self.capture = capture
         self.connections = connections
         self._transitions = transitions
-        self._client_dir = connections["_client_dir"].to_numpy() if "_client_dir" in connections else None
+        self._client_dir = connections["_client_dir"].to_numpy()
         self._options = options
 
     @property
@@ -137,7 +137,6 @@ def tls_frame(conns: pd.DataFrame) -> pd.DataFrame:
 
 
 def packets_frame(arr: np.ndarray) -> pd.DataFrame:
-    names = np.array([s.name for s in State], dtype=object)
     flags = arr["flags"].astype(np.int32)
     letters = ["F", "S", "R", "P", "A", "U", "E", "C", "N"]
     flag_str = np.array(["".join(l for b, l in enumerate(letters) if f >> b & 1) for f in flags], dtype=object)
@@ -164,28 +163,26 @@ def packets_frame(arr: np.ndarray) -> pd.DataFrame:
         "zero_window": (a & layout.A_ZERO_WINDOW) != 0,
         "dup_ack": (a & layout.A_DUP_ACK) != 0,
         "port_reused": (a & layout.A_REUSED_PORTS) != 0,
-        "state_0_after": pd.Categorical(names[arr["state0"]], categories=list(names)),
-        "state_1_after": pd.Categorical(names[arr["state1"]], categories=list(names)),
+        "state_0_after": conn_table.state_categorical(arr["state0"]),
+        "state_1_after": conn_table.state_categorical(arr["state1"]),
         "record_offset": arr["rec_off"],
     })
 
 
-def _transitions_frame(arr: np.ndarray, client_dir: np.ndarray | None) -> pd.DataFrame:
+def _transitions_frame(arr: np.ndarray, client_dir: np.ndarray) -> pd.DataFrame:
     """The engine's transition rows -> the public table; `client_dir`: per stream, which
     direction is the client (connections' `_client_dir`)."""
-    names = [s.name for s in State]          # State and Kind values are their positions
-    kinds = [k.name for k in Kind]
+    kinds = [k.name for k in Kind]            # Kind values are their positions
     df = pd.DataFrame({
         "stream": arr["stream"].copy(), "frame": arr["frame"].copy(),
         "time": pd.to_datetime(arr["ts"], unit="ns", utc=True),
         "endpoint_dir": arr["endpoint"].astype(np.int8),
-        "old_state": pd.Categorical.from_codes(arr["old_state"].astype(np.int8), categories=names),
-        "new_state": pd.Categorical.from_codes(arr["new_state"].astype(np.int8), categories=names),
+        "old_state": conn_table.state_categorical(arr["old_state"]),
+        "new_state": conn_table.state_categorical(arr["new_state"]),
         "kind": pd.Categorical.from_codes(arr["kind"].astype(np.int8), categories=kinds),
     }, copy=False)
     # endpoint_dir is relative to the stream's first sender; name the side
-    side = np.empty(0, dtype=np.int8) if not len(df) or client_dir is None or not len(client_dir) else \
-        (df["endpoint_dir"].to_numpy() != client_dir[df["stream"].to_numpy()]).astype(np.int8)
+    side = (df["endpoint_dir"].to_numpy() != client_dir[df["stream"].to_numpy()]).astype(np.int8)
     df["endpoint"] = pd.Categorical.from_codes(side, categories=["client", "server"])
     return df
 
@@ -214,9 +211,10 @@ def analyze(path, *, verify_checksums: bool = False,
     Zeek conformance suite, see docs/conformance.md).
 
     `jobs`: processes to use (default: the machine's cores, one per 256 MiB of capture at
-    most; one with `layers="tcp"`, where shards do not pay); `client`: a `dask.distributed.Client` to run the shards on instead (the files
-    must be readable at the same paths on its workers). Every mode gives the same result:
-    see pcapsense/parallel.py.
+    most; one with `layers="tcp"`, where shards do not pay); `client`: a
+    `dask.distributed.Client` to run the shards on instead (the files must be readable at
+    the same paths on its workers). Every mode gives the same result: see
+    pcapsense/parallel.py.
     """
     files = reader.expand_inputs(path)
     if len(files) > 1:

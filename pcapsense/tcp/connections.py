@@ -67,6 +67,12 @@ def _cat(values, categories) -> pd.Categorical:
     return pd.Categorical(values, categories=categories)
 
 
+def state_categorical(codes: np.ndarray) -> pd.Categorical:
+    """Endpoint states (the engine's State values; -1 = none) as a categorical of their
+    names, without a string per row."""
+    return pd.Categorical.from_codes(np.asarray(codes).astype(np.int8), STATE_NAMES)
+
+
 class _Side:
     """One side's fields (client or server) of every connection, picked when asked for
     and not kept (the engine has ~60 per side, the table needs ~20; a field that only
@@ -76,7 +82,7 @@ class _Side:
         self._take_a, self._a, self._b = take_a, a, b
 
     def __getitem__(self, field: str) -> np.ndarray:
-        return np.where(self._take_a, self._a[field], self._b[field])
+        return _pick(self._take_a, self._a[field], self._b[field])
 
 
 def client_direction(streams: np.ndarray):
@@ -210,14 +216,14 @@ def build(streams: np.ndarray, transitions: np.ndarray) -> pd.DataFrame:
         "close_kind": close_kind,
         "close_frame": _nullable(close_frame, ~closed),
         "close_time": pd.Series(_ts(close_ts)).where(closed, pd.NaT).array,
-        "closer_state": pd.Categorical.from_codes(np.where(closed, closer_state, -1).astype(np.int8), STATE_NAMES),
-        "peer_state": pd.Categorical.from_codes(np.where(closed, peer_state, -1).astype(np.int8), STATE_NAMES),
+        "closer_state": state_categorical(np.where(closed, closer_state, -1)),
+        "peer_state": state_categorical(np.where(closed, peer_state, -1)),
         "first_fin_frame": _nullable(fin_frame, ~has_fin),
         "first_fin_by": _cat(side(fin_by_client, has_fin), ["client", "server", "none"]),
         "first_rst_frame": _nullable(rst_frame, ~has_rst),
         "first_rst_by": _cat(side(rst_by_client, has_rst), ["client", "server", "none"]),
-        "client_state": pd.Categorical.from_codes(c["state"].astype(np.int8), STATE_NAMES),
-        "server_state": pd.Categorical.from_codes(s["state"].astype(np.int8), STATE_NAMES),
+        "client_state": state_categorical(c["state"]),
+        "server_state": state_categorical(s["state"]),
         "rtt_ms": rtt_ms,
         "retransmissions": (c["retransmissions"] + s["retransmissions"]).astype(np.int64),
         "client_retransmissions": c["retransmissions"].astype(np.int64),

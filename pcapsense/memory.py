@@ -11,6 +11,9 @@ in a few milliseconds. Dask's workers do the same ("trim memory", malloc_trim).
 
 Hand-written because it is two calls: glibc's malloc_trim(0) (through ctypes; a no-op
 elsewhere) and pyarrow's MemoryPool.release_unused() when pandas has loaded pyarrow.
+
+Also here: `shared_strings()`, text columns with one string object per distinct value
+(the classifier's text columns, the redacted URLs).
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+from typing import Callable
+
+import numpy as np
+import pandas as pd
 
 _libc = None
 try:
@@ -39,3 +46,19 @@ def release() -> None:
             pass
     if _libc is not None:
         _libc.malloc_trim(0)
+
+
+def shared_strings(s: pd.Series, fn: Callable[[str], str] | None = None) -> np.ndarray:
+    """The text of `s` as an object array of Python strings, None for missing, with one
+    string object per distinct value (user agents, hosts, servers repeat on every
+    connection: one object per row was 60 bytes a row per column); `fn`, when given, is
+    applied once per distinct value."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    out = np.full(len(s), None, dtype=object)
+    if len(uniques):
+        values = np.asarray(uniques, dtype=object)
+        if fn is not None:
+            values = np.asarray([fn(v) for v in values], dtype=object)
+        present = codes >= 0
+        out[present] = values[codes[present]]
+    return out

@@ -187,8 +187,8 @@ def test_text_columns_share_one_object_per_value():
     a = pcapsense.analyze(str(LAB / "lb-pool-overflow-urllib3.pcap"), jobs=1).connections
     ua = [u for u in a["http_user_agent"] if u is not None]
     assert len(ua) > 1 and len({id(u) for u in ua}) == len(set(ua))
-    assert classify._shared_strings(pd.Series(["a", None, "a", "b"], dtype="str")).tolist() == ["a", None, "a", "b"]
-    assert classify._shared_strings(pd.Series([], dtype=object)).tolist() == []
+    assert memory.shared_strings(pd.Series(["a", None, "a", "b"], dtype="str")).tolist() == ["a", None, "a", "b"]
+    assert memory.shared_strings(pd.Series([], dtype=object)).tolist() == []
 
 
 def test_redaction_copies_nothing_it_does_not_change():

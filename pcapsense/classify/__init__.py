@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..memory import shared_strings
 from . import advice
 from .rules import RULES, Facts, Match, idle_threshold_s
 
@@ -233,20 +234,8 @@ def _add_app_columns(df: pd.DataFrame, app: pd.DataFrame) -> None:
         elif kind == "int":
             s = pd.to_numeric(s, errors="coerce").astype("Int64")
         elif kind == "str":
-            s = pd.Series(_shared_strings(s), index=df.index, dtype=object)
+            s = pd.Series(shared_strings(s), index=df.index, dtype=object)
         df[col] = s
-
-
-def _shared_strings(s: pd.Series) -> np.ndarray:
-    """Text as Python strings with None for missing, one string object per distinct
-    value (user agents, hosts, servers, statuses repeat on every connection: one object
-    per row was 60 bytes a row per column)."""
-    codes, uniques = pd.factorize(s, use_na_sentinel=True)
-    out = np.full(len(s), None, dtype=object)
-    if len(uniques):
-        present = codes >= 0
-        out[present] = np.asarray(uniques, dtype=object)[codes[present]]
-    return out
 
 
 def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataFrame:
@@ -285,7 +274,7 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
     df["concurrent_at_close"] = conc
     df["later_conns_to_server"] = later
     cap_end = streams["last_ts"].max() / NS
-    keys = _shared_strings(df["server_ip"].astype(str) + "|" + df["server_port"].astype(str))
+    keys = shared_strings(df["server_ip"].astype(str) + "|" + df["server_port"].astype(str))
     fast = _fast_path(df)
     slow_idx = np.flatnonzero(fast == "")
     arrays = {c: df[c].array for c in df.columns}

@@ -56,12 +56,14 @@ class Options:
 
 @dataclass
 class Partial:
-    """What one shard hands back: the engine's stream rows and transitions (raw, as
-    their numpy dtypes' bytes), the application facts of its connections, and what the
-    reader said of each file. Stream ids are the shard's own until `merge()`."""
+    """What one shard hands back: the engine's stream rows and transitions (raw rows of
+    layout.STREAM_DTYPE / TRANSITION_DTYPE in any object with the buffer protocol: the
+    engine's Table, a bytearray, a merged numpy array; bytes once pickled), the
+    application facts of its connections, and what the reader said of each file. Stream
+    ids are the shard's own until `merge()`."""
 
-    streams: bytes                # or the engine's Table (the same bytes, not copied), or an array
-    transitions: bytes            # or a bytearray, or an array
+    streams: object
+    transitions: object
     app: pd.DataFrame          # application facts, indexed by stream (app.facts.COLUMNS)
     http: pd.DataFrame         # HTTP exchanges (app.facts.EXCHANGE_COLUMNS)
     counters: dict

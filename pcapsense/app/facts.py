@@ -138,7 +138,7 @@ def facts_frame(rows: list[dict]) -> pd.DataFrame:
     (nullable Int64 and boolean, object for text): compact, and exact for nanosecond
     times (no float round trip). Built in batches while the capture is read, so the
     per-row dicts do not pile up. A column no row of the batch has is left out (half
-    of them on plain HTTP traffic: TLS, h2; 20 MiB at 10M packets): concat() and the
+    of them on plain HTTP traffic: TLS, h2; 12 MiB of peak at 10M packets): concat() and the
     classifier treat a missing column as all missing. No rows: every column."""
     idx = pd.Index([r["stream"] for r in rows], dtype="int64", name="stream")
     data = {}
@@ -167,7 +167,7 @@ def _objects(vals) -> np.ndarray:
 def concat(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
     """`pd.concat(frames)`, built column by column while emptying `frames`: the peak is
     the result plus one column, not the result plus every input (pd.concat holds all of
-    its inputs until it is done; on a 10M-packet capture that was 150 MiB). Frames made
+    its inputs until it is done). Frames made
     by facts_frame / exchanges_frame hold one block per column, so a column taken out
     of them is freed at once."""
     keep = [f for f in frames if len(f)]

@@ -1407,10 +1407,14 @@ static PyObject *Engine_take_streams(Engine *self, PyObject *noargs) {
     Table *t = PyObject_New(Table, &TableType);
     if (!t) return NULL;
     size_t n = self->stream_n * sizeof(stream_t);
-    void *shrunk = n ? realloc(self->streams, n) : NULL;     /* give back the spare capacity */
-    if (n && !shrunk) shrunk = self->streams;
-    if (!n) free(self->streams);
-    t->data = shrunk; t->len = (Py_ssize_t)n;
+    void *data = NULL;
+    if (n) {
+        data = realloc(self->streams, n);                  /* give back the spare capacity */
+        if (!data) data = self->streams;                  /* (a failed shrink keeps the block) */
+    } else {
+        free(self->streams);
+    }
+    t->data = data; t->len = (Py_ssize_t)n;
     self->streams = NULL; self->stream_cap = 0; self->streams_taken = 1;
     return (PyObject *)t;
 }

@@ -278,9 +278,9 @@ static int grow_flows(Engine *e) {
 }
 
 /* slot lookup: key[39] holds a non-zero "used" marker, so calloc'd slots are empty */
-static flow_t *flow_find(Engine *e, const uint8_t *key, int *created) {
+static flow_t *flow_find(Engine *e, const uint8_t *key, uint64_t hash, int *created) {
     if ((e->flow_n + 1) * 2 > e->flow_cap) { if (grow_flows(e) < 0) return NULL; }
-    size_t j = hash_key(key) & (e->flow_cap - 1);
+    size_t j = hash & (e->flow_cap - 1);
     for (;;) {
         flow_t *f = &e->flows[j];
         if (f->key[39] == 0) {
@@ -488,9 +488,10 @@ static int track_tcp(Engine *e, ippkt_t *ip, int64_t ts, pkt_t *out, int *emitte
      * are tracked. A 4-tuple's every packet lands in one shard, so its stream splits,
      * states and analysis are exactly those of an unsharded run. The high bits are used:
      * the flow table indexes by the low ones. */
-    if (e->shard_n > 1 && (uint32_t)((hash_key(key) >> 40) % e->shard_n) != e->shard_k) return 0;
+    uint64_t hash = hash_key(key);          /* once per packet: the shard and the flow slot */
+    if (e->shard_n > 1 && (uint32_t)((hash >> 40) % e->shard_n) != e->shard_k) return 0;
     int created;
-    flow_t *f = flow_find(e, key, &created);
+    flow_t *f = flow_find(e, key, hash, &created);
     if (!f) return -1;
 
     stream_t *s = f->stream >= 0 ? &e->streams[f->stream] : NULL;

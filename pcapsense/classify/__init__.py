@@ -93,7 +93,8 @@ def _phase(f: Facts) -> str:
     return "data"
 
 
-POOL_BUSY_NS = 50_000_000
+POOL_BUSY_NS = 50_000_000      # still carrying data this long after the close: busy
+POOL_WINDOW_NS = 50_000_000    # "right after the response", "went idle together"
 
 
 def _pool_overflow_pass(df: pd.DataFrame, out: dict, keys: np.ndarray) -> None:
@@ -116,7 +117,7 @@ def _pool_overflow_pass(df: pd.DataFrame, out: dict, keys: np.ndarray) -> None:
     quick = (df["closer"].to_numpy() == "client") & (df["close_kind"].to_numpy() == "FIN") & (cause == "graceful") \
         & df["http_server_keep_alive"].fillna(False).to_numpy().astype(bool) \
         & (df["http_client_keep_alive"].fillna(False).to_numpy().astype(bool)) \
-        & (after_response >= 0) & (after_response <= 50_000_000)
+        & (after_response >= 0) & (after_response <= POOL_WINDOW_NS)
     last_data = df["_last_data_ns"].to_numpy()
     # groups of (server, client): no string per connection for the key
     groups = pd.Series(np.arange(len(df))).groupby([keys, client], sort=False, dropna=False).indices
@@ -126,7 +127,7 @@ def _pool_overflow_pass(df: pd.DataFrame, out: dict, keys: np.ndarray) -> None:
         if not len(q) or not len(sv):
             continue
         # the workers were done: no connection of this client to this server that was
-        # open when this one closed still carries data more than BUSY_NS later (a client
+        # open when this one closed still carries data more than POOL_BUSY_NS later (a client
         # under steady load that simply closes some connections is not a full pool)
         order = np.argsort(start[idx], kind="stable")
         st_sorted = start[idx][order]
@@ -140,7 +141,7 @@ def _pool_overflow_pass(df: pd.DataFrame, out: dict, keys: np.ndarray) -> None:
             qq = q[lo:lo + 128]
             # kept connections went idle together with this one (the workers were done)
             alive = (start[sv][None, :] <= close[qq][:, None]) & (close[sv][None, :] > close[qq][:, None]) \
-                & (np.abs(sv_last[sv][None, :] - sv_last[qq][:, None]) <= 50_000_000)
+                & (np.abs(sv_last[sv][None, :] - sv_last[qq][:, None]) <= POOL_WINDOW_NS)
             n_alive = alive.sum(axis=1)
             for i, k in zip(qq[n_alive > 0], n_alive[n_alive > 0]):
                 out["cause"][i] = "pool-overflow"

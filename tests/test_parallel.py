@@ -181,27 +181,49 @@ def test_jobs_with_another_thread_running_use_a_forkserver():
         t.join()
 
 
-def _dying_read_shard(files, opts, shard=(0, 1), progress=None):
-    """read_shard, but shard 1 in a worker process (forked or from the forkserver) dies
-    as if killed."""
-    import multiprocessing
-    if shard[0] == 1 and multiprocessing.parent_process() is not None:
-        os._exit(9)
-    return _REAL_READ(files, opts, shard, progress)
-
-
-_REAL_READ = parallel.read_shard
+def _dying_worker(files, opts, shard):
+    """A worker's shard (parallel._shard_to_file), but the worker process (forked or
+    from the forkserver) dies as if killed."""
+    os._exit(9)
 
 
 def test_a_worker_that_dies_costs_time_not_the_result(monkeypatch):
     """A worker killed mid-way (OOM killer, kill -9): the capture is read again in the
     parent, the result is the single-process one, and a warning says what happened."""
-    monkeypatch.setattr(parallel, "read_shard", _dying_read_shard)
+    monkeypatch.setattr(parallel, "_shard_to_file", _dying_worker)
     path = real("veth_mtu1500.pcap")
     one = pcapsense.analyze(path, jobs=1)
     two = pcapsense.analyze(path, jobs=2)
     pd.testing.assert_frame_equal(two.connections, one.connections)
     assert any("worker process" in w and "died" in w for w in two.capture.warnings)
+
+
+def test_a_shard_goes_back_through_a_file_that_is_removed(tmp_path, monkeypatch):
+    """--jobs hands a worker's shard back through a temporary file (the parent then
+    never holds the pickled message and its copy at once): the shard read back is the
+    one read in place, and no file is left behind, also when the parent fails."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    files, opts = [real("veth_mtu1500.pcap")], parallel.Options()
+    direct = parallel.read_shard(files, opts, (1, 2))
+    back = parallel._load_shard(parallel._shard_to_file(files, opts, (1, 2)))
+    assert bytes(back.streams) == bytes(direct.streams) and len(back.streams) > 0
+    assert bytes(back.transitions) == bytes(direct.transitions)
+    pd.testing.assert_frame_equal(back.app, direct.app)
+    pd.testing.assert_frame_equal(back.http, direct.http)
+    assert back.counters == direct.counters and back.formats == direct.formats
+    assert list(tmp_path.iterdir()) == []
+    one = pcapsense.analyze(files[0], jobs=1)
+    assert_same(one, pcapsense.analyze(files[0], jobs=2))
+    assert list(tmp_path.iterdir()) == []
+
+    def failing_merge(parts):
+        raise RuntimeError("merge failed")
+    monkeypatch.setattr(parallel, "merge", failing_merge)
+    with pytest.raises(RuntimeError):
+        pcapsense.analyze(files[0], jobs=2)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_failing_cluster_is_one_line():

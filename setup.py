@@ -1,4 +1,4 @@
-"""Build script for the one compiled module (pcapsense/capture/_engine.c); all metadata
+"""Build script for the compiled modules (pcapsense/capture/_engine.c, pcapsense/app/_http1.c); all metadata
 lives in pyproject.toml."""
 from setuptools import Extension, setup
 
@@ -8,6 +8,11 @@ setup(
             "pcapsense.capture._engine",
             sources=["pcapsense/capture/_engine.c"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wno-unused-function"],
-        )
+        ),
+        Extension(
+            "pcapsense.app._http1",
+            sources=["pcapsense/app/_http1.c"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wno-unused-function"],
+        ),
     ]
 )

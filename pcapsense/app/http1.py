@@ -18,6 +18,11 @@ import httptools
 
 from .segments import Piece
 
+try:
+    from . import _http1          # the framing, compiled (pcapsense/app/_http1.c)
+except ImportError:               # pragma: no cover - a source tree without the build
+    _http1 = None
+
 MAX_HEAD = 64 * 1024
 
 
@@ -172,7 +177,35 @@ def _starts_message(kind: str, data: bytes) -> bool:
 def parse_direction(kind: str, pieces: list[Piece], total_bytes: int,
                     request_methods: list[str] | None = None) -> list[Message]:
     """All HTTP messages of one direction. `kind`: what this direction sends. For
-    responses, `request_methods` (in order) tells which had no body (HEAD, CONNECT 2xx)."""
+    responses, `request_methods` (in order) tells which had no body (HEAD, CONNECT 2xx).
+    The framing runs compiled (_http1.c) and falls back to `_frame_py`, its reference,
+    for the inputs only Python decides exactly; then httptools parses the heads that get
+    reported."""
+    msgs = None
+    if _http1 is not None and type(pieces) is list:
+        msgs = _http1.frame(kind, pieces, total_bytes, request_methods, Message)
+    if msgs is None:
+        msgs = _frame_py(kind, pieces, total_bytes, request_methods)
+    # full parse (httptools) of the messages that get reported: the last one, proxy
+    # requests and the responses whose status matters to the classifier
+    for i, m in enumerate(msgs):
+        if m.raw_head is None:
+            continue
+        if i == len(msgs) - 1 or m.method == "CONNECT" or (m.target or "").find("://") >= 0 \
+                or (m.status is not None and m.status not in (200, 204, 206, 301, 302, 304)):
+            keep = (m.content_length, m.chunked, m.body_end, m.complete)
+            m.malformed = None
+            _parse_head(kind, m.raw_head, m)
+            m.content_length, m.chunked, m.body_end, m.complete = keep
+        m.raw_head = None
+    return msgs
+
+
+def _frame_py(kind: str, pieces: list[Piece], total_bytes: int,
+              request_methods: list[str] | None = None) -> list[Message]:
+    """The framing of one direction in Python: the reference that _http1.c reproduces
+    (tests/test_http1_c.py), and the path for what the compiled one leaves to it.
+    Messages keep `raw_head`; parse_direction() parses the reported ones."""
     msgs: list[Message] = []
     expect = 0                      # offset where the next message starts
     mode = "head"                   # head | body | chunked | close | lost
@@ -302,16 +335,4 @@ def parse_direction(kind: str, pieces: list[Piece], total_bytes: int,
             cur.complete, cur.body_end = True, total_bytes
     if mode == "close" and cur is not None and cur.body_end is None:
         cur.body_end = total_bytes
-    # full parse (httptools) of the messages that get reported: the last one, proxy
-    # requests and the responses whose status matters to the classifier
-    for i, m in enumerate(msgs):
-        if m.raw_head is None:
-            continue
-        if i == len(msgs) - 1 or m.method == "CONNECT" or (m.target or "").find("://") >= 0 \
-                or (m.status is not None and m.status not in (200, 204, 206, 301, 302, 304)):
-            keep = (m.content_length, m.chunked, m.body_end, m.complete)
-            m.malformed = None
-            _parse_head(kind, m.raw_head, m)
-            m.content_length, m.chunked, m.body_end, m.complete = keep
-        m.raw_head = None
     return msgs

@@ -1,0 +1,542 @@
+/* HTTP/1.x framing of one direction, compiled: the same decisions as
+ * pcapsense/app/http1.py `_frame_py` (the reference, kept in Python), in C.
+ *
+ * Why by hand: the framing is pcapsense's own (streams with gaps, cut by a close,
+ * resynchronised on the next message start: see http1.py); no library does it. Header
+ * syntax of the messages that get reported is still parsed by httptools (llhttp) in
+ * http1.py; this module only finds where messages start and end and reads the framing
+ * fields of each head (first line, Content-Length, Transfer-Encoding, Connection, Host).
+ *
+ * Sans-IO: pieces in (http1.Piece objects: offset, data, length, frame, ts_ns, tail),
+ * Message objects out. Whenever the input is outside what this port decides exactly the
+ * way Python does (a Content-Length with a sign or underscores, a status with non-ASCII
+ * digits or more than 9 digits, data that is not bytes), frame() returns None and the
+ * caller runs the Python reference instead: the result is always the reference's.
+ * tests/test_http1_c.py checks both agree on every direction of every repo capture and
+ * on mutated ones.
+ */
+#define _GNU_SOURCE          /* memmem */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_HEAD (64 * 1024)
+
+enum { M_HEAD, M_BODY, M_CHUNKED, M_LOST, M_CLOSE };
+
+/* interned attribute / field names */
+static PyObject *s_offset, *s_data, *s_length, *s_frame, *s_ts_ns, *s_tail;
+static PyObject *k_kind, *k_offset, *k_frame, *k_ts_ns, *k_head_end, *k_method, *k_target, *k_status,
+    *k_reason, *k_version, *k_headers, *k_content_length, *k_chunked, *k_body_end, *k_complete,
+    *k_malformed, *k_raw_head;
+static PyObject *v_connection, *v_host, *v_empty;
+
+typedef struct {
+    int64_t offset, frame, ts_ns, head_end, status, content_length, body_end;
+    int has_head_end, has_status, has_cl, has_body_end, chunked, complete;
+    PyObject *frame_o, *ts_o;       /* the piece's own int objects (exact, shared) */
+    PyObject *method, *target, *reason, *version, *headers, *malformed, *raw_head;   /* owned or NULL */
+} msg_t;
+
+typedef struct {
+    int64_t offset, length, frame, ts;
+    const char *data; Py_ssize_t n;
+    int tail;
+    PyObject *frame_o, *ts_o;       /* borrowed from the piece */
+} piece_t;
+
+static void msg_clear(msg_t *m) {
+    Py_CLEAR(m->method); Py_CLEAR(m->target); Py_CLEAR(m->reason); Py_CLEAR(m->version);
+    Py_CLEAR(m->headers); Py_CLEAR(m->malformed); Py_CLEAR(m->raw_head);
+}
+
+static int starts_message(int response, const char *d, Py_ssize_t n) {
+    if (response) return n >= 7 && memcmp(d, "HTTP/1.", 7) == 0;
+    static const char *tok[] = {"GET ", "POST ", "PUT ", "HEAD ", "DELETE ", "OPTIONS ", "PATCH ",
+                                "CONNECT ", "TRACE ", NULL};
+    for (int i = 0; tok[i]; i++) {
+        size_t l = strlen(tok[i]);
+        if ((size_t)n >= l && memcmp(d, tok[i], l) == 0) return 1;
+    }
+    return 0;
+}
+
+static const char *find2(const char *h, Py_ssize_t n, const char *pat, Py_ssize_t pl) {
+    if (n < pl) return NULL;
+    return memmem(h, (size_t)n, pat, (size_t)pl);
+}
+
+static PyObject *latin1(const char *p, Py_ssize_t n) { return PyUnicode_DecodeLatin1(p, n, NULL); }
+
+/* str.removeprefix("HTTP/") on latin-1 text */
+static PyObject *latin1_noprefix(const char *p, Py_ssize_t n) {
+    if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) { p += 5; n -= 5; }
+    return latin1(p, n);
+}
+
+/* _first_line(). Returns 0, -1 on a Python error, 1 when Python must decide (int() of a
+ * status with non-ASCII "digits" or more than 9 digits). */
+static int first_line(int response, const char *buf, Py_ssize_t n, msg_t *m) {
+    const char *end = find2(buf, n, "\r\n", 2);
+    if (!end) return 0;
+    Py_ssize_t ln = end - buf;
+    /* split(" ", 2) */
+    const char *sp1 = memchr(buf, ' ', (size_t)ln);
+    if (!sp1) return 0;                                   /* one part */
+    const char *p1 = sp1 + 1;
+    const char *sp2 = memchr(p1, ' ', (size_t)(buf + ln - p1));
+    Py_ssize_t n0 = sp1 - buf, n1 = (sp2 ? sp2 : buf + ln) - p1;
+    if (!response) {
+        if (!sp2) return 0;
+        const char *p2 = sp2 + 1; Py_ssize_t n2 = buf + ln - p2;
+        PyObject *a = latin1(buf, n0), *b = latin1(p1, n1), *c = latin1_noprefix(p2, n2);
+        if (!a || !b || !c) { Py_XDECREF(a); Py_XDECREF(b); Py_XDECREF(c); return -1; }
+        Py_XSETREF(m->method, a); Py_XSETREF(m->target, b); Py_XSETREF(m->version, c);
+        return 0;
+    }
+    /* parts[1].isdigit(): latin-1 digits are 0-9 and the superscripts B2 B3 B9 */
+    if (n1 == 0) return 0;
+    int ascii = 1;
+    for (Py_ssize_t i = 0; i < n1; i++) {
+        unsigned char ch = (unsigned char)p1[i];
+        if (ch >= '0' && ch <= '9') continue;
+        if (ch == 0xB2 || ch == 0xB3 || ch == 0xB9) { ascii = 0; continue; }
+        return 0;                                         /* not isdigit(): nothing set */
+    }
+    if (!ascii || n1 > 9) return 1;
+    int64_t st = 0;
+    for (Py_ssize_t i = 0; i < n1; i++) st = st * 10 + (p1[i] - '0');
+    PyObject *v = latin1_noprefix(buf, n0);
+    PyObject *r = sp2 ? latin1(sp2 + 1, buf + ln - sp2 - 1) : (Py_INCREF(v_empty), v_empty);
+    if (!v || !r) { Py_XDECREF(v); Py_XDECREF(r); return -1; }
+    Py_XSETREF(m->version, v); Py_XSETREF(m->reason, r);
+    m->status = st; m->has_status = 1;
+    return 0;
+}
+
+static int is_ws(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == 0x0b || c == 0x0c; }
+
+static int ieq(const char *a, const char *lower, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)a[i];
+        if (c >= 'A' && c <= 'Z') c = (unsigned char)(c + 32);
+        if (c != (unsigned char)lower[i]) return 0;
+    }
+    return 1;
+}
+
+/* _fast_head(): the first line and the framing headers, like the regex
+ * \r\n(content-length|transfer-encoding|connection|host)[ \t]*:[ \t]*([^\r\n]*) (ignore
+ * case) found everywhere in the head. Returns like first_line(). */
+static int fast_head(int response, const char *h, Py_ssize_t n, msg_t *m) {
+    int r = first_line(response, h, n, m);
+    if (r) return r;
+    PyObject *hdrs = PyList_New(0);
+    if (!hdrs) return -1;
+    static const char *names[] = {"content-length", "transfer-encoding", "connection", "host"};
+    for (Py_ssize_t i = 0; i + 1 < n; i++) {
+        if (h[i] != '\r' || h[i + 1] != '\n') continue;
+        Py_ssize_t j = i + 2;
+        int which = -1; size_t nl = 0;
+        for (int k = 0; k < 4; k++) {
+            nl = strlen(names[k]);
+            if ((size_t)(n - j) >= nl && ieq(h + j, names[k], nl)) { which = k; break; }
+        }
+        if (which < 0) continue;
+        j += (Py_ssize_t)nl;
+        while (j < n && (h[j] == ' ' || h[j] == '\t')) j++;
+        if (j >= n || h[j] != ':') continue;
+        j++;
+        while (j < n && (h[j] == ' ' || h[j] == '\t')) j++;
+        Py_ssize_t vs = j;
+        while (j < n && h[j] != '\r' && h[j] != '\n') j++;
+        Py_ssize_t ve = j;
+        if (which == 0) {                       /* int(value.split(b",")[0].strip()) */
+            Py_ssize_t a = vs, b = vs;
+            while (b < ve && h[b] != ',') b++;
+            while (a < b && is_ws((unsigned char)h[a])) a++;
+            while (b > a && is_ws((unsigned char)h[b - 1])) b--;
+            int digits = 1, special = 0;
+            for (Py_ssize_t q = a; q < b; q++) {
+                char c = h[q];
+                if (c >= '0' && c <= '9') continue;
+                digits = 0;
+                if (c == '+' || c == '-' || c == '_') special = 1;
+            }
+            if (special || (digits && b - a > 18)) { Py_DECREF(hdrs); return 1; }
+            if (digits && b > a) {
+                int64_t v = 0;
+                for (Py_ssize_t q = a; q < b; q++) v = v * 10 + (h[q] - '0');
+                m->content_length = v; m->has_cl = 1;
+            } else {
+                PyObject *s = PyUnicode_FromString("bad Content-Length");
+                if (!s) { Py_DECREF(hdrs); return -1; }
+                Py_XSETREF(m->malformed, s);
+            }
+        } else if (which == 1) {                /* b"chunked" in value.lower() */
+            for (Py_ssize_t q = vs; q + 7 <= ve && !m->chunked; q++)
+                if (ieq(h + q, "chunked", 7)) m->chunked = 1;
+        } else {
+            Py_ssize_t a = vs, b = ve;
+            while (a < b && is_ws((unsigned char)h[a])) a++;
+            while (b > a && is_ws((unsigned char)h[b - 1])) b--;
+            PyObject *v = latin1(h + a, b - a);
+            PyObject *t = v ? PyTuple_Pack(2, which == 2 ? v_connection : v_host, v) : NULL;
+            Py_XDECREF(v);
+            if (!t || PyList_Append(hdrs, t) < 0) { Py_XDECREF(t); Py_DECREF(hdrs); return -1; }
+            Py_DECREF(t);
+        }
+        i = ve - 1;                              /* (the loop's i++ lands on the value's end) */
+    }
+    Py_XSETREF(m->headers, hdrs);
+    return 0;
+}
+
+/* ---- the framing loop (http1._frame_py) ---- */
+
+typedef struct {
+    msg_t *v; Py_ssize_t n, cap;
+} msgs_t;
+
+static msg_t *new_msg(msgs_t *ms, int64_t offset, const piece_t *p) {
+    if (ms->n == ms->cap) {
+        Py_ssize_t nc = ms->cap ? ms->cap * 2 : 8;
+        msg_t *nv = PyMem_Realloc(ms->v, (size_t)nc * sizeof(msg_t));
+        if (!nv) { PyErr_NoMemory(); return NULL; }
+        ms->v = nv; ms->cap = nc;
+    }
+    msg_t *m = &ms->v[ms->n++];
+    memset(m, 0, sizeof *m);
+    m->offset = offset; m->frame = p->frame; m->ts_ns = p->ts;
+    m->frame_o = p->frame_o; m->ts_o = p->ts_o;
+    return m;
+}
+
+typedef struct { char *b; Py_ssize_t n, cap; } buf_t;
+
+static int buf_put(buf_t *b, const char *p, Py_ssize_t n) {
+    if (n <= 0) return 0;
+    if (b->n + n > b->cap) {
+        Py_ssize_t nc = b->cap ? b->cap : 1024;
+        while (nc < b->n + n) nc *= 2;
+        char *nb = PyMem_Realloc(b->b, (size_t)nc);
+        if (!nb) { PyErr_NoMemory(); return -1; }
+        b->b = nb; b->cap = nc;
+    }
+    memcpy(b->b + b->n, p, (size_t)n);
+    b->n += n;
+    return 0;
+}
+
+static int set_malformed_if_none(msg_t *m, const char *text) {
+    if (m->malformed) return 0;
+    m->malformed = PyUnicode_FromString(text);
+    return m->malformed ? 0 : -1;
+}
+
+static int set_malformed(msg_t *m, const char *text) {
+    PyObject *s = PyUnicode_FromString(text);
+    if (!s) return -1;
+    Py_XSETREF(m->malformed, s);
+    return 0;
+}
+
+static int64_t i64_of(PyObject *o, int *err) {
+    long long v = PyLong_AsLongLong(o);
+    if (v == -1 && PyErr_Occurred()) { *err = 1; }
+    return (int64_t)v;
+}
+
+/* 0 ok, 1 fall back to Python, -1 error */
+static int run(int response, piece_t *ps, Py_ssize_t np_, int64_t total, const char **methods,
+               Py_ssize_t n_methods, msgs_t *ms) {
+    int64_t expect = 0, body_end = 0;
+    int mode = M_HEAD;
+    buf_t hb = {0};
+    msg_t *cur = NULL;
+    Py_ssize_t cur_i = -1, n_resp = 0;
+    const char *method = NULL;
+    int rc = 0;
+#define CUR (cur_i >= 0 ? &ms->v[cur_i] : NULL)
+    for (Py_ssize_t k = 0; k < np_; k++) {
+        piece_t *p = &ps[k];
+        if (p->tail && p->offset < expect) continue;
+        int64_t pos = p->offset;
+        const char *data = p->data; Py_ssize_t dn = p->n;
+        int64_t data_end = p->offset + dn, p_end = p->offset + p->length;
+        for (;;) {
+            cur = CUR;
+            if (mode == M_BODY) {
+                if (body_end >= p_end) break;
+                mode = M_HEAD; expect = body_end;
+                if (cur) cur->complete = 1;
+                continue;
+            }
+            if (mode == M_CLOSE) break;
+            if (mode == M_LOST || mode == M_CHUNKED) {
+                if (pos == p->offset && starts_message(response, data, dn) && (!cur || p->offset > cur->offset)) {
+                    if (mode == M_CHUNKED && cur) { cur->complete = 1; cur->body_end = p->offset; cur->has_body_end = 1; }
+                    mode = M_HEAD; expect = p->offset; hb.n = 0;
+                    continue;
+                }
+                if (mode == M_CHUNKED && cur && dn >= 5 && memcmp(data + dn - 5, "0\r\n\r\n", 5) == 0) {
+                    cur->complete = 1; cur->body_end = p->offset + dn; cur->has_body_end = 1;
+                    mode = M_HEAD; expect = p->offset + dn;
+                }
+                break;
+            }
+            /* mode == head */
+            if (hb.n == 0) {
+                if (expect < p->offset) {
+                    if (starts_message(response, data, dn) && pos == p->offset) expect = p->offset;
+                    else { mode = M_LOST; continue; }
+                }
+                int64_t start = expect - p->offset;
+                if (start >= dn) break;
+                if (!starts_message(response, data + start, dn - start)) { mode = M_LOST; continue; }
+                cur = new_msg(ms, expect, p);
+                if (!cur) { rc = -1; goto done; }
+                cur_i = ms->n - 1;
+                if (buf_put(&hb, data + start, dn - start) < 0) { rc = -1; goto done; }
+            } else {
+                if (p->offset > expect + hb.n) {
+                    if (set_malformed_if_none(cur, "head cut by a gap") < 0) { rc = -1; goto done; }
+                    int r = first_line(response, hb.b, hb.n, cur);
+                    if (r) { rc = r; goto done; }
+                    hb.n = 0; mode = M_LOST;
+                    continue;
+                }
+                int64_t from = expect + hb.n - p->offset;
+                if (from < dn && buf_put(&hb, data + from, dn - from) < 0) { rc = -1; goto done; }
+            }
+            const char *crlf = find2(hb.b, hb.n, "\r\n\r\n", 4);
+            if (!crlf) {
+                if (hb.n > MAX_HEAD) {
+                    if (set_malformed(cur, "head too long") < 0) { rc = -1; goto done; }
+                    hb.n = 0; mode = M_LOST;
+                } else if (dn < p->length || (response && !cur->has_status)) {
+                    int r = first_line(response, hb.b, hb.n, cur);
+                    if (r) { rc = r; goto done; }
+                    if (dn < p->length) {
+                        if (set_malformed(cur, "head cut by the snaplen") < 0) { rc = -1; goto done; }
+                        hb.n = 0; mode = M_LOST;
+                    }
+                }
+                break;
+            }
+            Py_ssize_t idx = crlf - hb.b;
+            cur->head_end = expect + idx + 4; cur->has_head_end = 1;
+            {
+                int r = fast_head(response, hb.b, idx + 4, cur);
+                if (r) { rc = r; goto done; }
+                PyObject *raw = PyBytes_FromStringAndSize(hb.b, idx + 4);
+                if (!raw) { rc = -1; goto done; }
+                Py_XSETREF(cur->raw_head, raw);
+            }
+            hb.n = 0;
+            int no_body = 0;
+            if (response) {
+                method = n_resp < n_methods ? methods[n_resp] : "GET";
+                if (cur->has_status && cur->status >= 200) n_resp++;
+                int64_t st = cur->has_status ? cur->status : 0;
+                no_body = strcmp(method, "HEAD") == 0 || st < 200 || (cur->has_status && (st == 204 || st == 304))
+                    || (strcmp(method, "CONNECT") == 0 && 200 <= st && st < 300);
+            }
+            if (cur->malformed && !cur->has_cl && !cur->chunked && !response) no_body = 1;
+            if (no_body || (!response && !cur->has_cl && !cur->chunked)) {
+                cur->body_end = cur->head_end; cur->has_body_end = 1; cur->complete = 1;
+                expect = cur->head_end;
+                int64_t st = cur->has_status ? cur->status : 0;
+                if (response && strcmp(method, "CONNECT") == 0 && 200 <= st && st < 300) { mode = M_CLOSE; break; }
+                if (!response && cur->method && PyUnicode_CompareWithASCIIString(cur->method, "CONNECT") == 0) {
+                    mode = M_CLOSE; break;
+                }
+                pos = expect;
+                if (expect >= data_end) break;
+                continue;
+            }
+            if (cur->has_cl && !cur->chunked) {
+                body_end = cur->head_end + cur->content_length;
+                cur->body_end = body_end; cur->has_body_end = 1;
+                mode = M_BODY; pos = cur->head_end;
+                continue;
+            }
+            if (cur->chunked) {
+                mode = M_CHUNKED;
+                if (cur->head_end >= p->offset) {
+                    int64_t from = cur->head_end - p->offset;
+                    if (from < dn && dn - from >= 5 && memcmp(data + dn - 5, "0\r\n\r\n", 5) == 0) {
+                        cur->complete = 1; cur->body_end = p->offset + dn; cur->has_body_end = 1;
+                        mode = M_HEAD; expect = p->offset + dn;
+                    }
+                }
+                break;
+            }
+            mode = M_CLOSE;
+            break;
+        }
+    }
+    cur = CUR;
+    if (mode == M_BODY && cur && body_end <= total) cur->complete = 1;
+    if (mode == M_CHUNKED && cur && !cur->complete) {
+        piece_t *last = NULL;
+        for (Py_ssize_t k = 0; k < np_; k++) if (ps[k].tail) last = &ps[k];
+        if (last && last->n >= 5 && memcmp(last->data + last->n - 5, "0\r\n\r\n", 5) == 0 &&
+                last->offset + last->length >= total) {
+            cur->complete = 1; cur->body_end = total; cur->has_body_end = 1;
+        }
+    }
+    if (mode == M_CLOSE && cur && !cur->has_body_end) { cur->body_end = total; cur->has_body_end = 1; }
+done:
+    PyMem_Free(hb.b);
+    return rc;
+#undef CUR
+}
+
+static int put(PyObject *d, PyObject *k, PyObject *v) {      /* steals v; NULL v: error */
+    if (!v) return -1;
+    int r = PyDict_SetItem(d, k, v);
+    Py_DECREF(v);
+    return r;
+}
+
+static PyObject *opt_i64(int has, int64_t v) {
+    if (!has) Py_RETURN_NONE;
+    return PyLong_FromLongLong(v);
+}
+
+static PyObject *own_or_none(PyObject *o) {
+    if (!o) Py_RETURN_NONE;
+    Py_INCREF(o);
+    return o;
+}
+
+static PyObject *to_message(PyTypeObject *cls, PyObject *kind, msg_t *m) {
+    PyObject *obj = cls->tp_alloc(cls, 0);
+    if (!obj) return NULL;
+    PyObject *d = PyObject_GenericGetDict(obj, NULL);
+    if (!d) { Py_DECREF(obj); return NULL; }
+    PyObject *hdrs = m->headers ? (Py_INCREF(m->headers), m->headers) : PyList_New(0);
+    int bad =
+        put(d, k_kind, (Py_INCREF(kind), kind)) ||
+        put(d, k_offset, PyLong_FromLongLong(m->offset)) ||
+        put(d, k_frame, (Py_INCREF(m->frame_o), m->frame_o)) ||
+        put(d, k_ts_ns, (Py_INCREF(m->ts_o), m->ts_o)) ||
+        put(d, k_head_end, opt_i64(m->has_head_end, m->head_end)) ||
+        put(d, k_method, own_or_none(m->method)) ||
+        put(d, k_target, own_or_none(m->target)) ||
+        put(d, k_status, opt_i64(m->has_status, m->status)) ||
+        put(d, k_reason, own_or_none(m->reason)) ||
+        put(d, k_version, own_or_none(m->version)) ||
+        put(d, k_headers, hdrs) ||
+        put(d, k_content_length, opt_i64(m->has_cl, m->content_length)) ||
+        put(d, k_chunked, PyBool_FromLong(m->chunked)) ||
+        put(d, k_body_end, opt_i64(m->has_body_end, m->body_end)) ||
+        put(d, k_complete, PyBool_FromLong(m->complete)) ||
+        put(d, k_malformed, own_or_none(m->malformed)) ||
+        put(d, k_raw_head, own_or_none(m->raw_head));
+    Py_DECREF(d);
+    if (bad) { Py_DECREF(obj); return NULL; }
+    return obj;
+}
+
+/* frame(kind, pieces, total_bytes, request_methods, Message) -> list[Message] | None */
+static PyObject *frame(PyObject *self, PyObject *args) {
+    PyObject *kind, *pieces, *methods_o, *cls_o;
+    long long total;
+    if (!PyArg_ParseTuple(args, "UO!LOO!", &kind, &PyList_Type, &pieces, &total, &methods_o,
+                          &PyType_Type, &cls_o))
+        return NULL;
+    int response = PyUnicode_CompareWithASCIIString(kind, "response") == 0;
+    Py_ssize_t np_ = PyList_GET_SIZE(pieces);
+    piece_t *ps = PyMem_Calloc((size_t)(np_ ? np_ : 1), sizeof(piece_t));
+    const char **methods = NULL;
+    Py_ssize_t n_methods = 0;
+    PyObject *keep = PyList_New(0);          /* attribute objects kept alive while running */
+    msgs_t ms = {0};
+    PyObject *out = NULL;
+    int rc = 0;
+    if (!ps || !keep) { PyErr_NoMemory(); goto end; }
+    for (Py_ssize_t i = 0; i < np_; i++) {
+        PyObject *p = PyList_GET_ITEM(pieces, i);
+        PyObject *o[6] = {PyObject_GetAttr(p, s_offset), PyObject_GetAttr(p, s_data), PyObject_GetAttr(p, s_length),
+                          PyObject_GetAttr(p, s_frame), PyObject_GetAttr(p, s_ts_ns), PyObject_GetAttr(p, s_tail)};
+        int fail = 0;
+        for (int j = 0; j < 6; j++) {
+            if (!o[j]) fail = 1;
+            else if (PyList_Append(keep, o[j]) < 0) fail = 1;
+        }
+        for (int j = 0; j < 6; j++) Py_XDECREF(o[j]);
+        if (fail) goto end;
+        if (!PyBytes_CheckExact(o[1]) || !PyLong_CheckExact(o[0]) || !PyLong_CheckExact(o[2]) ||
+                !PyLong_CheckExact(o[3]) || !PyLong_CheckExact(o[4])) { rc = 1; break; }
+        int err = 0;
+        ps[i].offset = i64_of(o[0], &err); ps[i].length = i64_of(o[2], &err);
+        ps[i].frame = i64_of(o[3], &err); ps[i].ts = i64_of(o[4], &err);
+        if (err) { PyErr_Clear(); rc = 1; break; }
+        ps[i].frame_o = o[3]; ps[i].ts_o = o[4];
+        ps[i].data = PyBytes_AS_STRING(o[1]); ps[i].n = PyBytes_GET_SIZE(o[1]);
+        int t = PyObject_IsTrue(o[5]);
+        if (t < 0) goto end;
+        ps[i].tail = t;
+        /* offsets beyond +-2^62 could overflow the arithmetic: Python's ints do not */
+        if (ps[i].offset > ((int64_t)1 << 62) || ps[i].offset < -((int64_t)1 << 62) ||
+                ps[i].length > ((int64_t)1 << 62) || ps[i].length < 0) { rc = 1; break; }
+    }
+    if (rc == 0 && (total > ((long long)1 << 62) || total < -((long long)1 << 62))) rc = 1;
+    if (rc == 0 && methods_o != Py_None) {
+        if (!PyList_Check(methods_o)) { rc = 1; }
+        else {
+            n_methods = PyList_GET_SIZE(methods_o);
+            methods = PyMem_Calloc((size_t)(n_methods ? n_methods : 1), sizeof(char *));
+            if (!methods) { PyErr_NoMemory(); goto end; }
+            for (Py_ssize_t i = 0; i < n_methods; i++) {
+                PyObject *s = PyList_GET_ITEM(methods_o, i);
+                /* a method with a NUL or outside ASCII cannot be compared as C text: Python */
+                if (!PyUnicode_Check(s) || !PyUnicode_IS_ASCII(s) ||
+                        (Py_ssize_t)strlen(PyUnicode_AsUTF8(s)) != PyUnicode_GET_LENGTH(s)) { rc = 1; break; }
+                methods[i] = PyUnicode_AsUTF8(s);
+            }
+        }
+    }
+    if (rc == 0) rc = run(response, ps, np_, total, methods, n_methods, &ms);
+    if (rc < 0) goto end;
+    if (rc == 1) { out = Py_None; Py_INCREF(out); goto end; }
+    out = PyList_New(ms.n);
+    if (!out) goto end;
+    for (Py_ssize_t i = 0; i < ms.n; i++) {
+        PyObject *m = to_message((PyTypeObject *)cls_o, kind, &ms.v[i]);
+        if (!m) { Py_CLEAR(out); goto end; }
+        PyList_SET_ITEM(out, i, m);
+    }
+end:
+    for (Py_ssize_t i = 0; i < ms.n; i++) msg_clear(&ms.v[i]);
+    PyMem_Free(ms.v);
+    PyMem_Free(ps);
+    PyMem_Free(methods);
+    Py_XDECREF(keep);
+    return out;
+}
+
+static PyMethodDef methods_def[] = {
+    {"frame", frame, METH_VARARGS,
+     "frame(kind, pieces, total_bytes, request_methods, Message) -> list[Message] | None:\n"
+     "http1._frame_py in C; None when only the Python reference decides exactly."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_http1", "HTTP/1 framing (see _http1.c)", -1, methods_def};
+
+PyMODINIT_FUNC PyInit__http1(void) {
+#define I(var, text) if (!(var = PyUnicode_InternFromString(text))) return NULL
+    I(s_offset, "offset"); I(s_data, "data"); I(s_length, "length"); I(s_frame, "frame"); I(s_ts_ns, "ts_ns");
+    I(s_tail, "tail");
+    I(k_kind, "kind"); I(k_offset, "offset"); I(k_frame, "frame"); I(k_ts_ns, "ts_ns"); I(k_head_end, "head_end");
+    I(k_method, "method"); I(k_target, "target"); I(k_status, "status"); I(k_reason, "reason");
+    I(k_version, "version"); I(k_headers, "headers"); I(k_content_length, "content_length");
+    I(k_chunked, "chunked"); I(k_body_end, "body_end"); I(k_complete, "complete"); I(k_malformed, "malformed");
+    I(k_raw_head, "raw_head"); I(v_connection, "connection"); I(v_host, "host"); I(v_empty, "");
+#undef I
+    return PyModule_Create(&moddef);
+}

@@ -1,0 +1,173 @@
+"""The compiled HTTP/1 framing (pcapsense/app/_http1.c) against its Python reference
+(http1._frame_py): the same messages, field for field and type for type, on every
+direction of every repo capture, on mutated copies of them (bytes flipped, cut,
+shifted, framing headers inserted), and on the inputs it must leave to Python."""
+
+import random
+
+import pytest
+
+import pcapsense
+from conftest import repo_captures
+from pcapsense.app import facts, http1
+from pcapsense.app.segments import Piece
+
+FIELDS = ["kind", "offset", "frame", "ts_ns", "head_end", "method", "target", "status", "reason", "version",
+          "headers", "content_length", "chunked", "body_end", "complete", "malformed", "raw_head"]
+
+pytestmark = pytest.mark.skipif(http1._http1 is None, reason="the compiled module is not built")
+
+
+def snap(msgs):
+    return [[(f, getattr(m, f), type(getattr(m, f))) for f in FIELDS] for m in msgs]
+
+
+def compiled(kind, pieces, total, methods=None):
+    return http1._http1.frame(kind, pieces, total, methods, http1.Message)
+
+
+def same(kind, pieces, total, methods=None) -> bool:
+    """True when the compiled framing decided; asserts it agrees with the reference (or
+    that the reference raised too: a hostile status the rows catch)."""
+    c = compiled(kind, pieces, total, methods)
+    if c is None:
+        return False
+    assert snap(c) == snap(http1._frame_py(kind, pieces, total, methods)), (kind, pieces, total, methods)
+    return True
+
+
+@pytest.fixture(scope="module")
+def directions():
+    """(kind, pieces, total, methods) of every HTTP/1 direction the repo captures hold."""
+    seen = []
+    real = http1.parse_direction
+
+    def spy(kind, pieces, total, methods=None):
+        seen.append((kind, list(pieces), total, None if methods is None else list(methods)))
+        return real(kind, pieces, total, methods)
+    facts.http1.parse_direction = spy
+    try:
+        for path in repo_captures():
+            pcapsense.analyze(str(path), jobs=1)
+    finally:
+        facts.http1.parse_direction = real
+    return seen
+
+
+def test_every_direction_of_the_repo_captures(directions):
+    assert len(directions) > 300
+    decided = sum(same(*d) for d in directions)
+    assert decided == len(directions)           # real traffic never needs the fallback
+
+
+MUTATIONS = [b"\r\nContent-Length: 5", b"\r\nTransfer-Encoding: chunked", b"\r\nconnection : close",
+             b"\r\nHOST:\t x \x0b", b"\r\n\r\n", b"0\r\n\r\n", b"HTTP/1.1 204 No\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n",
+             b"\r\ncontent-length: 1_0", b"\r\ncontent-length: -3", b"\r\ncontent-length: 99999999999999999999",
+             b"\r\nContent-Length: 7, 7", b"\r\nContent-length:\x0c12 ", b"HTTP/1.0 1234567890 x\r\n"]
+
+
+def _mutate(rng, pieces):
+    ps = list(pieces)
+    for _ in range(rng.randint(1, 4)):
+        if not ps:
+            break
+        i = rng.randrange(len(ps))
+        p = ps[i]
+        d, off, ln, tail = bytearray(p.data), p.offset, p.length, p.tail
+        r = rng.random()
+        if r < 0.3 and d:
+            for _ in range(rng.randint(1, 5)):
+                d[rng.randrange(len(d))] = rng.choice(b"\r\n :0123456789-+_,\xb2aZ\t\x0c")
+        elif r < 0.45 and d:
+            del d[rng.randrange(len(d)):]                      # cut (snaplen, copy cap)
+        elif r < 0.6:
+            at = rng.randrange(len(d) + 1)
+            d[at:at] = rng.choice(MUTATIONS)
+        elif r < 0.7:
+            off += rng.randint(-50, 50)                       # overlap or gap
+        elif r < 0.8:
+            ln, tail = max(0, ln + rng.randint(-20, 2000)), not tail
+        elif r < 0.9 and len(ps) > 1:
+            del ps[i]                                         # a lost segment
+            continue
+        ps[i] = Piece(off, bytes(d), ln, p.frame, p.ts_ns, tail)
+    return ps
+
+
+def test_mutated_directions(directions):
+    rng = random.Random(6)
+    decided = 0
+    for kind, pieces, total, methods in directions:
+        for _ in range(8):
+            m = methods
+            if kind == "response" and rng.random() < 0.3:
+                m = [rng.choice(["GET", "HEAD", "CONNECT", "POST"]) for _ in range(rng.randint(0, 4))]
+            decided += same(kind, _mutate(rng, pieces), total + rng.choice([0, 0, -10, 10]), m)
+    assert decided > 0.9 * 8 * len(directions)
+
+
+def piece(data: bytes, offset=0, length=None, frame=1, ts=10, tail=False):
+    return Piece(offset, data, len(data) if length is None else length, frame, ts, tail)
+
+
+@pytest.mark.parametrize("kind,data", [
+    ("request", b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello"),      # int() takes a sign
+    ("request", b"POST / HTTP/1.1\r\nContent-Length: 1_0\r\n\r\n"),          # and underscores
+    ("request", b"POST / HTTP/1.1\r\nContent-Length: 1234567890123456789\r\n\r\n"),   # > 18 digits
+    ("response", b"HTTP/1.1 2\xb200 OK\r\n\r\n"),       # isdigit() but not int(): Python raises
+    ("response", b"HTTP/1.1 2000000000 OK\r\n\r\n"),    # a status past 9 digits
+])
+def test_what_only_python_decides_goes_to_python(kind, data, monkeypatch):
+    """Inputs where Python's int() / str.isdigit() say something C arithmetic would not:
+    the compiled framing declines, and parse_direction gives the pure-Python answer."""
+    ps = [piece(data)]
+    assert compiled(kind, ps, len(data)) is None
+
+    def run():
+        try:
+            return snap(http1.parse_direction(kind, ps, len(data)))
+        except ValueError as exc:        # (facts.rows_for turns it into the row's app_error)
+            return repr(exc)
+    got = run()
+    monkeypatch.setattr(http1, "_http1", None)
+    assert got == run()
+
+
+def test_framing_cases_by_hand():
+    """Keep-alive with Content-Length, a HEAD response without body, chunked ending in
+    the same segment, a head cut by a gap, a bad Content-Length, a CONNECT tunnel."""
+    a, b = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", b"HEAD /b HTTP/1.1\r\nhost :  y \r\nConnection: close\r\n\r\n"
+    reqs = [piece(a), piece(b, offset=len(a), frame=3)]
+    got = compiled("request", reqs, len(a + b))
+    assert [(m.method, m.target, m.version, m.offset, m.head_end, m.complete) for m in got] == \
+        [("GET", "/a", "1.1", 0, len(a), True), ("HEAD", "/b", "1.1", len(a), len(a + b), True)]
+    assert got[1].headers == [("host", "y"), ("connection", "close")] and got[1].frame == 3
+    assert same("request", reqs, len(a + b))
+
+    resp = [piece(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1 200 OK\r\n"
+                  b"Content-Length: 10\r\n\r\n0123456789")]
+    got = compiled("response", resp, len(resp[0].data), ["GET", "HEAD"])
+    # the second answers a HEAD: its Content-Length declares, no body follows
+    assert [(m.status, m.content_length, m.head_end, m.body_end, m.complete) for m in got] == \
+        [(200, 3, 38, 41, True), (200, 10, 80, 80, True)]
+    assert same("response", resp, len(resp[0].data), ["GET", "HEAD"])
+
+    chunked = [piece(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")]
+    (m,) = compiled("response", chunked, len(chunked[0].data))
+    assert m.chunked and m.complete and m.body_end == len(chunked[0].data)
+    assert same("response", chunked, len(chunked[0].data))
+
+    gap = [piece(b"GET / HTTP/1.1\r\nHost: a"), piece(b"more\r\n\r\n", offset=40)]
+    (m,) = compiled("request", gap, 60)
+    assert m.malformed == "head cut by a gap" and m.method == "GET" and m.head_end is None
+    assert same("request", gap, 60)
+
+    bad = [piece(b"POST / HTTP/1.1\r\nContent-Length: ten\r\n\r\n")]
+    (m,) = compiled("request", bad, 40)
+    assert m.malformed == "bad Content-Length" and m.content_length is None and m.complete
+    assert same("request", bad, 40)
+
+    tunnel = [piece(b"CONNECT h:443 HTTP/1.1\r\n\r\n"), piece(b"\x16\x03\x01 tls bytes", offset=26)]
+    (m,) = compiled("request", tunnel, 40)
+    assert m.method == "CONNECT" and m.body_end == 26
+    assert same("request", tunnel, 40)

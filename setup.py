@@ -1,4 +1,5 @@
-"""Build script for the compiled modules (pcapsense/capture/_engine.c, pcapsense/app/_http1.c); all metadata
+"""Build script for the compiled modules (pcapsense/capture/_engine.c,
+pcapsense/app/_segments.c, pcapsense/app/_http1.c); all metadata
 lives in pyproject.toml."""
 from setuptools import Extension, setup
 
@@ -7,6 +8,11 @@ setup(
         Extension(
             "pcapsense.capture._engine",
             sources=["pcapsense/capture/_engine.c"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wno-unused-function"],
+        ),
+        Extension(
+            "pcapsense.app._segments",
+            sources=["pcapsense/app/_segments.c"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wno-unused-function"],
         ),
         Extension(

@@ -128,9 +128,9 @@ def rows_for(stream_rows: np.ndarray, pieces: dict) -> tuple[list[dict], list[tu
     return out, exchanges
 
 
-def base_seq_of(stream_rows: np.ndarray) -> dict:
-    b = _base_seq(stream_rows)
-    return {(st, d): int(b[i, d]) for i, st in enumerate(stream_rows["stream"].tolist()) for d in (0, 1)}
+def base_seq(stream_rows: np.ndarray) -> np.ndarray:
+    """Sequence number of each direction's first payload byte: int64 [len(rows), 2]."""
+    return _base_seq(stream_rows)
 
 
 def facts_frame(rows: list[dict]) -> pd.DataFrame:

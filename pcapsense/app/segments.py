@@ -32,17 +32,34 @@ class Piece:
         return self.offset + self.length
 
 
+def accumulator():
+    """The compiled Accumulator (_segments.c) when it is built, else the Python one."""
+    try:
+        from ._segments import Accumulator as Compiled
+    except ImportError:           # pragma: no cover - a source tree without the build
+        return Accumulator()
+    from ..capture.layout import APP_DTYPE
+    if Compiled.row_size() != APP_DTYPE.itemsize:
+        raise ImportError("pcapsense._segments row layout mismatch; rebuild the package")
+    return Compiled(Piece)
+
+
 class Accumulator:
     """Application rows collected while the capture is read, kept per (stream, direction)
     with raw sequence numbers until the stream is finalised (its base sequence number is
     known then). `take()` hands over one batch of streams and forgets them, so memory
-    holds only the connections still open."""
+    holds only the connections still open. _segments.c does the same, compiled; this is
+    its reference (tests/test_segments_c.py)."""
 
     def __init__(self):
         self.pending: dict[tuple[int, int], list[tuple]] = {}
         self.done: set[int] = set()
 
-    def add(self, rows: np.ndarray, data: bytes) -> None:
+    def add(self, rows, data: bytes) -> None:
+        """rows: the engine's application rows (layout.APP_DTYPE, raw or as an array)."""
+        if not isinstance(rows, np.ndarray):
+            from ..capture.layout import APP_DTYPE
+            rows = np.frombuffer(rows, dtype=APP_DTYPE)
         if not len(rows):
             return
         mv = memoryview(data)
@@ -58,9 +75,12 @@ class Accumulator:
     def streams(self) -> set[int]:
         return {k[0] for k in self.pending}
 
-    def take(self, ids, base_seq: dict) -> dict[tuple[int, int], list[Piece]]:
+    def take(self, ids, base) -> dict[tuple[int, int], list[Piece]]:
         """Pieces of streams `ids`, in offset order, overlaps resolved (first copy wins).
-        base_seq[(stream, dir)]: sequence number of the direction's first payload byte."""
+        base[i, dir] (int64, one row per id): sequence number of the direction's first
+        payload byte."""
+        base = np.frombuffer(base, dtype=np.int64).reshape(-1, 2)
+        base_seq = {(st, d): int(base[i, d]) for i, st in enumerate(ids) for d in (0, 1)}
         out: dict[tuple[int, int], list[Piece]] = {}
         for st in ids:
             self.done.add(st)

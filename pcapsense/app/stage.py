@@ -26,7 +26,7 @@ class AppStage:
 
     def __init__(self, eng):
         self.eng = eng
-        self.acc = app_segments.Accumulator()
+        self.acc = app_segments.accumulator()
         self.rows: list[dict] = []
         self.exchanges: list[tuple] = []
         self.app_frames: list[pd.DataFrame] = []
@@ -49,7 +49,7 @@ class AppStage:
     def step(self) -> None:
         r, d = self.eng.take_app()
         if r:
-            self.acc.add(np.frombuffer(r, dtype=layout.APP_DTYPE), d)
+            self.acc.add(r, d)
         pending = self.acc.streams()
         if not pending:
             return
@@ -69,9 +69,9 @@ class AppStage:
         ix = np.asarray(ids, dtype=np.int64).tobytes()
         r, d = self.eng.app_tails_for(ix)
         if r:
-            self.acc.add(np.frombuffer(r, dtype=layout.APP_DTYPE), d)
+            self.acc.add(r, d)
         rows = np.frombuffer(self.eng.stream_rows(ix), dtype=layout.STREAM_DTYPE)
-        pieces = self.acc.take(ids, app_facts.base_seq_of(rows))
+        pieces = self.acc.take(ids, np.ascontiguousarray(app_facts.base_seq(rows), dtype=np.int64))
         out, ex = app_facts.rows_for(rows, pieces)
         self.rows += out
         self.exchanges += ex

@@ -45,12 +45,15 @@ def directions():
     def spy(kind, pieces, total, methods=None):
         seen.append((kind, list(pieces), total, None if methods is None else list(methods)))
         return real(kind, pieces, total, methods)
+    compiled_module = http1._http1
     facts.http1.parse_direction = spy
+    http1._http1 = None           # (facts._one then frames through parse_direction)
     try:
         for path in repo_captures():
             pcapsense.analyze(str(path), jobs=1)
     finally:
         facts.http1.parse_direction = real
+        http1._http1 = compiled_module
     return seen
 
 
@@ -171,3 +174,67 @@ def test_framing_cases_by_hand():
     (m,) = compiled("request", tunnel, 40)
     assert m.method == "CONNECT" and m.body_end == 26
     assert same("request", tunnel, 40)
+
+
+def _typed(v):
+    if isinstance(v, dict):
+        return {k: _typed(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [type(v).__name__] + [_typed(x) for x in v]
+    return (type(v).__name__, v)
+
+
+@pytest.fixture(scope="module")
+def connections():
+    """The arguments of every facts._one call the repo captures make."""
+    seen = []
+    real = facts._one
+
+    def spy(st, pieces, client_dir, totals):
+        cd = int(client_dir[st])
+        seen.append((st, {k: list(v) for k, v in pieces.items() if k[0] == st}, {st: cd},
+                     {(st, d): totals[(st, d)] for d in (0, 1)}))
+        return real(st, pieces, client_dir, totals)
+    facts._one = spy
+    try:
+        for path in repo_captures():
+            pcapsense.analyze(str(path), jobs=1)
+    finally:
+        facts._one = real
+    return seen
+
+
+def _both_ways(monkeypatch, st, pieces, cdir, totals):
+    got = facts._one(st, pieces, cdir, totals)
+    with monkeypatch.context() as m:
+        m.setattr(http1, "_http1", None)
+        want = facts._one(st, pieces, cdir, totals)
+    assert _typed(got) == _typed(want)
+    return got
+
+
+def test_connections_in_c_as_in_python(connections, monkeypatch):
+    """facts._one with the compiled connection() and with the Python path: the same fact
+    row and exchange rows, value for value and type for type, for every connection of
+    the repo captures (HTTP/1, proxies, tunnels, h2c upgrades, TLS, junk)."""
+    kinds = {_both_ways(monkeypatch, *c)["app_protocol"] for c in connections}
+    assert {"http1", "http-proxy", "http-proxy-tunnel", "tls"} <= kinds
+
+
+def test_mutated_connections_in_c_as_in_python(connections, monkeypatch):
+    rng = random.Random(11)
+    http = [c for c in connections if any(p.data[:4] in (b"GET ", b"POST", b"HTTP", b"CONN", b"HEAD")
+                                          for v in c[1].values() for p in v[:1])]
+    assert len(http) > 100
+    real, decided = http1._http1.connection, []
+
+    def counting(*args):
+        out = real(*args)
+        decided.append(out is not None)
+        return out
+    monkeypatch.setattr(http1._http1, "connection", counting)
+    for st, pieces, cdir, totals in http:
+        for _ in range(4):
+            mutated = {k: _mutate(rng, v) for k, v in pieces.items()}
+            _both_ways(monkeypatch, st, mutated, cdir, totals)
+    assert sum(decided) > 0.8 * len(decided) > 300     # mostly decided in C, not handed back

@@ -441,13 +441,9 @@ static PyObject *to_message(PyTypeObject *cls, PyObject *kind, msg_t *m) {
     return obj;
 }
 
-/* frame(kind, pieces, total_bytes, request_methods, Message) -> list[Message] | None */
-static PyObject *frame(PyObject *self, PyObject *args) {
-    PyObject *kind, *pieces, *methods_o, *cls_o;
-    long long total;
-    if (!PyArg_ParseTuple(args, "UO!LOO!", &kind, &PyList_Type, &pieces, &total, &methods_o,
-                          &PyType_Type, &cls_o))
-        return NULL;
+/* frame() without its argument parsing: list[Message], None (Python decides) or NULL */
+static PyObject *frame_impl(PyObject *kind, PyObject *pieces, long long total, PyObject *methods_o,
+                            PyObject *cls_o) {
     int response = PyUnicode_CompareWithASCIIString(kind, "response") == 0;
     Py_ssize_t np_ = PyList_GET_SIZE(pieces);
     piece_t *ps = PyMem_Calloc((size_t)(np_ ? np_ : 1), sizeof(piece_t));
@@ -519,10 +515,425 @@ end:
     return out;
 }
 
+/* frame(kind, pieces, total_bytes, request_methods, Message) -> list[Message] | None */
+static PyObject *frame(PyObject *self, PyObject *args) {
+    PyObject *kind, *pieces, *methods_o, *cls_o;
+    long long total;
+    if (!PyArg_ParseTuple(args, "UO!LOO!", &kind, &PyList_Type, &pieces, &total, &methods_o,
+                          &PyType_Type, &cls_o))
+        return NULL;
+    return frame_impl(kind, pieces, total, methods_o, cls_o);
+}
+
+/* ---- one HTTP/1 connection: both directions, the reported heads, facts, exchanges ----
+ * The same as facts._one's HTTP/1 branch up to its proxy and upgrade cases:
+ * http1.parse_direction (requests, then responses framed with the requests' methods),
+ * facts._http_facts and facts._exchange_rows. The reported heads are still parsed by
+ * httptools, through the Python `parse_head` given. */
+
+static PyObject *s_request, *s_response;
+
+/* the value of attribute `k` from a Message's dict: borrowed, never NULL (None) */
+static PyObject *mget(PyObject *d, PyObject *k) {
+    PyObject *v = PyDict_GetItemWithError(d, k);
+    return v ? v : Py_None;
+}
+
+/* Message.header(name): repeated ones joined with ", ". New reference, or Py_None
+ * (new reference too); NULL on error. */
+static PyObject *header(PyObject *d, const char *name) {
+    PyObject *hs = mget(d, k_headers);
+    if (!PyList_Check(hs)) Py_RETURN_NONE;
+    PyObject *acc = NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(hs); i++) {
+        PyObject *t = PyList_GET_ITEM(hs, i);
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 2) continue;
+        PyObject *n = PyTuple_GET_ITEM(t, 0), *v = PyTuple_GET_ITEM(t, 1);
+        if (!PyUnicode_Check(n) || PyUnicode_CompareWithASCIIString(n, name) != 0) continue;
+        if (!acc) { Py_INCREF(v); acc = v; continue; }
+        PyObject *j = PyUnicode_FromFormat("%U, %U", acc, v);
+        Py_DECREF(acc);
+        if (!j) return NULL;
+        acc = j;
+    }
+    if (!acc) Py_RETURN_NONE;
+    return acc;
+}
+
+/* (s or "").lower() contains / equals an ASCII lower-case needle: 1 / 0, -1 error */
+static int lower_has(PyObject *s, const char *needle, int whole) {
+    if (s == Py_None) return whole ? needle[0] == 0 : needle[0] == 0;
+    PyObject *low = PyObject_CallMethod(s, "lower", NULL);
+    if (!low) return -1;
+    PyObject *nd = PyUnicode_FromString(needle);
+    if (!nd) { Py_DECREF(low); return -1; }
+    int r = whole ? PyUnicode_Compare(low, nd) == 0 : PySequence_Contains(low, nd);
+    if (whole && PyErr_Occurred()) r = -1;
+    Py_DECREF(low); Py_DECREF(nd);
+    return r;
+}
+
+/* Message.keep_alive: 1 / 0, -1 error */
+static int keep_alive(PyObject *d) {
+    PyObject *conn = header(d, "connection");
+    if (!conn) return -1;
+    int r = lower_has(conn, "close", 0);
+    if (r == 1) { Py_DECREF(conn); return 0; }
+    if (r < 0) { Py_DECREF(conn); return -1; }
+    PyObject *ver = mget(d, k_version);
+    if (PyUnicode_Check(ver) && PyUnicode_CompareWithASCIIString(ver, "1.0") == 0) {
+        r = lower_has(conn, "keep-alive", 0);
+        Py_DECREF(conn);
+        return r;
+    }
+    Py_DECREF(conn);
+    return 1;
+}
+
+static int is_final(PyObject *d) {          /* status is not None and >= 200 and != 101 */
+    PyObject *st = mget(d, k_status);
+    if (st == Py_None || !PyLong_Check(st)) return 0;
+    long v = PyLong_AsLong(st);
+    if (v == -1 && PyErr_Occurred()) { PyErr_Clear(); return 1; }   /* huge: >= 200 */
+    return v >= 200 && v != 101;
+}
+
+static int status_is(PyObject *d, long want) {
+    PyObject *st = mget(d, k_status);
+    if (st == Py_None || !PyLong_Check(st)) return 0;
+    long v = PyLong_AsLong(st);
+    if (v == -1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
+    return v == want;
+}
+
+/* the loop of parse_direction after the framing: httptools for the reported heads */
+static int reparse(PyObject *kind, PyObject *msgs, PyObject *parse_head) {
+    Py_ssize_t n = PyList_GET_SIZE(msgs);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *m = PyList_GET_ITEM(msgs, i);
+        PyObject *d = PyObject_GenericGetDict(m, NULL);
+        if (!d) return -1;
+        PyObject *raw = mget(d, k_raw_head);
+        if (raw == Py_None) { Py_DECREF(d); continue; }
+        int report = i == n - 1;
+        PyObject *meth = mget(d, k_method), *tgt = mget(d, k_target), *st = mget(d, k_status);
+        if (!report && PyUnicode_Check(meth) && PyUnicode_CompareWithASCIIString(meth, "CONNECT") == 0) report = 1;
+        if (!report && PyUnicode_Check(tgt)) {
+            PyObject *sep = PyUnicode_FromString("://");
+            if (!sep) { Py_DECREF(d); return -1; }
+            Py_ssize_t f = PyUnicode_Find(tgt, sep, 0, PY_SSIZE_T_MAX, 1);
+            Py_DECREF(sep);
+            if (f == -2) { Py_DECREF(d); return -1; }
+            report = f >= 0;
+        }
+        if (!report && st != Py_None) {
+            long v = PyLong_AsLong(st);
+            if (v == -1 && PyErr_Occurred()) { PyErr_Clear(); report = 1; }
+            else report = !(v == 200 || v == 204 || v == 206 || v == 301 || v == 302 || v == 304);
+        }
+        if (report) {
+            PyObject *keep[4] = {mget(d, k_content_length), mget(d, k_chunked), mget(d, k_body_end), mget(d, k_complete)};
+            PyObject *ks[4] = {k_content_length, k_chunked, k_body_end, k_complete};
+            for (int j = 0; j < 4; j++) Py_INCREF(keep[j]);
+            Py_INCREF(raw);
+            int bad = PyDict_SetItem(d, k_malformed, Py_None) < 0;
+            PyObject *r = bad ? NULL : PyObject_CallFunctionObjArgs(parse_head, kind, raw, m, NULL);
+            Py_DECREF(raw);
+            bad = bad || !r;
+            Py_XDECREF(r);
+            for (int j = 0; j < 4; j++) {
+                if (!bad && PyDict_SetItem(d, ks[j], keep[j]) < 0) bad = 1;
+                Py_DECREF(keep[j]);
+            }
+            if (bad) { Py_DECREF(d); return -1; }
+        }
+        int r2 = PyDict_SetItem(d, k_raw_head, Py_None);
+        Py_DECREF(d);
+        if (r2 < 0) return -1;
+    }
+    return 0;
+}
+
+static PyObject *intern_or_none(PyObject *s) {        /* facts._interned; new reference */
+    if (s == Py_None) Py_RETURN_NONE;
+    Py_INCREF(s);
+    if (PyUnicode_CheckExact(s)) PyUnicode_InternInPlace(&s);
+    return s;
+}
+
+static PyObject *bool_of(PyObject *o) {                  /* bool(o); NULL on error */
+    int t = PyObject_IsTrue(o);
+    if (t < 0) return NULL;
+    return PyBool_FromLong(t);
+}
+
+static int set(PyObject *row, const char *key, PyObject *v) {   /* steals v */
+    if (!v) return -1;
+    int r = PyDict_SetItemString(row, key, v);
+    Py_DECREF(v);
+    return r;
+}
+
+static PyObject *inc(PyObject *o) { Py_INCREF(o); return o; }
+
+/* complete or (body_end is not None and body_end <= total) */
+static PyObject *done_by(PyObject *d, long long total) {
+    int c = PyObject_IsTrue(mget(d, k_complete));
+    if (c < 0) return NULL;
+    if (c) Py_RETURN_TRUE;
+    PyObject *be = mget(d, k_body_end);
+    if (be == Py_None) Py_RETURN_FALSE;
+    PyObject *t = PyLong_FromLongLong(total);
+    if (!t) return NULL;
+    int le = PyObject_RichCompareBool(be, t, Py_LE);
+    Py_DECREF(t);
+    if (le < 0) return NULL;
+    return PyBool_FromLong(le);
+}
+
+static int http_facts(PyObject *row, PyObject *reqs, PyObject *resps, PyObject *finals, long long ctot,
+                      long long stot) {
+    Py_ssize_t nq = PyList_GET_SIZE(reqs), nf = PyList_GET_SIZE(finals), nr = PyList_GET_SIZE(resps);
+    if (set(row, "http_requests", PyLong_FromSsize_t(nq)) < 0) return -1;
+    if (set(row, "http_responses", PyLong_FromSsize_t(nf)) < 0) return -1;
+    if (nf) {
+        PyObject *parts = PyList_New(nf);
+        if (!parts) return -1;
+        for (Py_ssize_t i = 0; i < nf; i++) {
+            PyObject *d = PyObject_GenericGetDict(PyList_GET_ITEM(finals, i), NULL);
+            PyObject *s = d ? PyObject_Str(mget(d, k_status)) : NULL;
+            Py_XDECREF(d);
+            if (!s) { Py_DECREF(parts); return -1; }
+            PyList_SET_ITEM(parts, i, s);
+        }
+        PyObject *sep = PyUnicode_FromString(",");
+        PyObject *j = sep ? PyUnicode_Join(sep, parts) : NULL;
+        Py_XDECREF(sep); Py_DECREF(parts);
+        if (set(row, "http_statuses", j) < 0) return -1;
+    } else if (set(row, "http_statuses", inc(Py_None)) < 0) return -1;
+    if (set(row, "http_unanswered", PyLong_FromSsize_t(nq > nf ? nq - nf : 0)) < 0) return -1;
+    int c100 = 0;
+    for (Py_ssize_t i = 0; i < nr && !c100; i++) {
+        PyObject *d = PyObject_GenericGetDict(PyList_GET_ITEM(resps, i), NULL);
+        if (!d) return -1;
+        c100 = status_is(d, 100);
+        Py_DECREF(d);
+    }
+    if (set(row, "http_100_continue", PyBool_FromLong(c100)) < 0) return -1;
+    PyObject *d = NULL;
+    if (nq) {
+        d = PyObject_GenericGetDict(PyList_GET_ITEM(reqs, nq - 1), NULL);
+        if (!d) return -1;
+        PyObject *he = mget(d, k_head_end), *cl = mget(d, k_content_length);
+        if (set(row, "http_last_method", inc(mget(d, k_method))) < 0 ||
+            set(row, "http_last_target", inc(mget(d, k_target))) < 0 ||
+            set(row, "http_last_request_frame", inc(mget(d, k_frame))) < 0 ||
+            set(row, "http_last_request_ts", inc(mget(d, k_ts_ns))) < 0 ||
+            set(row, "http_last_request_complete", done_by(d, ctot)) < 0 ||
+            set(row, "http_last_request_body_declared", inc(cl)) < 0) goto fail;
+        if (he != Py_None && cl != Py_None) {
+            /* max(min(ctot, head_end + content_length) - head_end, 0), in Python ints */
+            PyObject *t = PyLong_FromLongLong(ctot), *sum = PyNumber_Add(he, cl), *mn = NULL, *df = NULL, *zero = NULL;
+            PyObject *res = NULL;
+            if (t && sum) {
+                int lt = PyObject_RichCompareBool(t, sum, Py_LE);
+                mn = lt < 0 ? NULL : inc(lt ? t : sum);
+            }
+            if (mn) df = PyNumber_Subtract(mn, he);
+            if (df) zero = PyLong_FromLong(0);
+            if (zero) {
+                int ge = PyObject_RichCompareBool(df, zero, Py_GE);
+                res = ge < 0 ? NULL : inc(ge ? df : zero);
+            }
+            Py_XDECREF(t); Py_XDECREF(sum); Py_XDECREF(mn); Py_XDECREF(df); Py_XDECREF(zero);
+            if (set(row, "http_last_request_body_sent", res) < 0) goto fail;
+        } else if (set(row, "http_last_request_body_sent", inc(Py_None)) < 0) goto fail;
+        PyObject *ex = header(d, "expect");
+        if (!ex) goto fail;
+        int ec = lower_has(ex, "100-continue", 1);
+        Py_DECREF(ex);
+        if (ec < 0 || set(row, "http_last_request_expect_continue", PyBool_FromLong(ec)) < 0) goto fail;
+        if (set(row, "http_last_request_answered", PyBool_FromLong(nf >= nq)) < 0) goto fail;
+        int ka = keep_alive(d);
+        if (ka < 0 || set(row, "http_client_keep_alive", PyBool_FromLong(ka)) < 0) goto fail;
+        int absf = 0;
+        for (Py_ssize_t i = 0; i < nq && !absf; i++) {
+            PyObject *qd = PyObject_GenericGetDict(PyList_GET_ITEM(reqs, i), NULL);
+            if (!qd) goto fail;
+            PyObject *tg = mget(qd, k_target);
+            if (PyUnicode_Check(tg) && PyUnicode_GET_LENGTH(tg)) {
+                PyObject *head = PyUnicode_Substring(tg, 0, 12), *sep = PyUnicode_FromString("://");
+                int has = (head && sep) ? PySequence_Contains(head, sep) : -1;
+                Py_XDECREF(head); Py_XDECREF(sep);
+                if (has < 0) { Py_DECREF(qd); goto fail; }
+                absf = has;
+            }
+            Py_DECREF(qd);
+        }
+        if (set(row, "http_absolute_form", PyBool_FromLong(absf)) < 0) goto fail;
+        if (set(row, "http_host", header(d, "host")) < 0) goto fail;
+        if (set(row, "http_user_agent", header(d, "user-agent")) < 0) goto fail;
+        if (nq >= 2) {
+            PyObject *pd_ = PyObject_GenericGetDict(PyList_GET_ITEM(reqs, nq - 2), NULL);
+            if (!pd_) goto fail;
+            int r = set(row, "http_prev_request_ts", inc(mget(pd_, k_ts_ns)));
+            Py_DECREF(pd_);
+            if (r < 0) goto fail;
+        }
+        Py_CLEAR(d);
+    }
+    if (nf) {
+        d = PyObject_GenericGetDict(PyList_GET_ITEM(finals, nf - 1), NULL);
+        if (!d) return -1;
+        if (set(row, "http_last_status", inc(mget(d, k_status))) < 0 ||
+            set(row, "http_last_response_frame", inc(mget(d, k_frame))) < 0 ||
+            set(row, "http_last_response_ts", inc(mget(d, k_ts_ns))) < 0 ||
+            set(row, "http_last_response_complete", done_by(d, stot)) < 0) goto fail;
+        int ka = keep_alive(d);
+        if (ka < 0) goto fail;
+        PyObject *ver = mget(d, k_version);
+        int v11 = PyUnicode_Check(ver) && PyUnicode_CompareWithASCIIString(ver, "1.1") == 0;
+        if (set(row, "http_server_keep_alive", PyBool_FromLong(ka && v11)) < 0) goto fail;
+        if (set(row, "http_retry_after", header(d, "retry-after")) < 0) goto fail;
+        if (set(row, "http_server", header(d, "server")) < 0) goto fail;
+        Py_CLEAR(d);
+    }
+    int mal = 0;
+    PyObject *lists[2] = {reqs, resps};
+    for (int l = 0; l < 2 && !mal; l++)
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(lists[l]) && !mal; i++) {
+            PyObject *md = PyObject_GenericGetDict(PyList_GET_ITEM(lists[l], i), NULL);
+            if (!md) return -1;
+            int t = PyObject_IsTrue(mget(md, k_malformed));
+            Py_DECREF(md);
+            if (t < 0) return -1;
+            mal = t;
+        }
+    return set(row, "http_malformed", PyBool_FromLong(mal));
+fail:
+    Py_XDECREF(d);
+    return -1;
+}
+
+static PyObject *exchange_rows(PyObject *st, PyObject *reqs, PyObject *finals) {
+    Py_ssize_t nq = PyList_GET_SIZE(reqs), nf = PyList_GET_SIZE(finals);
+    PyObject *out = PyList_New(nq);
+    if (!out) return NULL;
+    for (Py_ssize_t i = 0; i < nq; i++) {
+        PyObject *q = PyObject_GenericGetDict(PyList_GET_ITEM(reqs, i), NULL);
+        PyObject *r = (q && i < nf) ? PyObject_GenericGetDict(PyList_GET_ITEM(finals, i), NULL) : NULL;
+        if (!q || (i < nf && !r)) { Py_XDECREF(q); Py_DECREF(out); return NULL; }
+        PyObject *hs = mget(q, k_headers);
+        int has_h = PyObject_IsTrue(hs);
+        PyObject *host = has_h > 0 ? header(q, "host") : (has_h == 0 ? inc(Py_None) : NULL);
+        PyObject *hosti = host ? intern_or_none(host) : NULL;
+        Py_XDECREF(host);
+        int qka = keep_alive(q), rka = r ? keep_alive(r) : 0;
+        PyObject *t = NULL;
+        if (hosti && qka >= 0 && rka >= 0) {
+            PyObject *v[17] = {
+                inc(st), PyLong_FromSsize_t(i + 1), intern_or_none(mget(q, k_method)), inc(mget(q, k_target)),
+                inc(hosti), inc(mget(q, k_frame)), inc(mget(q, k_ts_ns)), bool_of(mget(q, k_complete)),
+                inc(mget(q, k_content_length)),
+                r ? inc(mget(r, k_status)) : inc(Py_None), r ? intern_or_none(mget(r, k_reason)) : inc(Py_None),
+                r ? inc(mget(r, k_frame)) : inc(Py_None), r ? inc(mget(r, k_ts_ns)) : inc(Py_None),
+                r ? bool_of(mget(r, k_complete)) : inc(Py_None), r ? inc(mget(r, k_content_length)) : inc(Py_None),
+                PyBool_FromLong(qka), r ? PyBool_FromLong(rka) : inc(Py_None)};
+            int ok = 1;
+            for (int j = 0; j < 17; j++) if (!v[j]) ok = 0;
+            t = ok ? PyTuple_New(17) : NULL;
+            for (int j = 0; j < 17; j++) {
+                if (t) PyTuple_SET_ITEM(t, j, v[j]);
+                else Py_XDECREF(v[j]);
+            }
+        }
+        Py_XDECREF(hosti); Py_DECREF(q); Py_XDECREF(r);
+        if (!t) { Py_DECREF(out); return NULL; }
+        PyList_SET_ITEM(out, i, t);
+    }
+    return out;
+}
+
+/* connection(stream, cl, sv, ctot, stot, Message, parse_head) */
+static PyObject *connection(PyObject *self, PyObject *args) {
+    PyObject *st, *cl, *sv, *cls_o, *parse_head;
+    long long ctot, stot;
+    if (!PyArg_ParseTuple(args, "OO!O!LLO!O", &st, &PyList_Type, &cl, &PyList_Type, &sv, &ctot, &stot,
+                          &PyType_Type, &cls_o, &parse_head))
+        return NULL;
+    PyObject *reqs = NULL, *resps = NULL, *methods = NULL, *finals = NULL, *row = NULL, *ex = NULL;
+    reqs = frame_impl(s_request, cl, ctot, Py_None, cls_o);
+    if (!reqs || reqs == Py_None) goto out;
+    if (reparse(s_request, reqs, parse_head) < 0) goto fail;
+    Py_ssize_t nq = PyList_GET_SIZE(reqs);
+    methods = PyList_New(nq);                         /* [r.method or "GET" for r in reqs] */
+    if (!methods) goto fail;
+    for (Py_ssize_t i = 0; i < nq; i++) {
+        PyObject *d = PyObject_GenericGetDict(PyList_GET_ITEM(reqs, i), NULL);
+        if (!d) goto fail;
+        PyObject *mth = mget(d, k_method);
+        int t = PyObject_IsTrue(mth);
+        if (t < 0) { Py_DECREF(d); goto fail; }
+        PyObject *v = t ? mth : NULL;
+        if (!v) v = PyUnicode_FromString("GET"); else Py_INCREF(v);
+        Py_DECREF(d);
+        if (!v) goto fail;
+        PyList_SET_ITEM(methods, i, v);
+    }
+    resps = frame_impl(s_response, sv, stot, methods, cls_o);
+    if (!resps) goto fail;
+    if (resps == Py_None) { Py_CLEAR(reqs); reqs = resps; resps = NULL; goto out; }   /* reqs := None */
+    if (reparse(s_response, resps, parse_head) < 0) goto fail;
+    finals = PyList_New(0);
+    if (!finals) goto fail;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(resps); i++) {
+        PyObject *m = PyList_GET_ITEM(resps, i);
+        PyObject *d = PyObject_GenericGetDict(m, NULL);
+        if (!d) goto fail;
+        int f = is_final(d);
+        Py_DECREF(d);
+        if (f && PyList_Append(finals, m) < 0) goto fail;
+    }
+    row = PyDict_New();
+    if (!row || http_facts(row, reqs, resps, finals, ctot, stot) < 0) goto fail;
+    ex = exchange_rows(st, reqs, finals);
+    if (!ex) goto fail;
+    /* the first CONNECT request and the first 101 response (facts._one's proxy and
+     * upgrade cases), as indices, -1 for none */
+    Py_ssize_t i_connect = -1, i_101 = -1;
+    for (Py_ssize_t i = 0; i < nq && i_connect < 0; i++) {
+        PyObject *d = PyObject_GenericGetDict(PyList_GET_ITEM(reqs, i), NULL);
+        if (!d) goto fail;
+        PyObject *mth = mget(d, k_method);
+        if (PyUnicode_Check(mth) && PyUnicode_CompareWithASCIIString(mth, "CONNECT") == 0) i_connect = i;
+        Py_DECREF(d);
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(resps) && i_101 < 0; i++) {
+        PyObject *d = PyObject_GenericGetDict(PyList_GET_ITEM(resps, i), NULL);
+        if (!d) goto fail;
+        if (status_is(d, 101)) i_101 = i;
+        Py_DECREF(d);
+    }
+    PyObject *res = Py_BuildValue("(OOOOnn)", reqs, resps, row, ex, i_connect, i_101);
+    Py_DECREF(reqs); Py_DECREF(resps); Py_DECREF(methods); Py_DECREF(finals); Py_DECREF(row); Py_DECREF(ex);
+    return res;
+fail:
+    Py_XDECREF(reqs); Py_XDECREF(resps); Py_XDECREF(methods); Py_XDECREF(finals); Py_XDECREF(row); Py_XDECREF(ex);
+    return NULL;
+out:                                                  /* reqs is None (or NULL on error) */
+    Py_XDECREF(resps); Py_XDECREF(methods);
+    return reqs;
+}
+
 static PyMethodDef methods_def[] = {
     {"frame", frame, METH_VARARGS,
      "frame(kind, pieces, total_bytes, request_methods, Message) -> list[Message] | None:\n"
      "http1._frame_py in C; None when only the Python reference decides exactly."},
+    {"connection", connection, METH_VARARGS,
+     "connection(stream, client_pieces, server_pieces, client_bytes, server_bytes, Message, parse_head)\n"
+     "-> (requests, responses, facts, exchanges, first CONNECT, first 101) | None:\n"
+     "http1.parse_direction for both directions, then facts._http_facts and\n"
+     "facts._exchange_rows, in C (indices -1: none); None: run the Python path."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -537,6 +948,7 @@ PyMODINIT_FUNC PyInit__http1(void) {
     I(k_version, "version"); I(k_headers, "headers"); I(k_content_length, "content_length");
     I(k_chunked, "chunked"); I(k_body_end, "body_end"); I(k_complete, "complete"); I(k_malformed, "malformed");
     I(k_raw_head, "raw_head"); I(v_connection, "connection"); I(v_host, "host"); I(v_empty, "");
+    I(s_request, "request"); I(s_response, "response");
 #undef I
     return PyModule_Create(&moddef);
 }

@@ -141,11 +141,22 @@ def facts_frame(rows: list[dict]) -> pd.DataFrame:
     of them on plain HTTP traffic: TLS, h2; 12 MiB of peak at 10M packets): concat() and the
     classifier treat a missing column as all missing. No rows: every column."""
     idx = pd.Index([r["stream"] for r in rows], dtype="int64", name="stream")
+    n = len(rows)
+    given: dict[str, list] = {}         # the columns some row has a value for
+    for i, r in enumerate(rows):        # (one pass over the rows' items: a row holds
+        for k, v in r.items():          # about half of the columns)
+            if v is not None:
+                c = given.get(k)
+                if c is None:
+                    c = given[k] = [None] * n
+                c[i] = v
     data = {}
     for col, kind in COLUMNS.items():
-        vals = [r.get(col) for r in rows]
-        if rows and all(v is None for v in vals):
-            continue
+        vals = given.get(col)
+        if vals is None:
+            if rows:
+                continue
+            vals = []
         if kind == "bool":
             data[col] = pd.array(vals, dtype="boolean")
         elif kind == "int":
@@ -260,12 +271,25 @@ def _one(st, pieces, client_dir, totals) -> dict:
             ("tls" if tls.looks_like_tls(first_s) else None)
         row["app_protocol"] = kind or "unknown"
         if kind == "http1":
-            reqs = http1.parse_direction("request", cl, ctot)
-            resps = http1.parse_direction("response", sv, stot, [r.method or "GET" for r in reqs])
-            _http_facts(row, reqs, resps, ctot, stot)
-            finals = [r for r in resps if r.status is not None and r.status >= 200 and r.status != 101]
-            row["_exchanges"] = _exchange_rows(st, reqs, finals)
-            conn = next((r for r in reqs if r.method == "CONNECT"), None)
+            done = None
+            if http1._http1 is not None and type(cl) is list and type(sv) is list:
+                # framing, reported heads, facts and exchanges in C (_http1.c: connection)
+                done = http1._http1.connection(st, cl, sv, ctot, stot, http1.Message, http1._parse_head)
+            if done is not None:
+                reqs, resps, http_row, row["_exchanges"], i_conn, i_up = done
+                row.update(http_row)
+                conn = reqs[i_conn] if i_conn >= 0 else None
+                up = resps[i_up] if i_up >= 0 else None
+                absolute = http_row.get("http_absolute_form", False)
+            else:
+                reqs = http1.parse_direction("request", cl, ctot)
+                resps = http1.parse_direction("response", sv, stot, [r.method or "GET" for r in reqs])
+                _http_facts(row, reqs, resps, ctot, stot)
+                finals = [r for r in resps if r.status is not None and r.status >= 200 and r.status != 101]
+                row["_exchanges"] = _exchange_rows(st, reqs, finals)
+                conn = next((r for r in reqs if r.method == "CONNECT"), None)
+                up = next((r for r in resps if r.status == 101), None)
+                absolute = any(r.absolute_form for r in reqs)
             if conn is not None:
                 row["app_protocol"] = "http-proxy-tunnel"
                 ok = next((r for r in resps if r.status and r.status >= 200), None)
@@ -274,9 +298,8 @@ def _one(st, pieces, client_dir, totals) -> dict:
                     tc, ts_ = _shift(cl, conn.head_end), _shift(sv, ok.head_end)
                     if tc and tls.looks_like_tls(tc[0].data):
                         _tls_facts(row, tc, ts_)
-            elif any(r.absolute_form for r in reqs):
+            elif absolute:
                 row["app_protocol"] = "http-proxy"
-            up = next((r for r in resps if r.status == 101), None)
             if up is not None and "h2c" in (up.header("upgrade") or ""):
                 row["app_protocol"] = "h2c"
                 _h2_facts(row, _shift(cl, reqs[0].body_end or 0), _shift(sv, up.head_end or 0), True)

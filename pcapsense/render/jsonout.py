@@ -1,16 +1,18 @@
 """JSON renderer: `{"pcapsense": version, "capture": {...}, "connections": [...]}`.
 
 The schema is a public interface, documented in docs/schema.md. Times are ISO 8601
-UTC strings; missing values are `null`; numbers carry their unit in the key name.
+UTC strings; missing values are `null`; numbers carry their unit in the key name;
+fractional numbers are rounded to 6 decimals.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+import orjson
 import pandas as pd
 
 SCHEMA_VERSION = 1
@@ -48,35 +50,82 @@ def _iso(ts) -> str | None:
 
 
 def _json_ready(arr):
-    """One column's values in the types pandas' JSON writer is fastest with: timestamps
-    as ISO 8601 text (numpy's vectorised formatting), nullable integers as objects."""
+    """A timestamp column as ISO 8601 text (numpy's vectorised formatting), None for NaT."""
+    v = arr.tz_convert("UTC").tz_localize(None).to_numpy().astype("datetime64[us]")
+    text = np.char.add(np.datetime_as_string(v, unit="us"), "Z").astype(object)
+    text[np.isnat(v)] = None
+    return text
+
+
+def _slicer(arr) -> Callable[[int, int], list]:
+    """`f(lo, hi)`: rows lo..hi of one column as the Python values JSON writes: None for
+    every missing value, ISO text for times, floats rounded to 6 decimals (microseconds
+    for seconds, nanoseconds for milliseconds). Built once per column; each call
+    converts only its slice, so memory follows the chunk, not the capture."""
+    if isinstance(arr, (pd.arrays.IntegerArray, pd.arrays.BooleanArray, pd.arrays.FloatingArray)):
+        data, mask = arr._data, arr._mask
+        fractional = isinstance(arr, pd.arrays.FloatingArray)
+
+        def masked(lo, hi):
+            out = _rounded(data[lo:hi]) if fractional else data[lo:hi].tolist()
+            m = mask[lo:hi]
+            if m.any():
+                for i in np.flatnonzero(m).tolist():
+                    out[i] = None
+            return out
+        return masked
+    if isinstance(arr, pd.Categorical):
+        cats = np.empty(len(arr.categories) + 1, dtype=object)    # code -1 (missing) -> None
+        cats[:-1] = arr.categories.to_numpy(dtype=object, na_value=None)
+        codes = arr.codes
+        return lambda lo, hi: cats.take(codes[lo:hi]).tolist()
     if isinstance(arr.dtype, pd.DatetimeTZDtype):
-        v = arr.tz_convert("UTC").tz_localize(None).to_numpy().astype("datetime64[us]")
-        text = np.char.add(np.datetime_as_string(v, unit="us"), "Z").astype(object)
-        text[np.isnat(v)] = None
-        return text
-    if isinstance(arr.dtype, pd.Int64Dtype):
-        return arr.to_numpy(dtype=object, na_value=None)
-    return arr
+        return lambda lo, hi: _json_ready(arr[lo:hi]).tolist()
+    if isinstance(arr, pd.arrays.ArrowStringArray) or isinstance(arr.dtype, pd.StringDtype):
+        return lambda lo, hi: arr[lo:hi].to_numpy(dtype=object, na_value=None).tolist()
+    nd = np.asarray(arr)
+    if nd.dtype.kind == "f":
+        return lambda lo, hi: _rounded(nd[lo:hi])
+    return lambda lo, hi: nd[lo:hi].tolist()
 
 
-def write(analysis, fh, chunk_rows: int = 500) -> None:
-    """Write the whole document to `fh`. Connections go through pandas' C JSON writer in
-    chunks (one object per line), so memory stays bounded by the chunk, not the capture
-    (the writer needs about 36 KiB per row while it works: 18 MiB for 500 rows)."""
+def _rounded(a: np.ndarray) -> list:
+    # Python's round() is correctly rounded (np.round is not: 1.0039145 -> 1.003914);
+    # NaN and infinities stay, and orjson writes them as null
+    return [round(x, 6) for x in a.tolist()]
+
+
+def _other(v):
+    """orjson's fallback for values that are not JSON types (numpy scalars, pandas'
+    missing markers, timestamps) in object columns."""
+    if v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, (pd.Timestamp, np.datetime64)):
+        return _iso(v)
+    return str(v)
+
+
+def write(analysis, fh, chunk_rows: int = 200) -> None:
+    """Write the whole document to `fh`. Connections are written one JSON object per
+    line by orjson (a maintained Rust encoder: the 2.6 M values of the 2M-packet
+    benchmark in 0.25 s, where pandas' to_json took 0.46 s), from the columns,
+    `chunk_rows` rows at a time: memory follows the chunk, not the capture, and 200
+    rows keep a chunk's values in the CPU caches (1,000 rows: 0.33 s)."""
     conns = analysis.connections
     cols = [c for c in conns.columns if not c.startswith("_")]
-    arrays = {c: conns[c].array for c in cols}          # references: chunks are slices
+    slicers = [_slicer(conns[c].array) for c in cols]
     head = json.dumps({"pcapsense": SCHEMA_VERSION, "capture": capture_dict(analysis)},
                       indent=1, ensure_ascii=False)
     fh.write(head[:-2] + ',\n "connections": [')
+    dumps, opts = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
     sep = "\n  "
     for lo in range(0, len(conns), chunk_rows):
-        chunk = pd.DataFrame({c: _json_ready(a[lo:lo + chunk_rows]) for c, a in arrays.items()}, copy=False)
-        body = chunk.to_json(orient="records", lines=True, date_format="iso", date_unit="us",
-                             double_precision=6, force_ascii=False)
+        columns = [f(lo, lo + chunk_rows) for f in slicers]
         # one object per line; JSON text has no raw newline inside a value
-        fh.write(sep + body.rstrip("\n").replace("\n", ",\n  "))
+        lines = [dumps(dict(zip(cols, row)), default=_other, option=opts) for row in zip(*columns)]
+        fh.write(sep + b",\n  ".join(lines).decode())
         sep = ",\n  "
     fh.write("\n ]\n}\n" if len(conns) else "]\n}\n")
 

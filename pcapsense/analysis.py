@@ -216,6 +216,12 @@ def analyze(path, *, verify_checksums: bool = False,
     the same paths on its workers). Every mode gives the same result: see
     pcapsense/parallel.py.
     """
+    with memory.no_cyclic_gc():
+        return _analyze(path, verify_checksums=verify_checksums, progress=progress, strict=strict,
+                        split=split, layers=layers, jobs=jobs, client=client)
+
+
+def _analyze(path, *, verify_checksums, progress, strict, split, layers, jobs, client) -> Analysis:
     files = reader.expand_inputs(path)
     if len(files) > 1:
         firsts = {f: reader.first_timestamp(f) for f in files}

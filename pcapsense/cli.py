@@ -7,6 +7,7 @@ matched; 2 = bad input or usage (one-line message on stderr, never a traceback).
 from __future__ import annotations
 
 import enum
+import gc
 import os
 import sys
 from pathlib import Path
@@ -266,6 +267,7 @@ def main():
     took 0.17 s of a 2.8 s run on the 2M-packet benchmark and serves no finished
     command. Files and pools are closed by then (with-blocks, the Dask client in _run)."""
     code = 0
+    gc.disable()                   # for the rendering too (see memory.no_cyclic_gc)
     try:
         app()
     except SystemExit as exc:

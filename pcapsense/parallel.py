@@ -40,6 +40,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from . import memory
 from .capture import layout, reader
 from .capture.reader import CaptureError
 from .app import facts as app_facts
@@ -242,7 +243,8 @@ def _shard_to_file(files: list[str], opts: Options, shard: tuple[int, int]) -> s
     over 400 MB at 10M packets); from a file the engine's two row tables are read
     straight into their final buffers and only the small pickle of the rest is
     unpickled."""
-    part = read_shard(files, opts, shard)
+    with memory.no_cyclic_gc():         # (a forkserver's worker does not inherit it)
+        part = read_shard(files, opts, shard)
     streams, trans = memoryview(part.streams), memoryview(part.transitions)
     part.streams = part.transitions = None
     fd, path = tempfile.mkstemp(prefix="pcapsense-shard-", suffix=".bin")

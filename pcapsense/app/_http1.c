@@ -661,6 +661,11 @@ static PyObject *intern_or_none(PyObject *s) {        /* facts._interned; new re
     return s;
 }
 
+static PyObject *interned(PyObject *s) {              /* steals s; NULL passes through */
+    if (s && PyUnicode_CheckExact(s)) PyUnicode_InternInPlace(&s);
+    return s;
+}
+
 static PyObject *bool_of(PyObject *o) {                  /* bool(o); NULL on error */
     int t = PyObject_IsTrue(o);
     if (t < 0) return NULL;
@@ -726,7 +731,7 @@ static int http_facts(PyObject *row, PyObject *reqs, PyObject *resps, PyObject *
         if (!d) return -1;
         PyObject *he = mget(d, k_head_end), *cl = mget(d, k_content_length);
         if (set(row, "http_last_method", inc(mget(d, k_method))) < 0 ||
-            set(row, "http_last_target", inc(mget(d, k_target))) < 0 ||
+            set(row, "http_last_target", interned(inc(mget(d, k_target)))) < 0 ||
             set(row, "http_last_request_frame", inc(mget(d, k_frame))) < 0 ||
             set(row, "http_last_request_ts", inc(mget(d, k_ts_ns))) < 0 ||
             set(row, "http_last_request_complete", done_by(d, ctot)) < 0 ||
@@ -771,8 +776,10 @@ static int http_facts(PyObject *row, PyObject *reqs, PyObject *resps, PyObject *
             Py_DECREF(qd);
         }
         if (set(row, "http_absolute_form", PyBool_FromLong(absf)) < 0) goto fail;
-        if (set(row, "http_host", header(d, "host")) < 0) goto fail;
-        if (set(row, "http_user_agent", header(d, "user-agent")) < 0) goto fail;
+        /* (interned: hosts, user agents and servers repeat on almost every connection;
+         * one string each instead of one per row, 20 MiB at 10M packets) */
+        if (set(row, "http_host", interned(header(d, "host"))) < 0) goto fail;
+        if (set(row, "http_user_agent", interned(header(d, "user-agent"))) < 0) goto fail;
         if (nq >= 2) {
             PyObject *pd_ = PyObject_GenericGetDict(PyList_GET_ITEM(reqs, nq - 2), NULL);
             if (!pd_) goto fail;
@@ -794,8 +801,8 @@ static int http_facts(PyObject *row, PyObject *reqs, PyObject *resps, PyObject *
         PyObject *ver = mget(d, k_version);
         int v11 = PyUnicode_Check(ver) && PyUnicode_CompareWithASCIIString(ver, "1.1") == 0;
         if (set(row, "http_server_keep_alive", PyBool_FromLong(ka && v11)) < 0) goto fail;
-        if (set(row, "http_retry_after", header(d, "retry-after")) < 0) goto fail;
-        if (set(row, "http_server", header(d, "server")) < 0) goto fail;
+        if (set(row, "http_retry_after", interned(header(d, "retry-after"))) < 0) goto fail;
+        if (set(row, "http_server", interned(header(d, "server"))) < 0) goto fail;
         Py_CLEAR(d);
     }
     int mal = 0;
@@ -832,7 +839,7 @@ static PyObject *exchange_rows(PyObject *st, PyObject *reqs, PyObject *finals) {
         PyObject *t = NULL;
         if (hosti && qka >= 0 && rka >= 0) {
             PyObject *v[17] = {
-                inc(st), PyLong_FromSsize_t(i + 1), intern_or_none(mget(q, k_method)), inc(mget(q, k_target)),
+                inc(st), PyLong_FromSsize_t(i + 1), intern_or_none(mget(q, k_method)), intern_or_none(mget(q, k_target)),
                 inc(hosti), inc(mget(q, k_frame)), inc(mget(q, k_ts_ns)), bool_of(mget(q, k_complete)),
                 inc(mget(q, k_content_length)),
                 r ? inc(mget(r, k_status)) : inc(Py_None), r ? intern_or_none(mget(r, k_reason)) : inc(Py_None),

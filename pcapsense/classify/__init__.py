@@ -209,13 +209,18 @@ SLOW_CHUNK = 1024
 
 def _row_dicts(arrays: dict, ix: np.ndarray) -> dict[int, dict]:
     """The rows `ix` of the columns `arrays` (name -> the column's array) as
-    {row: {column: value}} for the rules, the values as Series.to_numpy() gives them.
+    {row: {column: value}} for the rules, the values as Series.to_numpy() gives them
+    and None for every missing one (what rules.Facts expects).
     Nullable integers become Python ints (NA -> None in Facts), not floats: frame
     numbers, TTLs and nanosecond times stay exact in the rules and in their text."""
     values = []
     for a in arrays.values():
         part = a.take(ix)
-        values.append((part.astype(object) if isinstance(part.dtype, pd.Int64Dtype) else part.to_numpy()).tolist())
+        vals = (part.astype(object) if isinstance(part.dtype, pd.Int64Dtype) else part.to_numpy()).tolist()
+        missing = np.flatnonzero(pd.isna(part))
+        for k in missing.tolist():       # every kind of missing (NaN, NaT, NA) as None,
+            vals[k] = None               # once per column here, not per attribute read
+        values.append(vals)
     cols = list(arrays)
     return dict(zip(ix.tolist(), (dict(zip(cols, row)) for row in zip(*values))))
 

@@ -79,6 +79,8 @@ class _Collect:
         self.url = b""
         self.headers: list[tuple[str, str]] = []
         self.status = b""
+        if _http1 is not None:          # the same callback, compiled (_http1.c: HeaderSink)
+            self.on_header = _http1.HeaderSink(self.headers)
 
     def on_url(self, url):
         self.url += url

@@ -250,3 +250,17 @@ def test_header_sink_decodes_and_lowers_as_python():
         sink(n, n + b" \xff")
     assert out == [(n.decode("latin-1").lower(), (n + b" \xff").decode("latin-1")) for n in names]
     assert all(type(a) is str and type(b) is str for a, b in out)
+
+
+def test_a_message_class_without_slots_goes_to_python():
+    """The compiled framing writes Message fields at their slots; a class laid out
+    otherwise makes it decline (None), never write where it should not."""
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Loose:
+        kind: str
+        offset: int
+    assert http1._http1.frame("request", [piece(b"GET / HTTP/1.1\r\n\r\n")], 18, None, Loose) is None
+    got = http1._http1.frame("request", [piece(b"GET / HTTP/1.1\r\n\r\n")], 18, None, http1.Message)
+    assert [(m.method, m.head_end, m._hdict) for m in got] == [("GET", 18, None)]

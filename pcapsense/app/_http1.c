@@ -18,6 +18,7 @@
 #define _GNU_SOURCE          /* memmem */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>        /* PyMemberDescrObject, T_OBJECT_EX: slot offsets */
 #include <stdint.h>
 #include <string.h>
 
@@ -29,7 +30,7 @@ enum { M_HEAD, M_BODY, M_CHUNKED, M_LOST, M_CLOSE };
 static PyObject *s_offset, *s_data, *s_length, *s_frame, *s_ts_ns, *s_tail;
 static PyObject *k_kind, *k_offset, *k_frame, *k_ts_ns, *k_head_end, *k_method, *k_target, *k_status,
     *k_reason, *k_version, *k_headers, *k_content_length, *k_chunked, *k_body_end, *k_complete,
-    *k_malformed, *k_raw_head;
+    *k_malformed, *k_raw_head, *k_hdict;
 static PyObject *v_connection, *v_host, *v_empty;
 
 typedef struct {
@@ -394,12 +395,75 @@ done:
 #undef CUR
 }
 
-static int put(PyObject *d, PyObject *k, PyObject *v) {      /* steals v; NULL v: error */
-    if (!v) return -1;
-    int r = PyDict_SetItem(d, k, v);
-    Py_DECREF(v);
-    return r;
+/* Message and Piece are slots dataclasses (http1.py, segments.py): their fields are
+ * read and written here at the slot offsets their member descriptors give, with no
+ * attribute lookup or instance dict (a message's 18 fields are set in a few ns each).
+ * A class laid out otherwise (not slots) makes frame() decline: the Python path runs. */
+enum { MF_KIND, MF_OFFSET, MF_FRAME, MF_TS, MF_HEAD_END, MF_METHOD, MF_TARGET, MF_STATUS, MF_REASON,
+       MF_VERSION, MF_HEADERS, MF_CL, MF_CHUNKED, MF_BODY_END, MF_COMPLETE, MF_MALFORMED, MF_RAW_HEAD,
+       MF_HDICT, MF_N };
+static PyObject *mf_key[MF_N];
+static Py_ssize_t mf_off[MF_N];
+static PyTypeObject *mf_cls;
+enum { PF_OFFSET, PF_DATA, PF_LENGTH, PF_FRAME, PF_TS, PF_TAIL, PF_N };
+static PyObject *pf_key[PF_N];
+static Py_ssize_t pf_off[PF_N];
+static PyTypeObject *pf_cls;
+
+static int slot_offsets(PyTypeObject *cls, PyObject **keys, Py_ssize_t *offs, int n) {
+    for (int i = 0; i < n; i++) {
+        PyObject *d = PyObject_GetAttr((PyObject *)cls, keys[i]);
+        if (!d) { PyErr_Clear(); return 1; }
+        int ok = Py_IS_TYPE(d, &PyMemberDescr_Type) &&
+                 ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
+        if (ok) offs[i] = ((PyMemberDescrObject *)d)->d_member->offset;
+        Py_DECREF(d);
+        if (!ok) return 1;
+    }
+    return 0;
 }
+
+static int msg_layout(PyTypeObject *cls) {          /* 0 ready, 1 not slots */
+    if (cls == mf_cls) return 0;
+    if (slot_offsets(cls, mf_key, mf_off, MF_N)) return 1;
+    mf_cls = cls;
+    return 0;
+}
+
+static int piece_layout(PyTypeObject *cls) {
+    if (cls == pf_cls) return 0;
+    if (slot_offsets(cls, pf_key, pf_off, PF_N)) return 1;
+    pf_cls = cls;
+    return 0;
+}
+
+#define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+
+static int mf_index(PyObject *k) {
+    for (int i = 0; i < MF_N; i++) if (mf_key[i] == k) return i;
+    return -1;
+}
+
+/* a Message field (by its interned name): borrowed, never NULL (None) */
+static PyObject *mget(PyObject *m, PyObject *k) {
+    PyObject *v = SLOT(m, mf_off[mf_index(k)]);
+    return v ? v : Py_None;
+}
+
+/* set a Message field; steals v (NULL v: error) */
+static int put(PyObject *m, PyObject *k, PyObject *v) {
+    if (!v) return -1;
+    Py_XSETREF(SLOT(m, mf_off[mf_index(k)]), v);
+    return 0;
+}
+
+static int mset(PyObject *m, PyObject *k, PyObject *v) {     /* borrows v */
+    Py_INCREF(v);
+    return put(m, k, v);
+}
+
+#define MSG_REF(x) (Py_INCREF(x), (x))
+
 
 static PyObject *opt_i64(int has, int64_t v) {
     if (!has) Py_RETURN_NONE;
@@ -415,8 +479,7 @@ static PyObject *own_or_none(PyObject *o) {
 static PyObject *to_message(PyTypeObject *cls, PyObject *kind, msg_t *m) {
     PyObject *obj = cls->tp_alloc(cls, 0);
     if (!obj) return NULL;
-    PyObject *d = PyObject_GenericGetDict(obj, NULL);
-    if (!d) { Py_DECREF(obj); return NULL; }
+    PyObject *d = obj;
     PyObject *hdrs = m->headers ? (Py_INCREF(m->headers), m->headers) : PyList_New(0);
     int bad =
         put(d, k_kind, (Py_INCREF(kind), kind)) ||
@@ -435,8 +498,8 @@ static PyObject *to_message(PyTypeObject *cls, PyObject *kind, msg_t *m) {
         put(d, k_body_end, opt_i64(m->has_body_end, m->body_end)) ||
         put(d, k_complete, PyBool_FromLong(m->complete)) ||
         put(d, k_malformed, own_or_none(m->malformed)) ||
-        put(d, k_raw_head, own_or_none(m->raw_head));
-    Py_DECREF(d);
+        put(d, k_raw_head, own_or_none(m->raw_head)) ||
+        put(d, k_hdict, own_or_none(NULL));
     if (bad) { Py_DECREF(obj); return NULL; }
     return obj;
 }
@@ -449,22 +512,19 @@ static PyObject *frame_impl(PyObject *kind, PyObject *pieces, long long total, P
     piece_t *ps = PyMem_Calloc((size_t)(np_ ? np_ : 1), sizeof(piece_t));
     const char **methods = NULL;
     Py_ssize_t n_methods = 0;
-    PyObject *keep = PyList_New(0);          /* attribute objects kept alive while running */
+    PyObject *keep = NULL;                   /* (pieces' fields are borrowed: the list owns them) */
     msgs_t ms = {0};
     PyObject *out = NULL;
     int rc = 0;
-    if (!ps || !keep) { PyErr_NoMemory(); goto end; }
-    for (Py_ssize_t i = 0; i < np_; i++) {
+    if (!ps) { PyErr_NoMemory(); goto end; }
+    if (msg_layout((PyTypeObject *)cls_o)) rc = 1;
+    for (Py_ssize_t i = 0; i < np_ && rc == 0; i++) {
         PyObject *p = PyList_GET_ITEM(pieces, i);
-        PyObject *o[6] = {PyObject_GetAttr(p, s_offset), PyObject_GetAttr(p, s_data), PyObject_GetAttr(p, s_length),
-                          PyObject_GetAttr(p, s_frame), PyObject_GetAttr(p, s_ts_ns), PyObject_GetAttr(p, s_tail)};
-        int fail = 0;
-        for (int j = 0; j < 6; j++) {
-            if (!o[j]) fail = 1;
-            else if (PyList_Append(keep, o[j]) < 0) fail = 1;
-        }
-        for (int j = 0; j < 6; j++) Py_XDECREF(o[j]);
-        if (fail) goto end;
+        if (piece_layout(Py_TYPE(p))) { rc = 1; break; }
+        PyObject *o[6];
+        int unset = 0;
+        for (int j = 0; j < 6; j++) if (!(o[j] = SLOT(p, pf_off[j]))) unset = 1;
+        if (unset) { rc = 1; break; }
         if (!PyBytes_CheckExact(o[1]) || !PyLong_CheckExact(o[0]) || !PyLong_CheckExact(o[2]) ||
                 !PyLong_CheckExact(o[3]) || !PyLong_CheckExact(o[4])) { rc = 1; break; }
         int err = 0;
@@ -533,11 +593,6 @@ static PyObject *frame(PyObject *self, PyObject *args) {
 
 static PyObject *s_request, *s_response;
 
-/* the value of attribute `k` from a Message's dict: borrowed, never NULL (None) */
-static PyObject *mget(PyObject *d, PyObject *k) {
-    PyObject *v = PyDict_GetItemWithError(d, k);
-    return v ? v : Py_None;
-}
 
 /* Message.header(name): repeated ones joined with ", ". New reference, or Py_None
  * (new reference too); NULL on error. */
@@ -611,7 +666,7 @@ static int reparse(PyObject *kind, PyObject *msgs, PyObject *parse_head) {
     Py_ssize_t n = PyList_GET_SIZE(msgs);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *m = PyList_GET_ITEM(msgs, i);
-        PyObject *d = PyObject_GenericGetDict(m, NULL);
+        PyObject *d = MSG_REF(m);
         if (!d) return -1;
         PyObject *raw = mget(d, k_raw_head);
         if (raw == Py_None) { Py_DECREF(d); continue; }
@@ -636,18 +691,18 @@ static int reparse(PyObject *kind, PyObject *msgs, PyObject *parse_head) {
             PyObject *ks[4] = {k_content_length, k_chunked, k_body_end, k_complete};
             for (int j = 0; j < 4; j++) Py_INCREF(keep[j]);
             Py_INCREF(raw);
-            int bad = PyDict_SetItem(d, k_malformed, Py_None) < 0;
+            int bad = mset(d, k_malformed, Py_None) < 0;
             PyObject *r = bad ? NULL : PyObject_CallFunctionObjArgs(parse_head, kind, raw, m, NULL);
             Py_DECREF(raw);
             bad = bad || !r;
             Py_XDECREF(r);
             for (int j = 0; j < 4; j++) {
-                if (!bad && PyDict_SetItem(d, ks[j], keep[j]) < 0) bad = 1;
+                if (!bad && mset(d, ks[j], keep[j]) < 0) bad = 1;
                 Py_DECREF(keep[j]);
             }
             if (bad) { Py_DECREF(d); return -1; }
         }
-        int r2 = PyDict_SetItem(d, k_raw_head, Py_None);
+        int r2 = mset(d, k_raw_head, Py_None);
         Py_DECREF(d);
         if (r2 < 0) return -1;
     }
@@ -705,7 +760,7 @@ static int http_facts(PyObject *row, PyObject *reqs, PyObject *resps, PyObject *
         PyObject *parts = PyList_New(nf);
         if (!parts) return -1;
         for (Py_ssize_t i = 0; i < nf; i++) {
-            PyObject *d = PyObject_GenericGetDict(PyList_GET_ITEM(finals, i), NULL);
+            PyObject *d = MSG_REF(PyList_GET_ITEM(finals, i));
             PyObject *s = d ? PyObject_Str(mget(d, k_status)) : NULL;
             Py_XDECREF(d);
             if (!s) { Py_DECREF(parts); return -1; }
@@ -719,7 +774,7 @@ static int http_facts(PyObject *row, PyObject *reqs, PyObject *resps, PyObject *
     if (set(row, "http_unanswered", PyLong_FromSsize_t(nq > nf ? nq - nf : 0)) < 0) return -1;
     int c100 = 0;
     for (Py_ssize_t i = 0; i < nr && !c100; i++) {
-        PyObject *d = PyObject_GenericGetDict(PyList_GET_ITEM(resps, i), NULL);
+        PyObject *d = MSG_REF(PyList_GET_ITEM(resps, i));
         if (!d) return -1;
         c100 = status_is(d, 100);
         Py_DECREF(d);
@@ -727,7 +782,7 @@ static int http_facts(PyObject *row, PyObject *reqs, PyObject *resps, PyObject *
     if (set(row, "http_100_continue", PyBool_FromLong(c100)) < 0) return -1;
     PyObject *d = NULL;
     if (nq) {
-        d = PyObject_GenericGetDict(PyList_GET_ITEM(reqs, nq - 1), NULL);
+        d = MSG_REF(PyList_GET_ITEM(reqs, nq - 1));
         if (!d) return -1;
         PyObject *he = mget(d, k_head_end), *cl = mget(d, k_content_length);
         if (set(row, "http_last_method", inc(mget(d, k_method))) < 0 ||
@@ -763,7 +818,7 @@ static int http_facts(PyObject *row, PyObject *reqs, PyObject *resps, PyObject *
         if (ka < 0 || set(row, "http_client_keep_alive", PyBool_FromLong(ka)) < 0) goto fail;
         int absf = 0;
         for (Py_ssize_t i = 0; i < nq && !absf; i++) {
-            PyObject *qd = PyObject_GenericGetDict(PyList_GET_ITEM(reqs, i), NULL);
+            PyObject *qd = MSG_REF(PyList_GET_ITEM(reqs, i));
             if (!qd) goto fail;
             PyObject *tg = mget(qd, k_target);
             if (PyUnicode_Check(tg) && PyUnicode_GET_LENGTH(tg)) {
@@ -781,7 +836,7 @@ static int http_facts(PyObject *row, PyObject *reqs, PyObject *resps, PyObject *
         if (set(row, "http_host", interned(header(d, "host"))) < 0) goto fail;
         if (set(row, "http_user_agent", interned(header(d, "user-agent"))) < 0) goto fail;
         if (nq >= 2) {
-            PyObject *pd_ = PyObject_GenericGetDict(PyList_GET_ITEM(reqs, nq - 2), NULL);
+            PyObject *pd_ = MSG_REF(PyList_GET_ITEM(reqs, nq - 2));
             if (!pd_) goto fail;
             int r = set(row, "http_prev_request_ts", inc(mget(pd_, k_ts_ns)));
             Py_DECREF(pd_);
@@ -790,7 +845,7 @@ static int http_facts(PyObject *row, PyObject *reqs, PyObject *resps, PyObject *
         Py_CLEAR(d);
     }
     if (nf) {
-        d = PyObject_GenericGetDict(PyList_GET_ITEM(finals, nf - 1), NULL);
+        d = MSG_REF(PyList_GET_ITEM(finals, nf - 1));
         if (!d) return -1;
         if (set(row, "http_last_status", inc(mget(d, k_status))) < 0 ||
             set(row, "http_last_response_frame", inc(mget(d, k_frame))) < 0 ||
@@ -809,7 +864,7 @@ static int http_facts(PyObject *row, PyObject *reqs, PyObject *resps, PyObject *
     PyObject *lists[2] = {reqs, resps};
     for (int l = 0; l < 2 && !mal; l++)
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(lists[l]) && !mal; i++) {
-            PyObject *md = PyObject_GenericGetDict(PyList_GET_ITEM(lists[l], i), NULL);
+            PyObject *md = MSG_REF(PyList_GET_ITEM(lists[l], i));
             if (!md) return -1;
             int t = PyObject_IsTrue(mget(md, k_malformed));
             Py_DECREF(md);
@@ -827,8 +882,8 @@ static PyObject *exchange_rows(PyObject *st, PyObject *reqs, PyObject *finals) {
     PyObject *out = PyList_New(nq);
     if (!out) return NULL;
     for (Py_ssize_t i = 0; i < nq; i++) {
-        PyObject *q = PyObject_GenericGetDict(PyList_GET_ITEM(reqs, i), NULL);
-        PyObject *r = (q && i < nf) ? PyObject_GenericGetDict(PyList_GET_ITEM(finals, i), NULL) : NULL;
+        PyObject *q = MSG_REF(PyList_GET_ITEM(reqs, i));
+        PyObject *r = (q && i < nf) ? MSG_REF(PyList_GET_ITEM(finals, i)) : NULL;
         if (!q || (i < nf && !r)) { Py_XDECREF(q); Py_DECREF(out); return NULL; }
         PyObject *hs = mget(q, k_headers);
         int has_h = PyObject_IsTrue(hs);
@@ -876,7 +931,7 @@ static PyObject *connection(PyObject *self, PyObject *args) {
     methods = PyList_New(nq);                         /* [r.method or "GET" for r in reqs] */
     if (!methods) goto fail;
     for (Py_ssize_t i = 0; i < nq; i++) {
-        PyObject *d = PyObject_GenericGetDict(PyList_GET_ITEM(reqs, i), NULL);
+        PyObject *d = MSG_REF(PyList_GET_ITEM(reqs, i));
         if (!d) goto fail;
         PyObject *mth = mget(d, k_method);
         int t = PyObject_IsTrue(mth);
@@ -895,7 +950,7 @@ static PyObject *connection(PyObject *self, PyObject *args) {
     if (!finals) goto fail;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(resps); i++) {
         PyObject *m = PyList_GET_ITEM(resps, i);
-        PyObject *d = PyObject_GenericGetDict(m, NULL);
+        PyObject *d = MSG_REF(m);
         if (!d) goto fail;
         int f = is_final(d);
         Py_DECREF(d);
@@ -909,14 +964,14 @@ static PyObject *connection(PyObject *self, PyObject *args) {
      * upgrade cases), as indices, -1 for none */
     Py_ssize_t i_connect = -1, i_101 = -1;
     for (Py_ssize_t i = 0; i < nq && i_connect < 0; i++) {
-        PyObject *d = PyObject_GenericGetDict(PyList_GET_ITEM(reqs, i), NULL);
+        PyObject *d = MSG_REF(PyList_GET_ITEM(reqs, i));
         if (!d) goto fail;
         PyObject *mth = mget(d, k_method);
         if (PyUnicode_Check(mth) && PyUnicode_CompareWithASCIIString(mth, "CONNECT") == 0) i_connect = i;
         Py_DECREF(d);
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(resps) && i_101 < 0; i++) {
-        PyObject *d = PyObject_GenericGetDict(PyList_GET_ITEM(resps, i), NULL);
+        PyObject *d = MSG_REF(PyList_GET_ITEM(resps, i));
         if (!d) goto fail;
         if (status_is(d, 101)) i_101 = i;
         Py_DECREF(d);
@@ -1010,7 +1065,15 @@ PyMODINIT_FUNC PyInit__http1(void) {
     I(k_version, "version"); I(k_headers, "headers"); I(k_content_length, "content_length");
     I(k_chunked, "chunked"); I(k_body_end, "body_end"); I(k_complete, "complete"); I(k_malformed, "malformed");
     I(k_raw_head, "raw_head"); I(v_connection, "connection"); I(v_host, "host"); I(v_empty, "");
-    I(s_request, "request"); I(s_response, "response");
+    I(s_request, "request"); I(s_response, "response"); I(k_hdict, "_hdict");
+    {
+        PyObject *mk[MF_N] = {k_kind, k_offset, k_frame, k_ts_ns, k_head_end, k_method, k_target, k_status,
+                              k_reason, k_version, k_headers, k_content_length, k_chunked, k_body_end,
+                              k_complete, k_malformed, k_raw_head, k_hdict};
+        memcpy(mf_key, mk, sizeof mk);
+        PyObject *pk[PF_N] = {s_offset, s_data, s_length, s_frame, s_ts_ns, s_tail};
+        memcpy(pf_key, pk, sizeof pk);
+    }
 #undef I
     if (PyType_Ready(&SinkType) < 0) return NULL;
     PyObject *m = PyModule_Create(&moddef);

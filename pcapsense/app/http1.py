@@ -26,7 +26,7 @@ except ImportError:               # pragma: no cover - a source tree without the
 MAX_HEAD = 64 * 1024
 
 
-@dataclass
+@dataclass(slots=True)             # (_http1.c sets and reads the fields at their slots)
 class Message:
     kind: str                       # "request" | "response"
     offset: int                     # first byte, from the direction's first payload byte
@@ -45,15 +45,16 @@ class Message:
     complete: bool = False          # whole message (head and body) was sent
     malformed: str | None = None
     raw_head: bytes | None = None   # kept until httptools has parsed it (see parse_direction)
+    _hdict: dict | None = field(default=None, repr=False, compare=False)   # header() cache
 
     def header(self, name: str) -> str | None:
         """Value of a header (lower-case name), repeated ones joined with ', '."""
-        d = self.__dict__.get("_hdict")
+        d = self._hdict
         if d is None:
             d = {}
             for k, v in self.headers:
                 d[k] = f"{d[k]}, {v}" if k in d else v
-            self.__dict__["_hdict"] = d
+            self._hdict = d
         return d.get(name)
 
     @property
@@ -115,7 +116,7 @@ def _parse_head(kind: str, head: bytes, msg: Message) -> None:
     except Exception:  # noqa: BLE001 - httptools raises on incomplete heads
         msg.version = None
     msg.headers = cb.headers
-    msg.__dict__.pop("_hdict", None)
+    msg._hdict = None
     if kind == "request":
         msg.method = parser.get_method().decode("latin-1")
         msg.target = cb.url.decode("latin-1")

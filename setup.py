@@ -8,17 +8,17 @@ setup(
         Extension(
             "pcapsense.capture._engine",
             sources=["pcapsense/capture/_engine.c"],
-            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wno-unused-function"],
+            extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wno-unused-function"],
         ),
         Extension(
             "pcapsense.app._segments",
             sources=["pcapsense/app/_segments.c"],
-            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wno-unused-function"],
+            extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wno-unused-function"],
         ),
         Extension(
             "pcapsense.app._http1",
             sources=["pcapsense/app/_http1.c"],
-            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wno-unused-function"],
+            extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wno-unused-function"],
         ),
     ]
 )

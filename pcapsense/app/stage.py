@@ -54,7 +54,9 @@ class AppStage:
         if not pending:
             return
         closed = np.frombuffer(self.eng.closed(0), dtype=np.uint8)
-        now = {st for st in pending if st < len(closed) and closed[st]}
+        ids = np.fromiter(pending, dtype=np.int64, count=len(pending))
+        ids = ids[ids < len(closed)]
+        now = set(ids[closed[ids] != 0].tolist())
         ready = now & self.candidates
         self.candidates = now - ready
         if ready:

@@ -90,9 +90,23 @@ def _slicer(arr) -> Callable[[int, int], list]:
 
 
 def _rounded(a: np.ndarray) -> list:
-    # Python's round() is correctly rounded (np.round is not: 1.0039145 -> 1.003914);
-    # NaN and infinities stay, and orjson writes them as null
-    return [round(x, 6) for x in a.tolist()]
+    """Floats rounded to 6 decimals exactly as Python's round() does (correctly
+    rounded: 1.0039145 -> 1.003915, where np.round says 1.003914). rint(x * 1e6) / 1e6
+    is the same value except where x * 1e6 lies within its rounding error of a half
+    (or is too large to hold the units exactly): those few go through round(). NaN
+    and infinities stay, and orjson writes them as null."""
+    a = np.asarray(a, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        y = a * 1e6
+        out = np.rint(y) / 1e6
+        frac = np.abs(y - np.floor(y) - 0.5)
+        odd = ~(frac > np.maximum(1.0, np.abs(y)) * 2.0 ** -40) | ~(np.abs(y) < 2.0 ** 52)
+    vals = out.tolist()
+    for i in np.flatnonzero(odd & np.isfinite(a)).tolist():
+        vals[i] = round(float(a[i]), 6)
+    for i in np.flatnonzero(~np.isfinite(a)).tolist():
+        vals[i] = float(a[i])
+    return vals
 
 
 def _other(v):

@@ -96,6 +96,9 @@ class _Collect:
 
 
 def _parse_head(kind: str, head: bytes, msg: Message) -> None:
+    """httptools' full parse of a reported head: first line, version, every header, and
+    its verdict (`malformed`). The framing fields (Content-Length, chunked, where the
+    body ends) stay the framer's: a Content-Length is only checked here."""
     cb = _Collect()
     parser = httptools.HttpRequestParser(cb) if kind == "request" else httptools.HttpResponseParser(cb)
     try:
@@ -123,13 +126,13 @@ def _parse_head(kind: str, head: bytes, msg: Message) -> None:
     else:
         msg.status = parser.get_status_code()
         msg.reason = cb.status.decode("latin-1")
-    cl = msg.header("content-length")
-    if cl is not None:
+    cls = [v for k, v in cb.headers if k == "content-length"]
+    if cls:
+        cl = ", ".join(cls)                     # (as header() joins repeated ones)
         try:
-            msg.content_length = int(cl.split(",")[0].strip())
+            int(cl.split(",")[0].strip())
         except ValueError:
             msg.malformed = f"bad Content-Length {cl!r}"
-    msg.chunked = "chunked" in (msg.header("transfer-encoding") or "").lower()
 
 
 def _first_line(kind: str, buf: bytes, msg: Message) -> None:

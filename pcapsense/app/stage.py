@@ -53,10 +53,9 @@ class AppStage:
         pending = self.acc.streams()
         if not pending:
             return
-        closed = np.frombuffer(self.eng.closed(0), dtype=np.uint8)
         ids = np.fromiter(pending, dtype=np.int64, count=len(pending))
-        ids = ids[ids < len(closed)]
-        now = set(ids[closed[ids] != 0].tolist())
+        closed = np.frombuffer(self.eng.closed_of(ids), dtype=np.uint8)
+        now = set(ids[closed != 0].tolist())
         ready = now & self.candidates
         self.candidates = now - ready
         if ready:

@@ -1441,6 +1441,29 @@ static PyObject *Engine_take_app(Engine *self, PyObject *noargs) {
     return r;
 }
 
+/* closed_of(int64 ids) -> bytes: the closed() flag of each given stream (0 for an id
+ * past the table). The application stage asks only for the streams it still holds:
+ * scanning every stream at each chunk cost O(streams x chunks) */
+static PyObject *Engine_closed_of(Engine *self, PyObject *arg) {
+    if (check_streams(self) < 0) return NULL;
+    Py_buffer b;
+    if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0) return NULL;
+    Py_ssize_t n = b.len / (Py_ssize_t)sizeof(int64_t);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n);
+    if (out) {
+        char *o = PyBytes_AS_STRING(out);
+        for (Py_ssize_t k = 0; k < n; k++) {
+            int64_t i;
+            memcpy(&i, (const char *)b.buf + k * (Py_ssize_t)sizeof i, sizeof i);
+            if (i < 0 || (size_t)i >= self->stream_n) { o[k] = 0; continue; }
+            stream_t *st = &self->streams[i];
+            o[k] = (char)((st->d[0].first_fin_frame && st->d[1].first_fin_frame) || st->rst_frame);
+        }
+    }
+    PyBuffer_Release(&b);
+    return out;
+}
+
 /* closed(from) -> bytes: one flag per stream from `from` on: 1 when both sides sent FIN
  * or a RST was seen (its application bytes can be finalised soon) */
 static PyObject *Engine_closed(Engine *self, PyObject *args) {
@@ -1548,6 +1571,7 @@ static PyMethodDef Engine_methods[] = {
     {"take_app", (PyCFunction)Engine_take_app, METH_NOARGS, "application segments so far (drained)"},
     {"new_file", (PyCFunction)Engine_new_file, METH_NOARGS, "the next bytes start another capture file"},
     {"closed", (PyCFunction)Engine_closed, METH_VARARGS, "closed(from) -> flags of streams from `from` on"},
+    {"closed_of", (PyCFunction)Engine_closed_of, METH_O, "closed_of(int64 ids) -> the closed flag of each"},
     {"stream_rows", (PyCFunction)Engine_stream_rows, METH_O, "rows of the given streams (int64 indices)"},
     {"app_tails_for", (PyCFunction)Engine_app_tails_for, METH_O, "last data of the given streams"},
     {NULL}

@@ -204,12 +204,20 @@ def connections():
     return seen
 
 
+def _flat(row: dict) -> dict:
+    """A fact row with the compiled path's HTTP tuple spread into keys, and the keys
+    whose value is None left out (facts_frame reads both as missing)."""
+    row = dict(row)
+    row.update(zip(facts._HTTP_FACTS, row.pop("_http", ())))
+    return {k: v for k, v in row.items() if v is not None}
+
+
 def _both_ways(monkeypatch, st, pieces, cdir, totals):
     got = facts._one(st, pieces, cdir, totals)
     with monkeypatch.context() as m:
         m.setattr(http1, "_http1", None)
         want = facts._one(st, pieces, cdir, totals)
-    assert _typed(got) == _typed(want)
+    assert _typed(_flat(got)) == _typed(_flat(want))
     return got
 
 
@@ -264,3 +272,20 @@ def test_a_message_class_without_slots_goes_to_python():
     assert http1._http1.frame("request", [piece(b"GET / HTTP/1.1\r\n\r\n")], 18, None, Loose) is None
     got = http1._http1.frame("request", [piece(b"GET / HTTP/1.1\r\n\r\n")], 18, None, http1.Message)
     assert [(m.method, m.head_end, m._hdict) for m in got] == [("GET", 18, None)]
+
+
+def test_fact_tables_from_either_path_are_the_same(connections, monkeypatch):
+    """facts_frame over rows of the compiled path (HTTP facts as one tuple), of the
+    Python path (keys), and of both mixed: one table."""
+    import pandas as pd
+    compiled_rows = [facts._one(*c) for c in connections]
+    with monkeypatch.context() as m:
+        m.setattr(http1, "_http1", None)
+        python_rows = [facts._one(*c) for c in connections]
+    for r in compiled_rows + python_rows:
+        r.pop("_exchanges", None)
+    assert any("_http" in r for r in compiled_rows)
+    want = facts.facts_frame([dict(r) for r in python_rows])
+    mixed = [dict(a if i % 3 else b) for i, (a, b) in enumerate(zip(compiled_rows, python_rows))]
+    for rows in ([dict(r) for r in compiled_rows], mixed):
+        pd.testing.assert_frame_equal(facts.facts_frame(rows), want, check_exact=True)

@@ -727,12 +727,6 @@ static PyObject *bool_of(PyObject *o) {                  /* bool(o); NULL on err
     return PyBool_FromLong(t);
 }
 
-static int set(PyObject *row, const char *key, PyObject *v) {   /* steals v */
-    if (!v) return -1;
-    int r = PyDict_SetItemString(row, key, v);
-    Py_DECREF(v);
-    return r;
-}
 
 static PyObject *inc(PyObject *o) { Py_INCREF(o); return o; }
 
@@ -751,11 +745,22 @@ static PyObject *done_by(PyObject *d, long long total) {
     return PyBool_FromLong(le);
 }
 
-static int http_facts(PyObject *row, PyObject *reqs, PyObject *resps, PyObject *finals, long long ctot,
+/* The HTTP facts of one connection, in the order of HTTP_FACTS (a module attribute):
+ * facts.py turns rows of them into columns without a dict per connection. */
+enum { HF_REQUESTS, HF_RESPONSES, HF_STATUSES, HF_UNANSWERED, HF_100_CONTINUE, HF_LAST_METHOD, HF_LAST_TARGET, HF_LAST_REQUEST_FRAME, HF_LAST_REQUEST_TS, HF_LAST_REQUEST_COMPLETE, HF_LAST_REQUEST_BODY_DECLARED, HF_LAST_REQUEST_BODY_SENT, HF_LAST_REQUEST_EXPECT_CONTINUE, HF_LAST_REQUEST_ANSWERED, HF_CLIENT_KEEP_ALIVE, HF_ABSOLUTE_FORM, HF_HOST, HF_USER_AGENT, HF_PREV_REQUEST_TS, HF_LAST_STATUS, HF_LAST_RESPONSE_FRAME, HF_LAST_RESPONSE_TS, HF_LAST_RESPONSE_COMPLETE, HF_SERVER_KEEP_ALIVE, HF_RETRY_AFTER, HF_SERVER, HF_MALFORMED, HF_N };
+static const char *hf_names[HF_N] = {"http_requests", "http_responses", "http_statuses", "http_unanswered", "http_100_continue", "http_last_method", "http_last_target", "http_last_request_frame", "http_last_request_ts", "http_last_request_complete", "http_last_request_body_declared", "http_last_request_body_sent", "http_last_request_expect_continue", "http_last_request_answered", "http_client_keep_alive", "http_absolute_form", "http_host", "http_user_agent", "http_prev_request_ts", "http_last_status", "http_last_response_frame", "http_last_response_ts", "http_last_response_complete", "http_server_keep_alive", "http_retry_after", "http_server", "http_malformed"};
+
+static int setf(PyObject **vals, int i, PyObject *v) {       /* steals v; NULL v: error */
+    if (!v) return -1;
+    Py_XSETREF(vals[i], v);
+    return 0;
+}
+
+static int http_facts(PyObject **row, PyObject *reqs, PyObject *resps, PyObject *finals, long long ctot,
                       long long stot) {
     Py_ssize_t nq = PyList_GET_SIZE(reqs), nf = PyList_GET_SIZE(finals), nr = PyList_GET_SIZE(resps);
-    if (set(row, "http_requests", PyLong_FromSsize_t(nq)) < 0) return -1;
-    if (set(row, "http_responses", PyLong_FromSsize_t(nf)) < 0) return -1;
+    if (setf(row, HF_REQUESTS, PyLong_FromSsize_t(nq)) < 0) return -1;
+    if (setf(row, HF_RESPONSES, PyLong_FromSsize_t(nf)) < 0) return -1;
     if (nf) {
         PyObject *parts = PyList_New(nf);
         if (!parts) return -1;
@@ -769,9 +774,9 @@ static int http_facts(PyObject *row, PyObject *reqs, PyObject *resps, PyObject *
         PyObject *sep = PyUnicode_FromString(",");
         PyObject *j = sep ? PyUnicode_Join(sep, parts) : NULL;
         Py_XDECREF(sep); Py_DECREF(parts);
-        if (set(row, "http_statuses", j) < 0) return -1;
-    } else if (set(row, "http_statuses", inc(Py_None)) < 0) return -1;
-    if (set(row, "http_unanswered", PyLong_FromSsize_t(nq > nf ? nq - nf : 0)) < 0) return -1;
+        if (setf(row, HF_STATUSES, j) < 0) return -1;
+    } else if (setf(row, HF_STATUSES, inc(Py_None)) < 0) return -1;
+    if (setf(row, HF_UNANSWERED, PyLong_FromSsize_t(nq > nf ? nq - nf : 0)) < 0) return -1;
     int c100 = 0;
     for (Py_ssize_t i = 0; i < nr && !c100; i++) {
         PyObject *d = MSG_REF(PyList_GET_ITEM(resps, i));
@@ -779,18 +784,18 @@ static int http_facts(PyObject *row, PyObject *reqs, PyObject *resps, PyObject *
         c100 = status_is(d, 100);
         Py_DECREF(d);
     }
-    if (set(row, "http_100_continue", PyBool_FromLong(c100)) < 0) return -1;
+    if (setf(row, HF_100_CONTINUE, PyBool_FromLong(c100)) < 0) return -1;
     PyObject *d = NULL;
     if (nq) {
         d = MSG_REF(PyList_GET_ITEM(reqs, nq - 1));
         if (!d) return -1;
         PyObject *he = mget(d, k_head_end), *cl = mget(d, k_content_length);
-        if (set(row, "http_last_method", inc(mget(d, k_method))) < 0 ||
-            set(row, "http_last_target", interned(inc(mget(d, k_target)))) < 0 ||
-            set(row, "http_last_request_frame", inc(mget(d, k_frame))) < 0 ||
-            set(row, "http_last_request_ts", inc(mget(d, k_ts_ns))) < 0 ||
-            set(row, "http_last_request_complete", done_by(d, ctot)) < 0 ||
-            set(row, "http_last_request_body_declared", inc(cl)) < 0) goto fail;
+        if (setf(row, HF_LAST_METHOD, inc(mget(d, k_method))) < 0 ||
+            setf(row, HF_LAST_TARGET, interned(inc(mget(d, k_target)))) < 0 ||
+            setf(row, HF_LAST_REQUEST_FRAME, inc(mget(d, k_frame))) < 0 ||
+            setf(row, HF_LAST_REQUEST_TS, inc(mget(d, k_ts_ns))) < 0 ||
+            setf(row, HF_LAST_REQUEST_COMPLETE, done_by(d, ctot)) < 0 ||
+            setf(row, HF_LAST_REQUEST_BODY_DECLARED, inc(cl)) < 0) goto fail;
         if (he != Py_None && cl != Py_None) {
             /* max(min(ctot, head_end + content_length) - head_end, 0), in Python ints */
             PyObject *t = PyLong_FromLongLong(ctot), *sum = PyNumber_Add(he, cl), *mn = NULL, *df = NULL, *zero = NULL;
@@ -806,16 +811,16 @@ static int http_facts(PyObject *row, PyObject *reqs, PyObject *resps, PyObject *
                 res = ge < 0 ? NULL : inc(ge ? df : zero);
             }
             Py_XDECREF(t); Py_XDECREF(sum); Py_XDECREF(mn); Py_XDECREF(df); Py_XDECREF(zero);
-            if (set(row, "http_last_request_body_sent", res) < 0) goto fail;
-        } else if (set(row, "http_last_request_body_sent", inc(Py_None)) < 0) goto fail;
+            if (setf(row, HF_LAST_REQUEST_BODY_SENT, res) < 0) goto fail;
+        } else if (setf(row, HF_LAST_REQUEST_BODY_SENT, inc(Py_None)) < 0) goto fail;
         PyObject *ex = header(d, "expect");
         if (!ex) goto fail;
         int ec = lower_has(ex, "100-continue", 1);
         Py_DECREF(ex);
-        if (ec < 0 || set(row, "http_last_request_expect_continue", PyBool_FromLong(ec)) < 0) goto fail;
-        if (set(row, "http_last_request_answered", PyBool_FromLong(nf >= nq)) < 0) goto fail;
+        if (ec < 0 || setf(row, HF_LAST_REQUEST_EXPECT_CONTINUE, PyBool_FromLong(ec)) < 0) goto fail;
+        if (setf(row, HF_LAST_REQUEST_ANSWERED, PyBool_FromLong(nf >= nq)) < 0) goto fail;
         int ka = keep_alive(d);
-        if (ka < 0 || set(row, "http_client_keep_alive", PyBool_FromLong(ka)) < 0) goto fail;
+        if (ka < 0 || setf(row, HF_CLIENT_KEEP_ALIVE, PyBool_FromLong(ka)) < 0) goto fail;
         int absf = 0;
         for (Py_ssize_t i = 0; i < nq && !absf; i++) {
             PyObject *qd = MSG_REF(PyList_GET_ITEM(reqs, i));
@@ -830,15 +835,15 @@ static int http_facts(PyObject *row, PyObject *reqs, PyObject *resps, PyObject *
             }
             Py_DECREF(qd);
         }
-        if (set(row, "http_absolute_form", PyBool_FromLong(absf)) < 0) goto fail;
+        if (setf(row, HF_ABSOLUTE_FORM, PyBool_FromLong(absf)) < 0) goto fail;
         /* (interned: hosts, user agents and servers repeat on almost every connection;
          * one string each instead of one per row, 20 MiB at 10M packets) */
-        if (set(row, "http_host", interned(header(d, "host"))) < 0) goto fail;
-        if (set(row, "http_user_agent", interned(header(d, "user-agent"))) < 0) goto fail;
+        if (setf(row, HF_HOST, interned(header(d, "host"))) < 0) goto fail;
+        if (setf(row, HF_USER_AGENT, interned(header(d, "user-agent"))) < 0) goto fail;
         if (nq >= 2) {
             PyObject *pd_ = MSG_REF(PyList_GET_ITEM(reqs, nq - 2));
             if (!pd_) goto fail;
-            int r = set(row, "http_prev_request_ts", inc(mget(pd_, k_ts_ns)));
+            int r = setf(row, HF_PREV_REQUEST_TS, inc(mget(pd_, k_ts_ns)));
             Py_DECREF(pd_);
             if (r < 0) goto fail;
         }
@@ -847,17 +852,17 @@ static int http_facts(PyObject *row, PyObject *reqs, PyObject *resps, PyObject *
     if (nf) {
         d = MSG_REF(PyList_GET_ITEM(finals, nf - 1));
         if (!d) return -1;
-        if (set(row, "http_last_status", inc(mget(d, k_status))) < 0 ||
-            set(row, "http_last_response_frame", inc(mget(d, k_frame))) < 0 ||
-            set(row, "http_last_response_ts", inc(mget(d, k_ts_ns))) < 0 ||
-            set(row, "http_last_response_complete", done_by(d, stot)) < 0) goto fail;
+        if (setf(row, HF_LAST_STATUS, inc(mget(d, k_status))) < 0 ||
+            setf(row, HF_LAST_RESPONSE_FRAME, inc(mget(d, k_frame))) < 0 ||
+            setf(row, HF_LAST_RESPONSE_TS, inc(mget(d, k_ts_ns))) < 0 ||
+            setf(row, HF_LAST_RESPONSE_COMPLETE, done_by(d, stot)) < 0) goto fail;
         int ka = keep_alive(d);
         if (ka < 0) goto fail;
         PyObject *ver = mget(d, k_version);
         int v11 = PyUnicode_Check(ver) && PyUnicode_CompareWithASCIIString(ver, "1.1") == 0;
-        if (set(row, "http_server_keep_alive", PyBool_FromLong(ka && v11)) < 0) goto fail;
-        if (set(row, "http_retry_after", interned(header(d, "retry-after"))) < 0) goto fail;
-        if (set(row, "http_server", interned(header(d, "server"))) < 0) goto fail;
+        if (setf(row, HF_SERVER_KEEP_ALIVE, PyBool_FromLong(ka && v11)) < 0) goto fail;
+        if (setf(row, HF_RETRY_AFTER, interned(header(d, "retry-after"))) < 0) goto fail;
+        if (setf(row, HF_SERVER, interned(header(d, "server"))) < 0) goto fail;
         Py_CLEAR(d);
     }
     int mal = 0;
@@ -871,7 +876,7 @@ static int http_facts(PyObject *row, PyObject *reqs, PyObject *resps, PyObject *
             if (t < 0) return -1;
             mal = t;
         }
-    return set(row, "http_malformed", PyBool_FromLong(mal));
+    return setf(row, HF_MALFORMED, PyBool_FromLong(mal));
 fail:
     Py_XDECREF(d);
     return -1;
@@ -956,8 +961,16 @@ static PyObject *connection(PyObject *self, PyObject *args) {
         Py_DECREF(d);
         if (f && PyList_Append(finals, m) < 0) goto fail;
     }
-    row = PyDict_New();
-    if (!row || http_facts(row, reqs, resps, finals, ctot, stot) < 0) goto fail;
+    {
+        PyObject *vals[HF_N] = {NULL};
+        int bad = http_facts(vals, reqs, resps, finals, ctot, stot) < 0;
+        row = bad ? NULL : PyTuple_New(HF_N);
+        for (int i = 0; i < HF_N; i++) {
+            if (row) PyTuple_SET_ITEM(row, i, vals[i] ? vals[i] : (Py_INCREF(Py_None), Py_None));
+            else Py_XDECREF(vals[i]);
+        }
+        if (!row) goto fail;
+    }
     ex = exchange_rows(st, reqs, finals);
     if (!ex) goto fail;
     /* the first CONNECT request and the first 101 response (facts._one's proxy and
@@ -1048,7 +1061,8 @@ static PyMethodDef methods_def[] = {
      "http1._frame_py in C; None when only the Python reference decides exactly."},
     {"connection", connection, METH_VARARGS,
      "connection(stream, client_pieces, server_pieces, client_bytes, server_bytes, Message, parse_head)\n"
-     "-> (requests, responses, facts, exchanges, first CONNECT, first 101) | None:\n"
+     "-> (requests, responses, facts (a tuple in HTTP_FACTS order), exchanges, first CONNECT,\n"
+     "first 101) | None:\n"
      "http1.parse_direction for both directions, then facts._http_facts and\n"
      "facts._exchange_rows, in C (indices -1: none); None: run the Python path."},
     {NULL, NULL, 0, NULL},
@@ -1082,5 +1096,13 @@ PyMODINIT_FUNC PyInit__http1(void) {
     if (PyModule_AddObject(m, "HeaderSink", (PyObject *)&SinkType) < 0) {
         Py_DECREF(&SinkType); Py_DECREF(m); return NULL;
     }
+    PyObject *hf = PyTuple_New(HF_N);
+    if (!hf) { Py_DECREF(m); return NULL; }
+    for (int i = 0; i < HF_N; i++) {
+        PyObject *t = PyUnicode_InternFromString(hf_names[i]);
+        if (!t) { Py_DECREF(hf); Py_DECREF(m); return NULL; }
+        PyTuple_SET_ITEM(hf, i, t);
+    }
+    if (PyModule_AddObject(m, "HTTP_FACTS", hf) < 0) { Py_DECREF(hf); Py_DECREF(m); return NULL; }
     return m;
 }

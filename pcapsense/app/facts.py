@@ -41,6 +41,12 @@ COLUMNS = {
 }
 
 
+# the compiled path's HTTP facts come as a tuple in this order (_http1.c: HTTP_FACTS)
+_HTTP_FACTS = http1._http1.HTTP_FACTS if http1._http1 is not None else ()
+_HTTP_ABSOLUTE = _HTTP_FACTS.index("http_absolute_form") if _HTTP_FACTS else -1
+assert set(_HTTP_FACTS) <= set(COLUMNS)
+
+
 def _base_seq(streams: np.ndarray) -> np.ndarray:
     d = streams["d"]
     syn_first = ((d["first_syn_frame"] == d["first_frame"]) & (d["first_syn_frame"] > 0)) | \
@@ -143,12 +149,30 @@ def facts_frame(rows: list[dict]) -> pd.DataFrame:
     idx = pd.Index([r["stream"] for r in rows], dtype="int64", name="stream")
     n = len(rows)
     given: dict[str, list] = {}         # the columns some row has a value for
+    http: list[tuple] = []              # (row, the compiled path's HTTP facts: see _one)
     for i, r in enumerate(rows):        # (one pass over the rows' items: a row holds
         for k, v in r.items():          # about half of the columns)
             if v is not None:
+                if k == "_http":
+                    http.append((i, v))
+                    continue
                 c = given.get(k)
                 if c is None:
                     c = given[k] = [None] * n
+                c[i] = v
+    if http:                            # HTTP facts: transposed at once, not row by row
+        pos = [i for i, _ in http]
+        dense = len(pos) == n
+        for name, vals in zip(_HTTP_FACTS, zip(*[t for _, t in http])):
+            if vals.count(None) == len(vals):
+                continue
+            c = given.get(name)
+            if c is None and dense:
+                given[name] = list(vals)
+                continue
+            if c is None:
+                c = given[name] = [None] * n
+            for i, v in zip(pos, vals):
                 c[i] = v
     data = {}
     for col, kind in COLUMNS.items():
@@ -276,11 +300,10 @@ def _one(st, pieces, client_dir, totals) -> dict:
                 # framing, reported heads, facts and exchanges in C (_http1.c: connection)
                 done = http1._http1.connection(st, cl, sv, ctot, stot, http1.Message, http1._parse_head)
             if done is not None:
-                reqs, resps, http_row, row["_exchanges"], i_conn, i_up = done
-                row.update(http_row)
+                reqs, resps, row["_http"], row["_exchanges"], i_conn, i_up = done
                 conn = reqs[i_conn] if i_conn >= 0 else None
                 up = resps[i_up] if i_up >= 0 else None
-                absolute = http_row.get("http_absolute_form", False)
+                absolute = bool(row["_http"][_HTTP_ABSOLUTE])
             else:
                 reqs = http1.parse_direction("request", cl, ctot)
                 resps = http1.parse_direction("response", sv, stot, [r.method or "GET" for r in reqs])

@@ -662,6 +662,9 @@ static int status_is(PyObject *d, long want) {
 }
 
 /* the loop of parse_direction after the framing: httptools for the reported heads */
+static PyObject *ph_req_cls;                 /* (defined with parse_head_c below) */
+static int parse_head_c(PyObject *kind, PyObject *head, PyObject *msg);
+
 static int reparse(PyObject *kind, PyObject *msgs, PyObject *parse_head) {
     Py_ssize_t n = PyList_GET_SIZE(msgs);
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -692,10 +695,13 @@ static int reparse(PyObject *kind, PyObject *msgs, PyObject *parse_head) {
             for (int j = 0; j < 4; j++) Py_INCREF(keep[j]);
             Py_INCREF(raw);
             int bad = mset(d, k_malformed, Py_None) < 0;
-            PyObject *r = bad ? NULL : PyObject_CallFunctionObjArgs(parse_head, kind, raw, m, NULL);
+            if (!bad && ph_req_cls) bad = parse_head_c(kind, raw, m) < 0;
+            else if (!bad) {
+                PyObject *r = PyObject_CallFunctionObjArgs(parse_head, kind, raw, m, NULL);
+                bad = !r;
+                Py_XDECREF(r);
+            }
             Py_DECREF(raw);
-            bad = bad || !r;
-            Py_XDECREF(r);
             for (int j = 0; j < 4; j++) {
                 if (!bad && mset(d, ks[j], keep[j]) < 0) bad = 1;
                 Py_DECREF(keep[j]);
@@ -1055,6 +1061,145 @@ static PyTypeObject SinkType = {
     .tp_call = (ternaryfunc)Sink_call,
 };
 
+/* ---- parse_head: http1._parse_head with the Python steps in C ----
+ * The same calls into httptools (parser class, feed_data, get_http_version, get_method /
+ * get_status_code) with a compiled collector for its callbacks. A head httptools
+ * rejects is handed to the Python _parse_head from the start (nothing is written to
+ * the message before that point), so the error path stays the reference's. */
+typedef struct { PyObject_HEAD PyObject *url, *status, *headers; } Coll;
+
+static void Coll_dealloc(Coll *self) {
+    Py_XDECREF(self->url); Py_XDECREF(self->status); Py_XDECREF(self->headers);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *concat_bytes(PyObject **acc, PyObject *b) {
+    if (!PyBytes_Check(b)) { PyErr_SetString(PyExc_TypeError, "bytes expected"); return NULL; }
+    PyBytes_Concat(acc, b);
+    if (!*acc) return NULL;
+    Py_RETURN_NONE;
+}
+static PyObject *Coll_on_url(Coll *self, PyObject *b) { return concat_bytes(&self->url, b); }
+static PyObject *Coll_on_status(Coll *self, PyObject *b) { return concat_bytes(&self->status, b); }
+
+static PyObject *Coll_on_header(Coll *self, PyObject *args) {
+    Sink tmp;                                /* the HeaderSink logic on this list */
+    tmp.list = self->headers;
+    return Sink_call(&tmp, args, NULL);
+}
+
+static PyMethodDef Coll_methods[] = {
+    {"on_url", (PyCFunction)Coll_on_url, METH_O, NULL},
+    {"on_status", (PyCFunction)Coll_on_status, METH_O, NULL},
+    {"on_header", (PyCFunction)Coll_on_header, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject CollType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pcapsense.app._http1.Collector",
+    .tp_basicsize = sizeof(Coll),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "httptools callbacks (url, status, headers) collected in C",
+    .tp_dealloc = (destructor)Coll_dealloc,
+    .tp_methods = Coll_methods,
+};
+
+static Coll *new_coll(void) {
+    Coll *c = PyObject_New(Coll, &CollType);
+    if (!c) return NULL;
+    c->url = PyBytes_FromStringAndSize(NULL, 0);
+    c->status = PyBytes_FromStringAndSize(NULL, 0);
+    c->headers = PyList_New(0);
+    if (!c->url || !c->status || !c->headers) { Py_DECREF(c); return NULL; }
+    return c;
+}
+
+/* what _parse_head needs from Python: set by set_parse_head() once (http1.py) */
+static PyObject *ph_req_cls, *ph_resp_cls, *ph_upgrade, *ph_python;
+static PyObject *s_feed_data, *s_get_http_version, *s_get_method, *s_get_status_code;
+
+static PyObject *set_parse_head(PyObject *self, PyObject *args) {
+    PyObject *a, *b, *c, *d;
+    if (!PyArg_ParseTuple(args, "OOOO", &a, &b, &c, &d)) return NULL;
+    Py_INCREF(a); Py_XSETREF(ph_req_cls, a);
+    Py_INCREF(b); Py_XSETREF(ph_resp_cls, b);
+    Py_INCREF(c); Py_XSETREF(ph_upgrade, c);
+    Py_INCREF(d); Py_XSETREF(ph_python, d);
+    Py_RETURN_NONE;
+}
+
+static PyObject *latin1_of(PyObject *b) {
+    if (!PyBytes_Check(b)) { PyErr_SetString(PyExc_TypeError, "bytes expected"); return NULL; }
+    return PyUnicode_DecodeLatin1(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b), NULL);
+}
+
+/* parse_head(kind, head, msg): 0, -1 error. `msg` is a slots Message (msg_layout done). */
+static int parse_head_c(PyObject *kind, PyObject *head, PyObject *msg) {
+    int response = kind == s_response || PyUnicode_CompareWithASCIIString(kind, "response") == 0;
+    Coll *cb = new_coll();
+    if (!cb) return -1;
+    PyObject *parser = PyObject_CallOneArg(response ? ph_resp_cls : ph_req_cls, (PyObject *)cb);
+    if (!parser) { Py_DECREF(cb); return -1; }
+    PyObject *r = PyObject_CallMethodOneArg(parser, s_feed_data, head);
+    if (!r) {
+        if (PyErr_ExceptionMatches(ph_upgrade)) PyErr_Clear();
+        else if (PyErr_ExceptionMatches(PyExc_Exception)) {
+            /* rejected (or anything else): the reference decides from the start */
+            PyErr_Clear();
+            Py_DECREF(parser); Py_DECREF(cb);
+            PyObject *rr = PyObject_CallFunctionObjArgs(ph_python, kind, head, msg, NULL);
+            Py_XDECREF(rr);
+            return rr ? 0 : -1;
+        } else { Py_DECREF(parser); Py_DECREF(cb); return -1; }
+    } else Py_DECREF(r);
+    int bad = 0;
+    PyObject *ver = PyObject_CallMethodNoArgs(parser, s_get_http_version);
+    if (!ver) {
+        if (PyErr_ExceptionMatches(PyExc_Exception)) { PyErr_Clear(); ver = Py_None; Py_INCREF(ver); }
+        else bad = 1;
+    }
+    if (!bad) bad = put(msg, k_version, ver);
+    if (!bad) bad = mset(msg, k_headers, cb->headers) || mset(msg, k_hdict, Py_None);
+    if (!bad && !response) {
+        PyObject *m = PyObject_CallMethodNoArgs(parser, s_get_method);
+        bad = m ? put(msg, k_method, latin1_of(m)) : -1;
+        Py_XDECREF(m);
+        if (!bad) bad = put(msg, k_target, latin1_of(cb->url));
+    } else if (!bad) {
+        bad = put(msg, k_status, PyObject_CallMethodNoArgs(parser, s_get_status_code));
+        if (!bad) bad = put(msg, k_reason, latin1_of(cb->status));
+    }
+    /* Content-Length: only checked (int() of the first of the joined values) */
+    if (!bad) {
+        PyObject *joined = header(msg, "content-length");
+        if (!joined) bad = 1;
+        else if (joined != Py_None) {
+            PyObject *sep = PyUnicode_FromString(","), *parts = sep ? PyUnicode_Split(joined, sep, 1) : NULL;
+            PyObject *first = parts ? PyObject_CallMethod(PyList_GET_ITEM(parts, 0), "strip", NULL) : NULL;
+            PyObject *v = first ? PyLong_FromUnicodeObject(first, 10) : NULL;
+            if (!v && first && PyErr_ExceptionMatches(PyExc_ValueError)) {
+                PyErr_Clear();
+                PyObject *txt = PyUnicode_FromFormat("bad Content-Length %R", joined);
+                bad = txt ? put(msg, k_malformed, txt) : 1;
+            } else if (!v) bad = 1;
+            Py_XDECREF(v); Py_XDECREF(first); Py_XDECREF(parts); Py_XDECREF(sep);
+        }
+        Py_DECREF(joined);
+    }
+    Py_DECREF(parser); Py_DECREF(cb);
+    return bad ? -1 : 0;
+}
+
+static PyObject *parse_head_py(PyObject *self, PyObject *args) {
+    PyObject *kind, *head, *msg;
+    if (!PyArg_ParseTuple(args, "UO!O", &kind, &PyBytes_Type, &head, &msg)) return NULL;
+    if (msg_layout(Py_TYPE(msg))) { PyErr_SetString(PyExc_TypeError, "a slots Message expected"); return NULL; }
+    if (!ph_req_cls) { PyErr_SetString(PyExc_RuntimeError, "set_parse_head() first"); return NULL; }
+    if (parse_head_c(kind, head, msg) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods_def[] = {
     {"frame", frame, METH_VARARGS,
      "frame(kind, pieces, total_bytes, request_methods, Message) -> list[Message] | None:\n"
@@ -1065,6 +1210,10 @@ static PyMethodDef methods_def[] = {
      "first 101) | None:\n"
      "http1.parse_direction for both directions, then facts._http_facts and\n"
      "facts._exchange_rows, in C (indices -1: none); None: run the Python path."},
+    {"set_parse_head", set_parse_head, METH_VARARGS,
+     "set_parse_head(HttpRequestParser, HttpResponseParser, HttpParserUpgrade, python_parse_head)"},
+    {"parse_head", parse_head_py, METH_VARARGS,
+     "parse_head(kind, head, message): http1._parse_head, compiled (see _http1.c)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1089,7 +1238,11 @@ PyMODINIT_FUNC PyInit__http1(void) {
         memcpy(pf_key, pk, sizeof pk);
     }
 #undef I
-    if (PyType_Ready(&SinkType) < 0) return NULL;
+    if (PyType_Ready(&SinkType) < 0 || PyType_Ready(&CollType) < 0) return NULL;
+    if (!(s_feed_data = PyUnicode_InternFromString("feed_data")) ||
+        !(s_get_http_version = PyUnicode_InternFromString("get_http_version")) ||
+        !(s_get_method = PyUnicode_InternFromString("get_method")) ||
+        !(s_get_status_code = PyUnicode_InternFromString("get_status_code"))) return NULL;
     PyObject *m = PyModule_Create(&moddef);
     if (!m) return NULL;
     Py_INCREF(&SinkType);

@@ -135,6 +135,11 @@ def _parse_head(kind: str, head: bytes, msg: Message) -> None:
             msg.malformed = f"bad Content-Length {cl!r}"
 
 
+if _http1 is not None:      # the compiled parse_head calls the same httptools, and this
+    _http1.set_parse_head(httptools.HttpRequestParser, httptools.HttpResponseParser,
+                          httptools.HttpParserUpgrade, _parse_head)     # for rejected heads
+
+
 def _first_line(kind: str, buf: bytes, msg: Message) -> None:
     """Request line or status line alone (a head whose rest was not captured)."""
     end = buf.find(b"\r\n")

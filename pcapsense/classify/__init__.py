@@ -236,9 +236,11 @@ def _add_app_columns(df: pd.DataFrame, app: pd.DataFrame) -> None:
         s = pd.Series(src.take(pos, allow_fill=True), index=df.index)
         del src
         if kind == "bool":
-            s = s.astype("boolean")
+            if not isinstance(s.dtype, pd.BooleanDtype):
+                s = s.astype("boolean")
         elif kind == "int":
-            s = pd.to_numeric(s, errors="coerce").astype("Int64")
+            if not isinstance(s.dtype, pd.Int64Dtype):      # (facts_frame's are already)
+                s = pd.to_numeric(s, errors="coerce").astype("Int64")
         elif kind == "str":
             s = pd.Series(shared_strings(s), index=df.index, dtype=object)
         df[col] = s

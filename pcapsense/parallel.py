@@ -238,9 +238,9 @@ _SIZES = struct.Struct("<qq")
 
 def _shard_to_file(files: list[str], opts: Options, shard: tuple[int, int]) -> str:
     """A worker's side of `run()`: read one shard and leave it in a temporary file; the
-    path is what goes back through the pool. Returning the Partial itself would make
-    the parent hold the whole pickled message and its unpickled copy at once (19 MiB
-    over 400 MB at 10M packets); from a file the engine's two row tables are read
+    path is what goes back through the pool. Returning the Partial itself made the
+    parent hold the whole pickled message and its unpickled copy at once (a 390 MiB
+    peak at 10M packets, 362 MiB now); from a file the engine's two row tables are read
     straight into their final buffers and only the small pickle of the rest is
     unpickled."""
     with memory.no_cyclic_gc():         # (a forkserver's worker does not inherit it)

@@ -44,7 +44,7 @@ def test_take_streams_hands_over_the_table_without_a_copy():
     del table                                             # the array still holds the block
     assert rows["stream"].tolist() == list(range(len(rows)))
     # the engine takes nothing more once its table is gone
-    for call in (eng.streams, eng.take_streams, lambda: eng.closed(0),
+    for call in (eng.streams, eng.take_streams, lambda: eng.closed_of(b""),
                  lambda: eng.stream_rows(np.zeros(1, np.int64).tobytes()),
                  lambda: eng.feed(b"", 0, np.empty(1, dtype=layout.PACKET_DTYPE))):
         with pytest.raises(RuntimeError, match="handed over"):

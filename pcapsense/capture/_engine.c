@@ -1469,9 +1469,10 @@ static PyObject *Engine_take_app(Engine *self, PyObject *noargs) {
     return r;
 }
 
-/* closed_of(int64 ids) -> bytes: the closed() flag of each given stream (0 for an id
- * past the table). The application stage asks only for the streams it still holds:
- * scanning every stream at each chunk cost O(streams x chunks) */
+/* closed_of(int64 ids) -> bytes: one flag per given stream, 1 when both sides sent FIN
+ * or a RST was seen (its application bytes can be finalised soon), 0 for an id past
+ * the table. The application stage asks only for the streams it still holds (scanning
+ * every stream at each chunk grew as streams x chunks). */
 static PyObject *Engine_closed_of(Engine *self, PyObject *arg) {
     if (check_streams(self) < 0) return NULL;
     Py_buffer b;
@@ -1490,23 +1491,6 @@ static PyObject *Engine_closed_of(Engine *self, PyObject *arg) {
     }
     PyBuffer_Release(&b);
     return out;
-}
-
-/* closed(from) -> bytes: one flag per stream from `from` on: 1 when both sides sent FIN
- * or a RST was seen (its application bytes can be finalised soon) */
-static PyObject *Engine_closed(Engine *self, PyObject *args) {
-    Py_ssize_t from;
-    if (check_streams(self) < 0) return NULL;
-    if (!PyArg_ParseTuple(args, "n", &from)) return NULL;
-    if (from < 0 || (size_t)from > self->stream_n) from = (Py_ssize_t)self->stream_n;
-    PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)self->stream_n - from);
-    if (!b) return NULL;
-    char *o = PyBytes_AS_STRING(b);
-    for (size_t i = (size_t)from; i < self->stream_n; i++) {
-        stream_t *st = &self->streams[i];
-        o[i - from] = (char)((st->d[0].first_fin_frame && st->d[1].first_fin_frame) || st->rst_frame);
-    }
-    return b;
 }
 
 static int index_list(PyObject *arg, Py_buffer *buf, Engine *self) {
@@ -1598,7 +1582,6 @@ static PyMethodDef Engine_methods[] = {
     {"counters", (PyCFunction)Engine_counters, METH_NOARGS, "capture-level counters"},
     {"take_app", (PyCFunction)Engine_take_app, METH_NOARGS, "application segments so far (drained)"},
     {"new_file", (PyCFunction)Engine_new_file, METH_NOARGS, "the next bytes start another capture file"},
-    {"closed", (PyCFunction)Engine_closed, METH_VARARGS, "closed(from) -> flags of streams from `from` on"},
     {"closed_of", (PyCFunction)Engine_closed_of, METH_O, "closed_of(int64 ids) -> the closed flag of each"},
     {"stream_rows", (PyCFunction)Engine_stream_rows, METH_O, "rows of the given streams (int64 indices)"},
     {"app_tails_for", (PyCFunction)Engine_app_tails_for, METH_O, "last data of the given streams"},

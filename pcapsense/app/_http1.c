@@ -439,27 +439,22 @@ static int piece_layout(PyTypeObject *cls) {
 
 #define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
 
-static int mf_index(PyObject *k) {
-    for (int i = 0; i < MF_N; i++) if (mf_key[i] == k) return i;
-    return -1;
-}
-
-/* a Message field (by its interned name): borrowed, never NULL (None) */
-static PyObject *mget(PyObject *m, PyObject *k) {
-    PyObject *v = SLOT(m, mf_off[mf_index(k)]);
+/* a Message field (MF_*): borrowed, never NULL (None) */
+static PyObject *mget(PyObject *m, int f) {
+    PyObject *v = SLOT(m, mf_off[f]);
     return v ? v : Py_None;
 }
 
-/* set a Message field; steals v (NULL v: error) */
-static int put(PyObject *m, PyObject *k, PyObject *v) {
+/* set a Message field (MF_*); steals v (NULL v: error) */
+static int put(PyObject *m, int f, PyObject *v) {
     if (!v) return -1;
-    Py_XSETREF(SLOT(m, mf_off[mf_index(k)]), v);
+    Py_XSETREF(SLOT(m, mf_off[f]), v);
     return 0;
 }
 
-static int mset(PyObject *m, PyObject *k, PyObject *v) {     /* borrows v */
+static int mset(PyObject *m, int f, PyObject *v) {     /* borrows v */
     Py_INCREF(v);
-    return put(m, k, v);
+    return put(m, f, v);
 }
 
 #define MSG_REF(x) (Py_INCREF(x), (x))
@@ -482,24 +477,24 @@ static PyObject *to_message(PyTypeObject *cls, PyObject *kind, msg_t *m) {
     PyObject *d = obj;
     PyObject *hdrs = m->headers ? (Py_INCREF(m->headers), m->headers) : PyList_New(0);
     int bad =
-        put(d, k_kind, (Py_INCREF(kind), kind)) ||
-        put(d, k_offset, PyLong_FromLongLong(m->offset)) ||
-        put(d, k_frame, (Py_INCREF(m->frame_o), m->frame_o)) ||
-        put(d, k_ts_ns, (Py_INCREF(m->ts_o), m->ts_o)) ||
-        put(d, k_head_end, opt_i64(m->has_head_end, m->head_end)) ||
-        put(d, k_method, own_or_none(m->method)) ||
-        put(d, k_target, own_or_none(m->target)) ||
-        put(d, k_status, opt_i64(m->has_status, m->status)) ||
-        put(d, k_reason, own_or_none(m->reason)) ||
-        put(d, k_version, own_or_none(m->version)) ||
-        put(d, k_headers, hdrs) ||
-        put(d, k_content_length, opt_i64(m->has_cl, m->content_length)) ||
-        put(d, k_chunked, PyBool_FromLong(m->chunked)) ||
-        put(d, k_body_end, opt_i64(m->has_body_end, m->body_end)) ||
-        put(d, k_complete, PyBool_FromLong(m->complete)) ||
-        put(d, k_malformed, own_or_none(m->malformed)) ||
-        put(d, k_raw_head, own_or_none(m->raw_head)) ||
-        put(d, k_hdict, own_or_none(NULL));
+        put(d, MF_KIND, (Py_INCREF(kind), kind)) ||
+        put(d, MF_OFFSET, PyLong_FromLongLong(m->offset)) ||
+        put(d, MF_FRAME, (Py_INCREF(m->frame_o), m->frame_o)) ||
+        put(d, MF_TS, (Py_INCREF(m->ts_o), m->ts_o)) ||
+        put(d, MF_HEAD_END, opt_i64(m->has_head_end, m->head_end)) ||
+        put(d, MF_METHOD, own_or_none(m->method)) ||
+        put(d, MF_TARGET, own_or_none(m->target)) ||
+        put(d, MF_STATUS, opt_i64(m->has_status, m->status)) ||
+        put(d, MF_REASON, own_or_none(m->reason)) ||
+        put(d, MF_VERSION, own_or_none(m->version)) ||
+        put(d, MF_HEADERS, hdrs) ||
+        put(d, MF_CL, opt_i64(m->has_cl, m->content_length)) ||
+        put(d, MF_CHUNKED, PyBool_FromLong(m->chunked)) ||
+        put(d, MF_BODY_END, opt_i64(m->has_body_end, m->body_end)) ||
+        put(d, MF_COMPLETE, PyBool_FromLong(m->complete)) ||
+        put(d, MF_MALFORMED, own_or_none(m->malformed)) ||
+        put(d, MF_RAW_HEAD, own_or_none(m->raw_head)) ||
+        put(d, MF_HDICT, own_or_none(NULL));
     if (bad) { Py_DECREF(obj); return NULL; }
     return obj;
 }
@@ -597,7 +592,7 @@ static PyObject *s_request, *s_response;
 /* Message.header(name): repeated ones joined with ", ". New reference, or Py_None
  * (new reference too); NULL on error. */
 static PyObject *header(PyObject *d, const char *name) {
-    PyObject *hs = mget(d, k_headers);
+    PyObject *hs = mget(d, MF_HEADERS);
     if (!PyList_Check(hs)) Py_RETURN_NONE;
     PyObject *acc = NULL;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(hs); i++) {
@@ -635,7 +630,7 @@ static int keep_alive(PyObject *d) {
     int r = lower_has(conn, "close", 0);
     if (r == 1) { Py_DECREF(conn); return 0; }
     if (r < 0) { Py_DECREF(conn); return -1; }
-    PyObject *ver = mget(d, k_version);
+    PyObject *ver = mget(d, MF_VERSION);
     if (PyUnicode_Check(ver) && PyUnicode_CompareWithASCIIString(ver, "1.0") == 0) {
         r = lower_has(conn, "keep-alive", 0);
         Py_DECREF(conn);
@@ -646,7 +641,7 @@ static int keep_alive(PyObject *d) {
 }
 
 static int is_final(PyObject *d) {          /* status is not None and >= 200 and != 101 */
-    PyObject *st = mget(d, k_status);
+    PyObject *st = mget(d, MF_STATUS);
     if (st == Py_None || !PyLong_Check(st)) return 0;
     long v = PyLong_AsLong(st);
     if (v == -1 && PyErr_Occurred()) { PyErr_Clear(); return 1; }   /* huge: >= 200 */
@@ -654,7 +649,7 @@ static int is_final(PyObject *d) {          /* status is not None and >= 200 and
 }
 
 static int status_is(PyObject *d, long want) {
-    PyObject *st = mget(d, k_status);
+    PyObject *st = mget(d, MF_STATUS);
     if (st == Py_None || !PyLong_Check(st)) return 0;
     long v = PyLong_AsLong(st);
     if (v == -1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
@@ -671,10 +666,10 @@ static int reparse(PyObject *kind, PyObject *msgs, PyObject *parse_head) {
         PyObject *m = PyList_GET_ITEM(msgs, i);
         PyObject *d = MSG_REF(m);
         if (!d) return -1;
-        PyObject *raw = mget(d, k_raw_head);
+        PyObject *raw = mget(d, MF_RAW_HEAD);
         if (raw == Py_None) { Py_DECREF(d); continue; }
         int report = i == n - 1;
-        PyObject *meth = mget(d, k_method), *tgt = mget(d, k_target), *st = mget(d, k_status);
+        PyObject *meth = mget(d, MF_METHOD), *tgt = mget(d, MF_TARGET), *st = mget(d, MF_STATUS);
         if (!report && PyUnicode_Check(meth) && PyUnicode_CompareWithASCIIString(meth, "CONNECT") == 0) report = 1;
         if (!report && PyUnicode_Check(tgt)) {
             PyObject *sep = PyUnicode_FromString("://");
@@ -690,11 +685,11 @@ static int reparse(PyObject *kind, PyObject *msgs, PyObject *parse_head) {
             else report = !(v == 200 || v == 204 || v == 206 || v == 301 || v == 302 || v == 304);
         }
         if (report) {
-            PyObject *keep[4] = {mget(d, k_content_length), mget(d, k_chunked), mget(d, k_body_end), mget(d, k_complete)};
-            PyObject *ks[4] = {k_content_length, k_chunked, k_body_end, k_complete};
+            PyObject *keep[4] = {mget(d, MF_CL), mget(d, MF_CHUNKED), mget(d, MF_BODY_END), mget(d, MF_COMPLETE)};
+            int ks[4] = {MF_CL, MF_CHUNKED, MF_BODY_END, MF_COMPLETE};
             for (int j = 0; j < 4; j++) Py_INCREF(keep[j]);
             Py_INCREF(raw);
-            int bad = mset(d, k_malformed, Py_None) < 0;
+            int bad = mset(d, MF_MALFORMED, Py_None) < 0;
             if (!bad && ph_req_cls) bad = parse_head_c(kind, raw, m) < 0;
             else if (!bad) {
                 PyObject *r = PyObject_CallFunctionObjArgs(parse_head, kind, raw, m, NULL);
@@ -708,7 +703,7 @@ static int reparse(PyObject *kind, PyObject *msgs, PyObject *parse_head) {
             }
             if (bad) { Py_DECREF(d); return -1; }
         }
-        int r2 = mset(d, k_raw_head, Py_None);
+        int r2 = mset(d, MF_RAW_HEAD, Py_None);
         Py_DECREF(d);
         if (r2 < 0) return -1;
     }
@@ -738,10 +733,10 @@ static PyObject *inc(PyObject *o) { Py_INCREF(o); return o; }
 
 /* complete or (body_end is not None and body_end <= total) */
 static PyObject *done_by(PyObject *d, long long total) {
-    int c = PyObject_IsTrue(mget(d, k_complete));
+    int c = PyObject_IsTrue(mget(d, MF_COMPLETE));
     if (c < 0) return NULL;
     if (c) Py_RETURN_TRUE;
-    PyObject *be = mget(d, k_body_end);
+    PyObject *be = mget(d, MF_BODY_END);
     if (be == Py_None) Py_RETURN_FALSE;
     PyObject *t = PyLong_FromLongLong(total);
     if (!t) return NULL;
@@ -772,7 +767,7 @@ static int http_facts(PyObject **row, PyObject *reqs, PyObject *resps, PyObject 
         if (!parts) return -1;
         for (Py_ssize_t i = 0; i < nf; i++) {
             PyObject *d = MSG_REF(PyList_GET_ITEM(finals, i));
-            PyObject *s = d ? PyObject_Str(mget(d, k_status)) : NULL;
+            PyObject *s = d ? PyObject_Str(mget(d, MF_STATUS)) : NULL;
             Py_XDECREF(d);
             if (!s) { Py_DECREF(parts); return -1; }
             PyList_SET_ITEM(parts, i, s);
@@ -795,11 +790,11 @@ static int http_facts(PyObject **row, PyObject *reqs, PyObject *resps, PyObject 
     if (nq) {
         d = MSG_REF(PyList_GET_ITEM(reqs, nq - 1));
         if (!d) return -1;
-        PyObject *he = mget(d, k_head_end), *cl = mget(d, k_content_length);
-        if (setf(row, HF_LAST_METHOD, inc(mget(d, k_method))) < 0 ||
-            setf(row, HF_LAST_TARGET, interned(inc(mget(d, k_target)))) < 0 ||
-            setf(row, HF_LAST_REQUEST_FRAME, inc(mget(d, k_frame))) < 0 ||
-            setf(row, HF_LAST_REQUEST_TS, inc(mget(d, k_ts_ns))) < 0 ||
+        PyObject *he = mget(d, MF_HEAD_END), *cl = mget(d, MF_CL);
+        if (setf(row, HF_LAST_METHOD, inc(mget(d, MF_METHOD))) < 0 ||
+            setf(row, HF_LAST_TARGET, interned(inc(mget(d, MF_TARGET)))) < 0 ||
+            setf(row, HF_LAST_REQUEST_FRAME, inc(mget(d, MF_FRAME))) < 0 ||
+            setf(row, HF_LAST_REQUEST_TS, inc(mget(d, MF_TS))) < 0 ||
             setf(row, HF_LAST_REQUEST_COMPLETE, done_by(d, ctot)) < 0 ||
             setf(row, HF_LAST_REQUEST_BODY_DECLARED, inc(cl)) < 0) goto fail;
         if (he != Py_None && cl != Py_None) {
@@ -831,7 +826,7 @@ static int http_facts(PyObject **row, PyObject *reqs, PyObject *resps, PyObject 
         for (Py_ssize_t i = 0; i < nq && !absf; i++) {
             PyObject *qd = MSG_REF(PyList_GET_ITEM(reqs, i));
             if (!qd) goto fail;
-            PyObject *tg = mget(qd, k_target);
+            PyObject *tg = mget(qd, MF_TARGET);
             if (PyUnicode_Check(tg) && PyUnicode_GET_LENGTH(tg)) {
                 PyObject *head = PyUnicode_Substring(tg, 0, 12), *sep = PyUnicode_FromString("://");
                 int has = (head && sep) ? PySequence_Contains(head, sep) : -1;
@@ -849,7 +844,7 @@ static int http_facts(PyObject **row, PyObject *reqs, PyObject *resps, PyObject 
         if (nq >= 2) {
             PyObject *pd_ = MSG_REF(PyList_GET_ITEM(reqs, nq - 2));
             if (!pd_) goto fail;
-            int r = setf(row, HF_PREV_REQUEST_TS, inc(mget(pd_, k_ts_ns)));
+            int r = setf(row, HF_PREV_REQUEST_TS, inc(mget(pd_, MF_TS)));
             Py_DECREF(pd_);
             if (r < 0) goto fail;
         }
@@ -858,13 +853,13 @@ static int http_facts(PyObject **row, PyObject *reqs, PyObject *resps, PyObject 
     if (nf) {
         d = MSG_REF(PyList_GET_ITEM(finals, nf - 1));
         if (!d) return -1;
-        if (setf(row, HF_LAST_STATUS, inc(mget(d, k_status))) < 0 ||
-            setf(row, HF_LAST_RESPONSE_FRAME, inc(mget(d, k_frame))) < 0 ||
-            setf(row, HF_LAST_RESPONSE_TS, inc(mget(d, k_ts_ns))) < 0 ||
+        if (setf(row, HF_LAST_STATUS, inc(mget(d, MF_STATUS))) < 0 ||
+            setf(row, HF_LAST_RESPONSE_FRAME, inc(mget(d, MF_FRAME))) < 0 ||
+            setf(row, HF_LAST_RESPONSE_TS, inc(mget(d, MF_TS))) < 0 ||
             setf(row, HF_LAST_RESPONSE_COMPLETE, done_by(d, stot)) < 0) goto fail;
         int ka = keep_alive(d);
         if (ka < 0) goto fail;
-        PyObject *ver = mget(d, k_version);
+        PyObject *ver = mget(d, MF_VERSION);
         int v11 = PyUnicode_Check(ver) && PyUnicode_CompareWithASCIIString(ver, "1.1") == 0;
         if (setf(row, HF_SERVER_KEEP_ALIVE, PyBool_FromLong(ka && v11)) < 0) goto fail;
         if (setf(row, HF_RETRY_AFTER, interned(header(d, "retry-after"))) < 0) goto fail;
@@ -877,7 +872,7 @@ static int http_facts(PyObject **row, PyObject *reqs, PyObject *resps, PyObject 
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(lists[l]) && !mal; i++) {
             PyObject *md = MSG_REF(PyList_GET_ITEM(lists[l], i));
             if (!md) return -1;
-            int t = PyObject_IsTrue(mget(md, k_malformed));
+            int t = PyObject_IsTrue(mget(md, MF_MALFORMED));
             Py_DECREF(md);
             if (t < 0) return -1;
             mal = t;
@@ -896,7 +891,7 @@ static PyObject *exchange_rows(PyObject *st, PyObject *reqs, PyObject *finals) {
         PyObject *q = MSG_REF(PyList_GET_ITEM(reqs, i));
         PyObject *r = (q && i < nf) ? MSG_REF(PyList_GET_ITEM(finals, i)) : NULL;
         if (!q || (i < nf && !r)) { Py_XDECREF(q); Py_DECREF(out); return NULL; }
-        PyObject *hs = mget(q, k_headers);
+        PyObject *hs = mget(q, MF_HEADERS);
         int has_h = PyObject_IsTrue(hs);
         PyObject *host = has_h > 0 ? header(q, "host") : (has_h == 0 ? inc(Py_None) : NULL);
         PyObject *hosti = host ? intern_or_none(host) : NULL;
@@ -905,12 +900,12 @@ static PyObject *exchange_rows(PyObject *st, PyObject *reqs, PyObject *finals) {
         PyObject *t = NULL;
         if (hosti && qka >= 0 && rka >= 0) {
             PyObject *v[17] = {
-                inc(st), PyLong_FromSsize_t(i + 1), intern_or_none(mget(q, k_method)), intern_or_none(mget(q, k_target)),
-                inc(hosti), inc(mget(q, k_frame)), inc(mget(q, k_ts_ns)), bool_of(mget(q, k_complete)),
-                inc(mget(q, k_content_length)),
-                r ? inc(mget(r, k_status)) : inc(Py_None), r ? intern_or_none(mget(r, k_reason)) : inc(Py_None),
-                r ? inc(mget(r, k_frame)) : inc(Py_None), r ? inc(mget(r, k_ts_ns)) : inc(Py_None),
-                r ? bool_of(mget(r, k_complete)) : inc(Py_None), r ? inc(mget(r, k_content_length)) : inc(Py_None),
+                inc(st), PyLong_FromSsize_t(i + 1), intern_or_none(mget(q, MF_METHOD)), intern_or_none(mget(q, MF_TARGET)),
+                inc(hosti), inc(mget(q, MF_FRAME)), inc(mget(q, MF_TS)), bool_of(mget(q, MF_COMPLETE)),
+                inc(mget(q, MF_CL)),
+                r ? inc(mget(r, MF_STATUS)) : inc(Py_None), r ? intern_or_none(mget(r, MF_REASON)) : inc(Py_None),
+                r ? inc(mget(r, MF_FRAME)) : inc(Py_None), r ? inc(mget(r, MF_TS)) : inc(Py_None),
+                r ? bool_of(mget(r, MF_COMPLETE)) : inc(Py_None), r ? inc(mget(r, MF_CL)) : inc(Py_None),
                 PyBool_FromLong(qka), r ? PyBool_FromLong(rka) : inc(Py_None)};
             int ok = 1;
             for (int j = 0; j < 17; j++) if (!v[j]) ok = 0;
@@ -944,7 +939,7 @@ static PyObject *connection(PyObject *self, PyObject *args) {
     for (Py_ssize_t i = 0; i < nq; i++) {
         PyObject *d = MSG_REF(PyList_GET_ITEM(reqs, i));
         if (!d) goto fail;
-        PyObject *mth = mget(d, k_method);
+        PyObject *mth = mget(d, MF_METHOD);
         int t = PyObject_IsTrue(mth);
         if (t < 0) { Py_DECREF(d); goto fail; }
         PyObject *v = t ? mth : NULL;
@@ -985,7 +980,7 @@ static PyObject *connection(PyObject *self, PyObject *args) {
     for (Py_ssize_t i = 0; i < nq && i_connect < 0; i++) {
         PyObject *d = MSG_REF(PyList_GET_ITEM(reqs, i));
         if (!d) goto fail;
-        PyObject *mth = mget(d, k_method);
+        PyObject *mth = mget(d, MF_METHOD);
         if (PyUnicode_Check(mth) && PyUnicode_CompareWithASCIIString(mth, "CONNECT") == 0) i_connect = i;
         Py_DECREF(d);
     }
@@ -1006,25 +1001,12 @@ out:                                                  /* reqs is None (or NULL o
     return reqs;
 }
 
-/* ---- HeaderSink: httptools' on_header callback, compiled ----
- * sink(name, value) appends (name.decode("latin-1").lower(), value.decode("latin-1"))
- * to the list it was made with: what http1._Collect.on_header did in Python, once per
- * header of every reported head (180k calls on the 2M-packet benchmark). str.lower()
+/* httptools' on_header callback, compiled: appends (name.decode("latin-1").lower(),
+ * value.decode("latin-1")) to `list`, what http1._Collect.on_header does in Python, once
+ * per header of every reported head (180k calls on the 2M-packet benchmark). str.lower()
  * of latin-1 text maps A-Z and U+00C0-U+00DE except U+00D7 up by 0x20 and nothing else
  * (tests/test_http1_c.py checks all 256). */
-typedef struct { PyObject_HEAD PyObject *list; } Sink;
-
-static int Sink_init(Sink *self, PyObject *args, PyObject *kw) {
-    PyObject *l;
-    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &l)) return -1;
-    Py_INCREF(l);
-    Py_XSETREF(self->list, l);
-    return 0;
-}
-
-static void Sink_dealloc(Sink *self) { Py_XDECREF(self->list); Py_TYPE(self)->tp_free((PyObject *)self); }
-
-static PyObject *Sink_call(Sink *self, PyObject *args, PyObject *kw) {
+static PyObject *append_header(PyObject *list, PyObject *args) {
     Py_buffer n, v;
     if (!PyArg_ParseTuple(args, "y*y*", &n, &v)) return NULL;
     PyObject *name = NULL, *value = NULL, *t = NULL;
@@ -1039,7 +1021,7 @@ static PyObject *Sink_call(Sink *self, PyObject *args, PyObject *kw) {
     name = PyUnicode_DecodeLatin1(low, n.len, NULL);
     value = name ? PyUnicode_DecodeLatin1(v.buf, v.len, NULL) : NULL;
     t = value ? PyTuple_Pack(2, name, value) : NULL;
-    if (t && PyList_Append(self->list, t) < 0) Py_CLEAR(t);
+    if (t && PyList_Append(list, t) < 0) Py_CLEAR(t);
 end:
     if (low && low != small) PyMem_Free(low);
     Py_XDECREF(name); Py_XDECREF(value);
@@ -1048,18 +1030,6 @@ end:
     Py_DECREF(t);
     Py_RETURN_NONE;
 }
-
-static PyTypeObject SinkType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "pcapsense.app._http1.HeaderSink",
-    .tp_basicsize = sizeof(Sink),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "HeaderSink(list): sink(name, value) appends the decoded, lower-cased pair",
-    .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)Sink_init,
-    .tp_dealloc = (destructor)Sink_dealloc,
-    .tp_call = (ternaryfunc)Sink_call,
-};
 
 /* ---- parse_head: http1._parse_head with the Python steps in C ----
  * The same calls into httptools (parser class, feed_data, get_http_version, get_method /
@@ -1082,11 +1052,7 @@ static PyObject *concat_bytes(PyObject **acc, PyObject *b) {
 static PyObject *Coll_on_url(Coll *self, PyObject *b) { return concat_bytes(&self->url, b); }
 static PyObject *Coll_on_status(Coll *self, PyObject *b) { return concat_bytes(&self->status, b); }
 
-static PyObject *Coll_on_header(Coll *self, PyObject *args) {
-    Sink tmp;                                /* the HeaderSink logic on this list */
-    tmp.list = self->headers;
-    return Sink_call(&tmp, args, NULL);
-}
+static PyObject *Coll_on_header(Coll *self, PyObject *args) { return append_header(self->headers, args); }
 
 static PyMethodDef Coll_methods[] = {
     {"on_url", (PyCFunction)Coll_on_url, METH_O, NULL},
@@ -1095,14 +1061,25 @@ static PyMethodDef Coll_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyMemberDef Coll_members[] = {
+    {"url", T_OBJECT_EX, offsetof(Coll, url), READONLY, NULL},
+    {"status", T_OBJECT_EX, offsetof(Coll, status), READONLY, NULL},
+    {"headers", T_OBJECT_EX, offsetof(Coll, headers), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyObject *Coll_new(PyTypeObject *type, PyObject *args, PyObject *kw);
+
 static PyTypeObject CollType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "pcapsense.app._http1.Collector",
     .tp_basicsize = sizeof(Coll),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "httptools callbacks (url, status, headers) collected in C",
+    .tp_doc = "Collector(): httptools callbacks (url, status, headers) collected in C",
+    .tp_new = Coll_new,
     .tp_dealloc = (destructor)Coll_dealloc,
     .tp_methods = Coll_methods,
+    .tp_members = Coll_members,
 };
 
 static Coll *new_coll(void) {
@@ -1113,6 +1090,14 @@ static Coll *new_coll(void) {
     c->headers = PyList_New(0);
     if (!c->url || !c->status || !c->headers) { Py_DECREF(c); return NULL; }
     return c;
+}
+
+static PyObject *Coll_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    if ((args && PyTuple_GET_SIZE(args)) || (kw && PyDict_GET_SIZE(kw))) {
+        PyErr_SetString(PyExc_TypeError, "Collector() takes no arguments");
+        return NULL;
+    }
+    return (PyObject *)new_coll();
 }
 
 /* what _parse_head needs from Python: set by set_parse_head() once (http1.py) */
@@ -1159,16 +1144,16 @@ static int parse_head_c(PyObject *kind, PyObject *head, PyObject *msg) {
         if (PyErr_ExceptionMatches(PyExc_Exception)) { PyErr_Clear(); ver = Py_None; Py_INCREF(ver); }
         else bad = 1;
     }
-    if (!bad) bad = put(msg, k_version, ver);
-    if (!bad) bad = mset(msg, k_headers, cb->headers) || mset(msg, k_hdict, Py_None);
+    if (!bad) bad = put(msg, MF_VERSION, ver);
+    if (!bad) bad = mset(msg, MF_HEADERS, cb->headers) || mset(msg, MF_HDICT, Py_None);
     if (!bad && !response) {
         PyObject *m = PyObject_CallMethodNoArgs(parser, s_get_method);
-        bad = m ? put(msg, k_method, latin1_of(m)) : -1;
+        bad = m ? put(msg, MF_METHOD, latin1_of(m)) : -1;
         Py_XDECREF(m);
-        if (!bad) bad = put(msg, k_target, latin1_of(cb->url));
+        if (!bad) bad = put(msg, MF_TARGET, latin1_of(cb->url));
     } else if (!bad) {
-        bad = put(msg, k_status, PyObject_CallMethodNoArgs(parser, s_get_status_code));
-        if (!bad) bad = put(msg, k_reason, latin1_of(cb->status));
+        bad = put(msg, MF_STATUS, PyObject_CallMethodNoArgs(parser, s_get_status_code));
+        if (!bad) bad = put(msg, MF_REASON, latin1_of(cb->status));
     }
     /* Content-Length: only checked (int() of the first of the joined values) */
     if (!bad) {
@@ -1181,7 +1166,7 @@ static int parse_head_c(PyObject *kind, PyObject *head, PyObject *msg) {
             if (!v && first && PyErr_ExceptionMatches(PyExc_ValueError)) {
                 PyErr_Clear();
                 PyObject *txt = PyUnicode_FromFormat("bad Content-Length %R", joined);
-                bad = txt ? put(msg, k_malformed, txt) : 1;
+                bad = txt ? put(msg, MF_MALFORMED, txt) : 1;
             } else if (!v) bad = 1;
             Py_XDECREF(v); Py_XDECREF(first); Py_XDECREF(parts); Py_XDECREF(sep);
         }
@@ -1238,16 +1223,16 @@ PyMODINIT_FUNC PyInit__http1(void) {
         memcpy(pf_key, pk, sizeof pk);
     }
 #undef I
-    if (PyType_Ready(&SinkType) < 0 || PyType_Ready(&CollType) < 0) return NULL;
+    if (PyType_Ready(&CollType) < 0) return NULL;
     if (!(s_feed_data = PyUnicode_InternFromString("feed_data")) ||
         !(s_get_http_version = PyUnicode_InternFromString("get_http_version")) ||
         !(s_get_method = PyUnicode_InternFromString("get_method")) ||
         !(s_get_status_code = PyUnicode_InternFromString("get_status_code"))) return NULL;
     PyObject *m = PyModule_Create(&moddef);
     if (!m) return NULL;
-    Py_INCREF(&SinkType);
-    if (PyModule_AddObject(m, "HeaderSink", (PyObject *)&SinkType) < 0) {
-        Py_DECREF(&SinkType); Py_DECREF(m); return NULL;
+    Py_INCREF(&CollType);
+    if (PyModule_AddObject(m, "Collector", (PyObject *)&CollType) < 0) {
+        Py_DECREF(&CollType); Py_DECREF(m); return NULL;
     }
     PyObject *hf = PyTuple_New(HF_N);
     if (!hf) { Py_DECREF(m); return NULL; }

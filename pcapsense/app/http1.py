@@ -80,8 +80,6 @@ class _Collect:
         self.url = b""
         self.headers: list[tuple[str, str]] = []
         self.status = b""
-        if _http1 is not None:          # the same callback, compiled (_http1.c: HeaderSink)
-            self.on_header = _http1.HeaderSink(self.headers)
 
     def on_url(self, url):
         self.url += url
@@ -92,7 +90,7 @@ class _Collect:
     def on_header(self, name, value):
         self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
-    # (one callback per header: httptools' API; kept small)
+    # (one callback per header: httptools' API; _http1.c's Collector is the compiled twin)
 
 
 def _parse_head(kind: str, head: bytes, msg: Message) -> None:

@@ -47,7 +47,8 @@ _HTTP_ABSOLUTE = _HTTP_FACTS.index("http_absolute_form") if _HTTP_FACTS else -1
 assert set(_HTTP_FACTS) <= set(COLUMNS)
 
 
-def _base_seq(streams: np.ndarray) -> np.ndarray:
+def base_seq(streams: np.ndarray) -> np.ndarray:
+    """Sequence number of each direction's first payload byte: int64 [len(rows), 2]."""
     d = streams["d"]
     syn_first = ((d["first_syn_frame"] == d["first_frame"]) & (d["first_syn_frame"] > 0)) | \
                 ((d["first_synack_frame"] == d["first_frame"]) & (d["first_synack_frame"] > 0))
@@ -132,11 +133,6 @@ def rows_for(stream_rows: np.ndarray, pieces: dict) -> tuple[list[dict], list[tu
             out.append({"stream": st, "app_protocol": "unknown", "app_error": f"{type(exc).__name__}: {exc}"[:200]})
     exchanges = [x for row in out for x in row.pop("_exchanges", [])]
     return out, exchanges
-
-
-def base_seq(stream_rows: np.ndarray) -> np.ndarray:
-    """Sequence number of each direction's first payload byte: int64 [len(rows), 2]."""
-    return _base_seq(stream_rows)
 
 
 def facts_frame(rows: list[dict]) -> pd.DataFrame:

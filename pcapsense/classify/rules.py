@@ -34,7 +34,6 @@ class Facts:
     def __init__(self, row: dict, server: dict):
         d = self.__dict__
         d.update(row)
-        d["_r"] = row
         d["server"] = server
 
     def __getattr__(self, name):         # only for names the row does not have
@@ -60,7 +59,7 @@ class Facts:
     @property
     def server_fin_ts(self) -> int | None:
         if self.first_fin_by == "server":
-            return self._r["_fin_ts"]
+            return self._fin_ts
         return None
 
     @property

@@ -49,7 +49,7 @@ def _iso(ts) -> str | None:
     return pd.Timestamp(ts).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _json_ready(arr):
+def _iso_text(arr):
     """A timestamp column as ISO 8601 text (numpy's vectorised formatting), None for NaT."""
     v = arr.tz_convert("UTC").tz_localize(None).to_numpy().astype("datetime64[us]")
     text = np.char.add(np.datetime_as_string(v, unit="us"), "Z").astype(object)
@@ -80,7 +80,7 @@ def _slicer(arr) -> Callable[[int, int], list]:
         codes = arr.codes
         return lambda lo, hi: cats.take(codes[lo:hi]).tolist()
     if isinstance(arr.dtype, pd.DatetimeTZDtype):
-        return lambda lo, hi: _json_ready(arr[lo:hi]).tolist()
+        return lambda lo, hi: _iso_text(arr[lo:hi]).tolist()
     if isinstance(arr, pd.arrays.ArrowStringArray) or isinstance(arr.dtype, pd.StringDtype):
         return lambda lo, hi: arr[lo:hi].to_numpy(dtype=object, na_value=None).tolist()
     nd = np.asarray(arr)
@@ -133,12 +133,12 @@ def write(analysis, fh, chunk_rows: int = 200) -> None:
     head = json.dumps({"pcapsense": SCHEMA_VERSION, "capture": capture_dict(analysis)},
                       indent=1, ensure_ascii=False)
     fh.write(head[:-2] + ',\n "connections": [')
-    dumps, opts = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+    dumps = orjson.dumps
     sep = "\n  "
     for lo in range(0, len(conns), chunk_rows):
         columns = [f(lo, lo + chunk_rows) for f in slicers]
         # one object per line; JSON text has no raw newline inside a value
-        lines = [dumps(dict(zip(cols, row)), default=_other, option=opts) for row in zip(*columns)]
+        lines = [dumps(dict(zip(cols, row)), default=_other) for row in zip(*columns)]
         fh.write(sep + b",\n  ".join(lines).decode())
         sep = ",\n  "
     fh.write("\n ]\n}\n" if len(conns) else "]\n}\n")

@@ -3,22 +3,15 @@ pcapsense/app/_segments.c, pcapsense/app/_http1.c); all metadata
 lives in pyproject.toml."""
 from setuptools import Extension, setup
 
+
+def _ext(name: str, source: str) -> Extension:
+    return Extension(name, sources=[source], extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wno-unused-function"])
+
+
 setup(
     ext_modules=[
-        Extension(
-            "pcapsense.capture._engine",
-            sources=["pcapsense/capture/_engine.c"],
-            extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wno-unused-function"],
-        ),
-        Extension(
-            "pcapsense.app._segments",
-            sources=["pcapsense/app/_segments.c"],
-            extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wno-unused-function"],
-        ),
-        Extension(
-            "pcapsense.app._http1",
-            sources=["pcapsense/app/_http1.c"],
-            extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wno-unused-function"],
-        ),
+        _ext("pcapsense.capture._engine", "pcapsense/capture/_engine.c"),
+        _ext("pcapsense.app._segments", "pcapsense/app/_segments.c"),
+        _ext("pcapsense.app._http1", "pcapsense/app/_http1.c"),
     ]
 )

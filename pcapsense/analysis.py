@@ -58,24 +58,34 @@ class Analysis:
     state change; `.capture`: file facts; `.packets(stream)`: that connection's packets,
     read again from the file."""
 
-    http: pd.DataFrame
-
-    def __init__(self, capture: Capture, connections: pd.DataFrame, transitions, options: dict):
+    def __init__(self, capture: Capture, connections: pd.DataFrame, transitions, options: dict,
+                 http: pd.DataFrame | None = None):
         """`transitions`: the DataFrame, or the engine's transition rows (a numpy array
         of layout.TRANSITION_DTYPE), turned into the DataFrame on first use: a report
-        that does not show them never builds them."""
+        that does not show them never builds them. `transitions`/`http` None: left out
+        (`analyze(..., tables="connections")`)."""
         self.capture = capture
         self.connections = connections
         self._transitions = transitions
+        self._http = http
         self._client_dir = connections["_client_dir"].to_numpy()
         self._options = options
 
     @property
     def transitions(self) -> pd.DataFrame:
         """Every endpoint state change, one row each (docs/schema.md)."""
+        if self._transitions is None:
+            raise ValueError(_LEFT_OUT.format("transitions"))
         if not isinstance(self._transitions, pd.DataFrame):
             self._transitions = _transitions_frame(self._transitions, self._client_dir)
         return self._transitions
+
+    @property
+    def http(self) -> pd.DataFrame:
+        """One row per HTTP/1 request and its response (docs/schema.md)."""
+        if self._http is None:
+            raise ValueError(_LEFT_OUT.format("http"))
+        return self._http
 
     def __repr__(self) -> str:
         c = self.capture
@@ -106,6 +116,10 @@ class Analysis:
             reader.run(f, eng, on_rows=rows.append)
         arr = np.concatenate(rows) if rows else np.empty(0, dtype=layout.PACKET_DTYPE)
         return packets_frame(arr)
+
+
+_LEFT_OUT = ("the {} table was left out: analyze(..., tables=\"connections\") keeps only the "
+             "connections; use tables=\"all\" (the default)")
 
 
 TLS_COLUMNS = ["sni", "versions_offered", "version", "alpn_offered", "alpn", "client_hello_frame",
@@ -190,7 +204,7 @@ def _transitions_frame(arr: np.ndarray, client_dir: np.ndarray) -> pd.DataFrame:
 def analyze(path, *, verify_checksums: bool = False,
             progress: Callable[[int], None] | None = None, strict: bool = False,
             split: str = "wireshark", layers: str = "all", jobs: int | None = None,
-            client=None) -> Analysis:
+            client=None, tables: str = "all") -> Analysis:
     """Analyse one capture (pcap, pcapng, optionally gzip-compressed; '-' = stdin), or
     several as one: a list of paths, a directory or a glob pattern (rotated captures,
     `tcpdump -C/-G/-W`). Several files are read in the order of their first timestamp
@@ -215,13 +229,18 @@ def analyze(path, *, verify_checksums: bool = False,
     `dask.distributed.Client` to run the shards on instead (the files must be readable at
     the same paths on its workers). Every mode gives the same result: see
     pcapsense/parallel.py.
+
+    `tables="connections"` keeps only the connections table (and `capture`, `tls`,
+    `packets()`): `http` and `transitions` are never built, which saves time and about
+    600 bytes per connection (the CLI's terminal, JSON and Markdown reports use it);
+    `tables="all"` (default) keeps all of them.
     """
     with memory.no_cyclic_gc():
         return _analyze(path, verify_checksums=verify_checksums, progress=progress, strict=strict,
-                        split=split, layers=layers, jobs=jobs, client=client)
+                        split=split, layers=layers, jobs=jobs, client=client, tables=tables)
 
 
-def _analyze(path, *, verify_checksums, progress, strict, split, layers, jobs, client) -> Analysis:
+def _analyze(path, *, verify_checksums, progress, strict, split, layers, jobs, client, tables) -> Analysis:
     files = reader.expand_inputs(path)
     if len(files) > 1:
         firsts = {f: reader.first_timestamp(f) for f in files}
@@ -231,7 +250,11 @@ def _analyze(path, *, verify_checksums, progress, strict, split, layers, jobs, c
         raise ValueError("split must be 'wireshark' or 'zeek'")
     if layers not in ("all", "tcp"):
         raise ValueError("layers must be 'all' or 'tcp'")
-    opts = parallel.Options(verify_checksums=verify_checksums, split=split, layers=layers, strict=strict)
+    if tables not in ("all", "connections"):
+        raise ValueError("tables must be 'all' or 'connections'")
+    keep = tables == "all"
+    opts = parallel.Options(verify_checksums=verify_checksums, split=split, layers=layers, strict=strict,
+                            tables=tables)
     if jobs is None:
         jobs = parallel.auto_jobs(files, layers)
     part = parallel.run(files, opts, jobs=jobs, client=client, progress=progress)
@@ -250,8 +273,10 @@ def _analyze(path, *, verify_checksums, progress, strict, split, layers, jobs, c
     # column by column as it adds them to the table
     part.streams = None
     del streams
+    if not keep:
+        part.transitions = trans = None
     app_df, part.app = part.app, None
-    http = part.http.sort_values(["stream", "depth"], kind="stable").reset_index(drop=True)
+    http = part.http.sort_values(["stream", "depth"], kind="stable").reset_index(drop=True) if keep else None
     part.http = None
     memory.release()
     conns = classify.run(conns, app_df, times)
@@ -287,9 +312,8 @@ def _analyze(path, *, verify_checksums, progress, strict, split, layers, jobs, c
         counters=counters,
     )
     cap.files = [r.path for r in results]
-    result = Analysis(cap, conns, trans, {"path": path, "files": files, "verify_checksums": verify_checksums})
-    result.http = http
-    return result
+    return Analysis(cap, conns, trans, {"path": path, "files": files, "verify_checksums": verify_checksums},
+                    http=http)
 
 
 def _merge_results(results: list) -> "reader.ReadResult":

@@ -78,8 +78,12 @@ def analyze(
     """Analyse one capture and report every TCP connection's ending."""
     err = Console(stderr=True, highlight=False)
     wanted = _parse_fail_on(fail_on)
+    # the terminal, JSON and Markdown reports show only connections: the HTTP exchanges
+    # and transitions tables are not built for them (HTML shows transitions, Parquet both)
+    tables = "all" if html is not None or format is Format.parquet else "connections"
     result = _run(capture if len(capture) > 1 else capture[0], quiet, err, verify_checksums=verify_checksums,
-                  strict=strict, layers="tcp" if tcp_only else "all", jobs=jobs, scheduler=scheduler)
+                  strict=strict, layers="tcp" if tcp_only else "all", jobs=jobs, scheduler=scheduler,
+                  tables=tables)
     if not no_redact:
         from .render.redact import redact_frame
         result.connections = redact_frame(result.connections)

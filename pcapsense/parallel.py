@@ -45,6 +45,7 @@ from .capture import layout, reader
 from .capture.reader import CaptureError
 from .app import facts as app_facts
 from .app.stage import AppStage
+from .tcp import connections as conn_table
 
 #: below this many capture bytes per job, one more process costs more than it saves
 MIN_BYTES_PER_JOB = 256 << 20
@@ -56,6 +57,8 @@ class Options:
     split: str = "wireshark"
     layers: str = "all"
     strict: bool = False
+    tables: str = "all"            # "connections": no HTTP exchanges, and only the transitions
+                                   # the connections table reads (connections.handshake_acks)
 
 
 @dataclass
@@ -85,10 +88,16 @@ def read_shard(files: list[str], opts: Options, shard: tuple[int, int] = (0, 1),
     eng = reader.new_engine(verify_checksums=opts.verify_checksums, zeek_split=opts.split == "zeek",
                             app=opts.layers == "all", shard=shard)
     transitions = bytearray()          # grown in place: no second copy when reading ends
-    app = AppStage(eng) if opts.layers == "all" else None
+    keep = opts.tables == "all"
+    app = AppStage(eng, exchanges=keep) if opts.layers == "all" else None
 
     def drain():
-        transitions.extend(eng.take_transitions())
+        new = eng.take_transitions()
+        if keep:
+            transitions.extend(new)
+        else:                          # 10 rows a connection, of which the table reads one
+            t = np.frombuffer(new, dtype=layout.TRANSITION_DTYPE)
+            transitions.extend(t[conn_table.handshake_acks(t)].tobytes())
         if app is not None:
             app.step()
 

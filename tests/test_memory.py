@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 import pcapsense
-from conftest import ROOT
-from pcapsense import classify, memory
+from conftest import ROOT, repo_captures
+from pcapsense import classify, memory, parallel
 from pcapsense.app import facts
 from pcapsense.capture import layout, reader
 from pcapsense.render import jsonout
@@ -202,3 +202,39 @@ def test_redaction_copies_nothing_it_does_not_change():
     assert np.shares_memory(out["other"].to_numpy(), df["other"].to_numpy())
     clean = pd.DataFrame({"http_last_target": ["/a", "/b"]}, dtype=object)
     assert redact_frame(clean)["http_last_target"].tolist() == ["/a", "/b"]
+
+
+@pytest.mark.parametrize("path", repo_captures(), ids=lambda p: p.name)
+def test_connections_only_gives_the_same_connections(path):
+    """tables="connections" (the CLI's terminal, JSON and Markdown reports) builds neither
+    the HTTP exchanges nor the transitions, and keeps only the handshake rows the table
+    reads: the connections and capture facts are those of a full analysis, in one
+    process and in shards."""
+    full = pcapsense.analyze(str(path), jobs=1)
+    for jobs in (1, 2):
+        lean = pcapsense.analyze(str(path), jobs=jobs, tables="connections")
+        pd.testing.assert_frame_equal(lean.connections, full.connections)
+        assert lean.capture == full.capture
+
+
+def test_connections_only_says_what_it_left_out():
+    a = pcapsense.analyze(MIXED[0], tables="connections")
+    for name in ("http", "transitions"):
+        with pytest.raises(ValueError, match=f"the {name} table was left out"):
+            getattr(a, name)
+    assert len(a.tls.columns) and len(a.packets(int(a.connections["stream"].iloc[0])))
+    with pytest.raises(ValueError, match="tables must be"):
+        pcapsense.analyze(MIXED[0], tables="http")
+
+
+def test_connections_only_shard_keeps_one_transition_per_handshake():
+    from pcapsense.tcp import connections as conn_table
+    files = [MIXED[0]]
+    full = parallel.read_shard(files, parallel.Options())
+    lean = parallel.read_shard(files, parallel.Options(tables="connections"))
+    t_full = np.frombuffer(full.transitions, dtype=layout.TRANSITION_DTYPE)
+    t_lean = np.frombuffer(lean.transitions, dtype=layout.TRANSITION_DTYPE)
+    assert 0 < len(t_lean) < len(t_full) / 4
+    assert np.array_equal(t_lean, t_full[conn_table.handshake_acks(t_full)])
+    assert len(full.http) > 0 and len(lean.http) == 0
+    pd.testing.assert_frame_equal(lean.app, full.app)

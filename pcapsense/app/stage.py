@@ -24,8 +24,10 @@ class AppStage:
 
     BATCH = 4096
 
-    def __init__(self, eng):
+    def __init__(self, eng, exchanges: bool = True):
+        """`exchanges`: keep the HTTP exchange rows (False: only the facts)."""
         self.eng = eng
+        self.keep_exchanges = exchanges
         self.acc = app_segments.accumulator()
         self.rows: list[dict] = []
         self.exchanges: list[tuple] = []
@@ -75,6 +77,7 @@ class AppStage:
         pieces = self.acc.take(ids, np.ascontiguousarray(app_facts.base_seq(rows), dtype=np.int64))
         out, ex = app_facts.rows_for(rows, pieces)
         self.rows += out
-        self.exchanges += ex
+        if self.keep_exchanges:
+            self.exchanges += ex
         if len(self.rows) >= self.BATCH or len(self.exchanges) >= 4 * self.BATCH:
             self._flush()

@@ -117,8 +117,16 @@ def client_direction(streams: np.ndarray):
     return client_dir, client_rule, by_syn
 
 
+def handshake_acks(transitions: np.ndarray) -> np.ndarray:
+    """The transition rows `build()` reads (a mask): the client's handshake ACK arriving
+    at the server (SYN_RECEIVED -> ESTABLISHED on a segment in)."""
+    t = transitions
+    return (t["old_state"] == State.SYN_RECEIVED) & (t["new_state"] == State.ESTABLISHED) & (t["kind"] == Kind.SEG_IN)
+
+
 def build(streams: np.ndarray, transitions: np.ndarray) -> pd.DataFrame:
-    """One row per TCP connection (Wireshark tcp.stream), columns as in docs/schema.md."""
+    """One row per TCP connection (Wireshark tcp.stream), columns as in docs/schema.md.
+    `transitions`: the engine's transition rows, all of them or only `handshake_acks()`."""
     n = len(streams)
     d0, d1 = streams["d"][:, 0], streams["d"][:, 1]
 
@@ -154,9 +162,7 @@ def build(streams: np.ndarray, transitions: np.ndarray) -> pd.DataFrame:
     # ---- handshake RTT: SYN -> SYN/ACK -> the client's ACK (Wireshark's iRTT)
     rtt_ms = np.full(n, np.nan)
     if len(transitions):
-        t = transitions
-        est = t[(t["old_state"] == State.SYN_RECEIVED) & (t["new_state"] == State.ESTABLISHED)
-                & (t["kind"] == Kind.SEG_IN)]  # the client's ACK arrived at the server
+        est = transitions[handshake_acks(transitions)]     # the client's ACK arrived at the server
         if len(est):
             idx, first = np.unique(est["stream"], return_index=True)
             ack_ts = np.zeros(n, dtype=np.int64)

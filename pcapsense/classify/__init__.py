@@ -20,10 +20,20 @@ PHASES = ["tcp-handshake", "tls-handshake", "request", "awaiting-response", "res
           "data", "open"]
 
 
-def _server_context(df: pd.DataFrame) -> tuple[dict, np.ndarray, np.ndarray]:
-    """Per server: peak concurrency, largest burst of server resets within 10 ms; per
-    connection: connections open to its server when it closed, and whether the client
-    opened more connections to that server afterwards."""
+def server_keys(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Each connection's server as "ip|port" (one string object per distinct server,
+    none made per row) and as a code (0..servers-1)."""
+    ip_codes, ips = pd.factorize(df["server_ip"].to_numpy(dtype=object))
+    pair = ip_codes.astype(np.int64) * 65536 + df["server_port"].to_numpy().astype(np.int64)
+    codes, pairs = pd.factorize(pair)
+    names = np.array([f"{ips[p >> 16]}|{p & 0xFFFF}" for p in pairs.tolist()] + [None], dtype=object)
+    return names[codes], codes
+
+
+def _server_context(df: pd.DataFrame, keys: np.ndarray, codes: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Per server (`keys`/`codes`: server_keys()): peak concurrency, largest burst of
+    server resets within 10 ms; per connection: connections open to its server when it
+    closed, and whether the client opened more connections to that server afterwards."""
     ctx: dict = {}
     conc_at_close = np.zeros(len(df), dtype=np.int64)
     reused_open = np.zeros(len(df), dtype=np.int64)
@@ -35,13 +45,15 @@ def _server_context(df: pd.DataFrame) -> tuple[dict, np.ndarray, np.ndarray]:
     end = df["_end_ns"].to_numpy()
     close = df["_close_ns"].to_numpy()
     close = np.where(close > 0, close, end)
-    keys = df["server_ip"].astype(str) + "|" + df["server_port"].astype(str)
     # the few columns read per server, as arrays (a row slice of the table per server
     # copied every column: the whole table, for a capture with one busy server)
     requests = df["http_requests"].fillna(0).to_numpy() if "http_requests" in df else np.zeros(len(df))
     server_rst = ((df["close_kind"] == "RST") & (df["closer"] == "server")).to_numpy()
     close_ns = df["_close_ns"].to_numpy()
-    for key, ii in keys.groupby(keys).indices.items():
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    for ii in np.split(order, bounds):
+        key = keys[ii[0]]
         s, e = np.sort(start[ii]), np.sort(end[ii])
         # concurrency when each connection closed: started before, ended at/after
         c_at = np.searchsorted(s, close[ii], side="right") - np.searchsorted(e, close[ii], side="left")
@@ -278,11 +290,12 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
     df["idle_before_close_s"] = np.where((fin_ts > 0) & (np.maximum(sv_last, cl_last) > 0), idle, np.nan)
     _add_app_columns(df, app)
     df["app_protocol"] = df["app_protocol"].fillna("none")
-    ctx, conc, later = _server_context(df)
+    keys, key_codes = server_keys(df)
+    ctx, conc, later = _server_context(df, keys, key_codes)
+    del key_codes
     df["concurrent_at_close"] = conc
     df["later_conns_to_server"] = later
     cap_end = streams["last_ts"].max() / NS
-    keys = shared_strings(df["server_ip"].astype(str) + "|" + df["server_port"].astype(str))
     fast = _fast_path(df)
     slow_idx = np.flatnonzero(fast == "")
     arrays = {c: df[c].array for c in df.columns}

@@ -7,6 +7,7 @@ tcp.connections (vectorised per-connection table) -> render.* (terminal, JSON).
 
 from __future__ import annotations
 
+import decimal
 import os
 from dataclasses import dataclass, field
 from typing import Callable
@@ -110,7 +111,9 @@ class Analysis:
             raise ValueError("packets() needs a file: standard input cannot be read twice")
         rows: list[np.ndarray] = []
         eng = reader.new_engine(verify_checksums=self._options["verify_checksums"],
-                                emit_packets=True, only_stream=int(stream))
+                                emit_packets=True, only_stream=int(stream),
+                                window=self._options.get("window", (reader.TS_MIN, reader.TS_MAX)),
+                                max_frames=self._options.get("max_frames", 0))
         for f in self._options.get("files", [self._options["path"]]):
             eng.new_file()
             reader.run(f, eng, on_rows=rows.append)
@@ -204,7 +207,8 @@ def _transitions_frame(arr: np.ndarray, client_dir: np.ndarray) -> pd.DataFrame:
 def analyze(path, *, verify_checksums: bool = False,
             progress: Callable[[int], None] | None = None, strict: bool = False,
             split: str = "wireshark", layers: str = "all", jobs: int | None = None,
-            client=None, tables: str = "all") -> Analysis:
+            client=None, tables: str = "all", max_packets: int | None = None,
+            since=None, until=None) -> Analysis:
     """Analyse one capture (pcap, pcapng, optionally gzip-compressed; '-' = stdin), or
     several as one: a list of paths, a directory or a glob pattern (rotated captures,
     `tcpdump -C/-G/-W`). Several files are read in the order of their first timestamp
@@ -234,13 +238,73 @@ def analyze(path, *, verify_checksums: bool = False,
     `packets()`): `http` and `transitions` are never built, which saves time and about
     600 bytes per connection (the CLI's terminal, JSON and Markdown reports use it);
     `tables="all"` (default) keeps all of them.
+
+    `max_packets`: analyse only the first that many frames (`tshark -c`); the rest of the
+    capture is not read. `since`/`until`: analyse only the frames with since <= time <
+    until: ISO 8601 text (UTC unless it names an offset), epoch seconds, or a datetime.
+    The result is exactly that of the capture cut by `editcap -r` / `editcap -A -B`
+    (frame and stream numbers count only the frames kept); `capture.warnings` says what
+    was left out.
     """
+    window = time_window(since, until)
+    if max_packets is not None and (isinstance(max_packets, bool) or int(max_packets) != max_packets
+                                    or max_packets < 1):
+        raise ValueError(f"max_packets must be a whole number of at least 1, not {max_packets!r}")
     with memory.no_cyclic_gc():
         return _analyze(path, verify_checksums=verify_checksums, progress=progress, strict=strict,
-                        split=split, layers=layers, jobs=jobs, client=client, tables=tables)
+                        split=split, layers=layers, jobs=jobs, client=client, tables=tables,
+                        window=window, max_frames=int(max_packets or 0))
 
 
-def _analyze(path, *, verify_checksums, progress, strict, split, layers, jobs, client, tables) -> Analysis:
+def time_window(since, until) -> tuple[int, int]:
+    """`since`/`until` (see parse_time; None: open) -> (from_ns, to_ns); a ValueError
+    when either cannot be read or the window is empty."""
+    window = (parse_time(since, "since") if since is not None else reader.TS_MIN,
+              parse_time(until, "until") if until is not None else reader.TS_MAX)
+    if window[0] >= window[1]:
+        raise ValueError(f"empty time window: since ({since}) is not before until ({until})")
+    return window
+
+
+def parse_time(value, name: str = "time") -> int:
+    """A point in time -> nanoseconds since the epoch, UTC: ISO 8601 text (no offset:
+    UTC), epoch seconds (number or text, exact to the nanosecond), a datetime or a
+    pandas Timestamp (naive: UTC). A ValueError names what could not be read."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name}: not a time: {value!r}")
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            sec = decimal.Decimal(text)
+        except decimal.InvalidOperation:
+            sec = None
+        if sec is not None and sec.is_finite():
+            ns = int((sec * 1_000_000_000).to_integral_value(decimal.ROUND_FLOOR))
+            if not reader.TS_MIN < ns < reader.TS_MAX:
+                raise ValueError(f"{name}: out of range: {value!r}")
+            return ns
+        try:
+            ts = pd.Timestamp(text)
+        except (ValueError, TypeError, OverflowError):
+            raise ValueError(f"{name}: not a time: {value!r} (ISO 8601 such as 2026-11-30T14:02:00Z, "
+                             f"or epoch seconds)") from None
+    elif isinstance(value, (int, float)):
+        if isinstance(value, float) and not np.isfinite(value):
+            raise ValueError(f"{name}: not a time: {value!r}")
+        return parse_time(repr(value) if isinstance(value, float) else str(value), name)
+    else:
+        try:
+            ts = pd.Timestamp(value)
+        except (ValueError, TypeError, OverflowError):
+            raise ValueError(f"{name}: not a time: {value!r}") from None
+    if ts is pd.NaT:
+        raise ValueError(f"{name}: not a time: {value!r}")
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return int(ts.value)
+
+
+def _analyze(path, *, verify_checksums, progress, strict, split, layers, jobs, client, tables,
+             window, max_frames) -> Analysis:
     files = reader.expand_inputs(path)
     if len(files) > 1:
         firsts = {f: reader.first_timestamp(f) for f in files}
@@ -254,7 +318,7 @@ def _analyze(path, *, verify_checksums, progress, strict, split, layers, jobs, c
         raise ValueError("tables must be 'all' or 'connections'")
     keep = tables == "all"
     opts = parallel.Options(verify_checksums=verify_checksums, split=split, layers=layers, strict=strict,
-                            tables=tables)
+                            tables=tables, window=window, max_frames=max_frames)
     if jobs is None:
         jobs = parallel.auto_jobs(files, layers)
     part = parallel.run(files, opts, jobs=jobs, client=client, progress=progress)
@@ -282,7 +346,7 @@ def _analyze(path, *, verify_checksums, progress, strict, split, layers, jobs, c
     conns = classify.run(conns, app_df, times)
     del app_df, times
     memory.release()
-    warnings = list(res.warnings) + list(part.notes)
+    warnings = list(res.warnings) + list(part.notes) + _selection_notes(window, max_frames, counters, results, files)
     if res.error is not None:
         warnings.append(f"{res.error} (analysed the {counters['frames']} frames before it)")
     bad = counters["bad_checksums"]
@@ -312,8 +376,28 @@ def _analyze(path, *, verify_checksums, progress, strict, split, layers, jobs, c
         counters=counters,
     )
     cap.files = [r.path for r in results]
-    return Analysis(cap, conns, trans, {"path": path, "files": files, "verify_checksums": verify_checksums},
-                    http=http)
+    return Analysis(cap, conns, trans, {"path": path, "files": files, "verify_checksums": verify_checksums,
+                                        "window": window, "max_frames": max_frames}, http=http)
+
+
+def _selection_notes(window, max_frames, counters, results, files) -> list[str]:
+    """What `since`/`until`/`max_packets` left out, for the capture's warnings."""
+    notes = []
+    if window != (reader.TS_MIN, reader.TS_MAX):
+        ends = [_iso_ns(t) if t not in (reader.TS_MIN, reader.TS_MAX) else None for t in window]
+        span = (f"from {ends[0]} " if ends[0] else "") + (f"until {ends[1]}" if ends[1] else "")
+        notes.append(f"time window {span.strip()}: {counters.get('frames_outside_window', 0)} frames outside it "
+                     f"were skipped; frame and stream numbers count only the frames inside, as in "
+                     f"the output of editcap -A/-B")
+    if any(getattr(r, "limited", False) for r in results):
+        unread = len(files) - len(results)
+        notes.append(f"stopped after {max_frames} frames (max packets); the rest of the capture was not read"
+                     + (f" ({unread} later file{'s' if unread != 1 else ''} not opened)" if unread > 0 else ""))
+    return notes
+
+
+def _iso_ns(ns: int) -> str:
+    return pd.Timestamp(ns, unit="ns", tz="UTC").isoformat().replace("+00:00", "Z")
 
 
 def _merge_results(results: list) -> "reader.ReadResult":

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 from . import __version__
-from .analysis import analyze as run_analysis
+from .analysis import analyze as run_analysis, time_window
 from .capture.reader import CaptureError
 from .parallel import WorkerError
 
@@ -28,6 +28,14 @@ JobsOption = Annotated[int, typer.Option(
 SchedulerOption = Annotated[Optional[str], typer.Option(
     "--scheduler", metavar="ADDRESS", help="Run on a Dask cluster (tcp://host:8786) instead of local processes; "
     "the capture paths must be readable on its workers. Needs pip install 'pcapsense[dask]'.")]
+MaxPacketsOption = Annotated[Optional[int], typer.Option(
+    "--max-packets", "-c", min=1, metavar="N", help="Analyse only the first N frames (like tshark -c); the rest "
+    "of the capture is not read.")]
+SinceOption = Annotated[Optional[str], typer.Option(
+    "--since", metavar="TIME", help="Analyse only the frames at or after TIME: ISO 8601 (2026-11-30T14:02:00Z; "
+    "UTC unless an offset is given) or epoch seconds. The result is that of the capture cut by editcap -A.")]
+UntilOption = Annotated[Optional[str], typer.Option(
+    "--until", metavar="TIME", help="Analyse only the frames before TIME (as --since; editcap -B).")]
 
 app = typer.Typer(
     add_completion=False,
@@ -74,6 +82,9 @@ def analyze(
     html: Annotated[Optional[Path], typer.Option("--html", metavar="FILE", help="Also write a self-contained HTML report (timeline, one card per abnormal disconnect) to FILE.")] = None,
     jobs: JobsOption = 0,
     scheduler: SchedulerOption = None,
+    max_packets: MaxPacketsOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
 ):
     """Analyse one capture and report every TCP connection's ending."""
     err = Console(stderr=True, highlight=False)
@@ -83,7 +94,7 @@ def analyze(
     tables = "all" if html is not None or format is Format.parquet else "connections"
     result = _run(capture if len(capture) > 1 else capture[0], quiet, err, verify_checksums=verify_checksums,
                   strict=strict, layers="tcp" if tcp_only else "all", jobs=jobs, scheduler=scheduler,
-                  tables=tables)
+                  tables=tables, max_packets=max_packets, since=since, until=until)
     if not no_redact:
         from .render.redact import redact_frame
         result.connections = redact_frame(result.connections)
@@ -152,11 +163,14 @@ def report(
     strict: Annotated[bool, typer.Option("--strict", help="Treat a corrupt record as fatal instead of analysing what came before it.")] = False,
     jobs: JobsOption = 0,
     scheduler: SchedulerOption = None,
+    max_packets: MaxPacketsOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
 ):
     """Write a self-contained HTML report of one capture (to attach to a ticket)."""
     err = Console(stderr=True, highlight=False)
     result = _run(capture, quiet, err, verify_checksums=verify_checksums, strict=strict, jobs=jobs,
-                  scheduler=scheduler)
+                  scheduler=scheduler, max_packets=max_packets, since=since, until=until)
     if output is None:
         output = Path("pcapsense-report.html" if capture == "-" else Path(capture).name + ".html")
     if not no_redact:
@@ -182,6 +196,11 @@ def _write_html(result, path: Path, *, redact: bool, quiet: bool, max_cards: int
 
 def _run(capture, quiet: bool, err: Console, *, jobs: int = 0, scheduler: str | None = None, **options):
     """The analysis with a progress bar on a TTY; bad input -> one line, exit code 2."""
+    try:
+        time_window(options.get("since"), options.get("until"))
+    except ValueError as exc:               # --since/--until that cannot be read, an empty window
+        _stderr(f"pcapsense: error: {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT)
     client = _dask_client(scheduler) if scheduler else None
     progress_cb, finish = _progress(capture, quiet, err)
     try:
@@ -189,6 +208,7 @@ def _run(capture, quiet: bool, err: Console, *, jobs: int = 0, scheduler: str | 
     except (CaptureError, WorkerError) as exc:
         _stderr_after(finish, f"pcapsense: error: {exc}")
         raise typer.Exit(EXIT_BAD_INPUT)
+
     except KeyboardInterrupt:
         finish()
         raise typer.Exit(130)

@@ -59,6 +59,8 @@ class Options:
     strict: bool = False
     tables: str = "all"            # "connections": no HTTP exchanges, and only the transitions
                                    # the connections table reads (connections.handshake_acks)
+    window: tuple[int, int] = (reader.TS_MIN, reader.TS_MAX)    # frames read: from_ns <= time < to_ns
+    max_frames: int = 0            # stop after this many frames (0: all)
 
 
 @dataclass
@@ -86,7 +88,8 @@ def read_shard(files: list[str], opts: Options, shard: tuple[int, int] = (0, 1),
     Raises CaptureError when a single file cannot be read at all, or on any error with
     `opts.strict`; otherwise an unreadable file is recorded in `results` and skipped."""
     eng = reader.new_engine(verify_checksums=opts.verify_checksums, zeek_split=opts.split == "zeek",
-                            app=opts.layers == "all", shard=shard)
+                            app=opts.layers == "all", shard=shard, window=opts.window,
+                            max_frames=opts.max_frames)
     transitions = bytearray()          # grown in place: no second copy when reading ends
     keep = opts.tables == "all"
     app = AppStage(eng, exchanges=keep) if opts.layers == "all" else None
@@ -121,6 +124,8 @@ def read_shard(files: list[str], opts: Options, shard: tuple[int, int] = (0, 1),
         if c["format"]:
             formats.add(reader.FORMAT_NAMES[c["format"]] + ("-nanosecond" if c["pcap_nano"] else ""))
         results.append(res)
+        if res.limited:                # max_frames reached: the later files are not read
+            break
     if app is not None:
         app.finish()
         app_df, http = app.tables()

@@ -223,6 +223,11 @@ typedef struct {
             c_tunnelled, c_bad_csum, c_unverified_csum, c_cut, c_unknown_blocks,
             c_unsupported_link, c_sections, c_bytes;
     int64_t first_ts_seen, last_ts_seen;
+    /* what to read: frames with ts_from <= ts < ts_to (the others are skipped and not
+     * numbered, as if cut out by `editcap -A -B`), at most max_frames of them (0: all) */
+    int64_t ts_from, ts_to, max_frames;
+    int64_t c_outside;    /* frames skipped outside that window */
+    int64_t prev_ts;      /* the previous record's time, read or skipped (an SPB has none) */
     uint64_t linktypes_seen[8];   /* bitmap of first 512 link types */
     int64_t other_linktype;
     /* flows and streams */
@@ -1142,6 +1147,7 @@ static int64_t ts_from_ticks(const iface_t *ifc, uint64_t ticks) {
 #define R_NEED_MORE 0
 #define R_OUT_FULL 1
 #define R_ERROR 2
+#define R_LIMIT 3         /* max_frames reached: the rest of the input is not read */
 
 typedef struct { int code; Py_ssize_t consumed; Py_ssize_t rows; int64_t err_off; char msg[200]; } feed_res_t;
 
@@ -1196,6 +1202,7 @@ static void feed_impl(Engine *e, const uint8_t *buf, Py_ssize_t n, int64_t base,
         }
         if (e->fmt == FMT_PCAP) {
             if (left < 16) break;
+            if (e->max_frames && e->frame >= e->max_frames) { r->code = R_LIMIT; break; }
             uint32_t sec = rd32(p, e->swapped), frac = rd32(p + 4, e->swapped);
             uint32_t caplen = rd32(p + 8, e->swapped), olen = rd32(p + 12, e->swapped);
             uint32_t maxcap = e->pcap_snaplen > 262144 ? e->pcap_snaplen : 262144;
@@ -1209,6 +1216,8 @@ static void feed_impl(Engine *e, const uint8_t *buf, Py_ssize_t n, int64_t base,
             if ((Py_ssize_t)(16 + caplen) > left) break;
             (void)olen;
             int64_t ts = (int64_t)sec * 1000000000LL + (int64_t)frac * (e->pcap_nano ? 1 : 1000);
+            e->prev_ts = ts;
+            if (ts < e->ts_from || ts >= e->ts_to) { e->c_outside++; pos += 16 + caplen; continue; }
             e->frame++;
             e->cur_rec_off = base + pos; e->cur_iface = 0; e->cur_rec_data = p + 16;
             int emitted = 0;
@@ -1292,8 +1301,11 @@ static void feed_impl(Engine *e, const uint8_t *buf, Py_ssize_t n, int64_t base,
                 snprintf(r->msg, sizeof r->msg, "pcapng packet for interface %u, but only %d described", ifid, e->n_ifaces);
                 break;
             }
+            if (e->max_frames && e->frame >= e->max_frames) { r->code = R_LIMIT; break; }
             iface_t *ifc = &e->ifaces[ifid];
-            int64_t ts = have_ts ? ts_from_ticks(ifc, ticks) : e->last_ts_seen;
+            int64_t ts = have_ts ? ts_from_ticks(ifc, ticks) : e->prev_ts;
+            e->prev_ts = ts;
+            if (ts < e->ts_from || ts >= e->ts_to) { e->c_outside++; pos += blen; continue; }
             e->frame++;
             e->cur_rec_off = base + pos; e->cur_iface = (int)ifid; e->cur_rec_data = data;
             if (!e->first_ts_seen) e->first_ts_seen = ts;
@@ -1321,13 +1333,22 @@ static void feed_impl(Engine *e, const uint8_t *buf, Py_ssize_t n, int64_t base,
 
 static int Engine_init(Engine *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"rfc_table", "zeek_table", "verify_checksums", "emit_packets", "only_stream",
-                             "zeek_mode", "app_head_bytes", "app_copy_max", "shard_k", "shard_n", NULL};
+                             "zeek_mode", "app_head_bytes", "app_copy_max", "shard_k", "shard_n",
+                             "ts_from", "ts_to", "max_frames", NULL};
     Py_buffer rfc, zeek; int verify = 0, emit = 0, zmode = 0; long long only = -1;
     unsigned int head_bytes = 0, copy_max = 4096, shard_k = 0, shard_n = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*|ppLpIIII", kwlist, &rfc, &zeek, &verify, &emit, &only,
-                                     &zmode, &head_bytes, &copy_max, &shard_k, &shard_n))
+    long long ts_from = INT64_MIN, ts_to = INT64_MAX, max_frames = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*|ppLpIIIILLL", kwlist, &rfc, &zeek, &verify, &emit, &only,
+                                     &zmode, &head_bytes, &copy_max, &shard_k, &shard_n,
+                                     &ts_from, &ts_to, &max_frames))
         return -1;
+    if (max_frames < 0) {
+        PyBuffer_Release(&rfc); PyBuffer_Release(&zeek);
+        PyErr_SetString(PyExc_ValueError, "max_frames must be 0 (no limit) or more");
+        return -1;
+    }
     if (shard_n == 0 || shard_k >= shard_n) {
+        PyBuffer_Release(&rfc); PyBuffer_Release(&zeek);
         PyErr_SetString(PyExc_ValueError, "shard_k must be below shard_n");
         return -1;
     }
@@ -1342,6 +1363,7 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kw) {
     self->verify_checksums = verify; self->emit_packets = emit; self->only_stream = only;
     self->zeek_mode = zmode;
     self->shard_k = shard_k; self->shard_n = shard_n;
+    self->ts_from = ts_from; self->ts_to = ts_to; self->max_frames = max_frames;
     self->app_mode = head_bytes > 0;
     self->app_head_bytes = head_bytes; self->app_copy_max = copy_max;
     return 0;
@@ -1552,7 +1574,7 @@ static PyObject *Engine_counters(Engine *self, PyObject *noargs) {
         }
     if (self->other_linktype) { PyObject *v = PyLong_FromLongLong(self->other_linktype); PyList_Append(lts, v); Py_DECREF(v); }
     return Py_BuildValue(
-        "{s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:N,s:i,s:i}",
+        "{s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:N,s:i,s:i}",
         "frames", (long long)self->frame, "tcp_packets", (long long)self->c_tcp,
         "ipv4_packets", (long long)self->c_ipv4, "ipv6_packets", (long long)self->c_ipv6,
         "non_ip_packets", (long long)self->c_non_ip, "non_tcp_packets", (long long)self->c_non_tcp,
@@ -1562,6 +1584,7 @@ static PyObject *Engine_counters(Engine *self, PyObject *noargs) {
         "unsupported_link_packets", (long long)self->c_unsupported_link, "sections", (long long)self->c_sections,
         "captured_bytes", (long long)self->c_bytes, "first_ts_ns", (long long)self->first_ts_seen,
         "last_ts_ns", (long long)self->last_ts_seen, "streams", (long long)self->stream_n,
+        "frames_outside_window", (long long)self->c_outside,
         "link_types", lts, "format", self->fmt, "pcap_nano", self->pcap_nano);
 }
 

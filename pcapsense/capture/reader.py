@@ -32,7 +32,8 @@ CHUNK_BYTES = 8 << 20
 ROWS_PER_CALL = 1 << 16
 
 FORMAT_NAMES = {0: "unknown", 1: "pcap", 2: "pcapng"}
-R_NEED_MORE, R_OUT_FULL, R_ERROR = 0, 1, 2
+R_NEED_MORE, R_OUT_FULL, R_ERROR, R_LIMIT = 0, 1, 2, 3
+TS_MIN, TS_MAX = -(1 << 63), (1 << 63) - 1          # no time window
 
 
 class CaptureError(Exception):
@@ -61,6 +62,7 @@ class ReadResult:
     file_bytes: int | None
     bytes_read: int = 0
     truncated: bool = False
+    limited: bool = False          # stopped at the engine's max_frames: the rest was not read
     warnings: list[str] = field(default_factory=list)
     error: CaptureError | None = None
 
@@ -192,6 +194,11 @@ def run(
             if code == R_ERROR:
                 result.error = CaptureError(msg, path=display, offset=err_off)
                 break
+            if code == R_LIMIT:
+                result.limited = True
+                if progress is not None:
+                    progress(_disk_pos(stream, base + pos))
+                break
             if progress is not None:
                 progress(_disk_pos(stream, base + pos))
             leftover = filled - pos
@@ -238,15 +245,20 @@ APP_COPY_MAX = 2048       # bytes copied of each such segment
 
 def new_engine(*, verify_checksums: bool = False, emit_packets: bool = False,
                only_stream: int = -1, zeek_split: bool = False, app: bool = False,
-               shard: tuple[int, int] = (0, 1)) -> "_engine.Engine":
+               shard: tuple[int, int] = (0, 1), window: tuple[int, int] = (TS_MIN, TS_MAX),
+               max_frames: int = 0) -> "_engine.Engine":
     """`zeek_split`: split connections where Zeek ends a conn.log record (its timers and
     reuse rule) instead of where Wireshark starts a new tcp.stream. `app`: hand over the
     segments the application-layer parsers need (`Engine.take_app`). `shard=(k, n)`: track
     only the connections whose 4-tuple hashes to shard k of n (every frame is still read
-    and counted; see pcapsense/parallel.py)."""
+    and counted; see pcapsense/parallel.py). `window=(from_ns, to_ns)`: read only the
+    frames with from_ns <= time < to_ns, the others skipped and not numbered (as in the
+    output of `editcap -A -B`); `max_frames`: stop after that many frames (0: no limit;
+    `run()` then returns with `limited` set)."""
     return _engine.Engine(RFC_TABLE.tobytes(), ZEEK_TABLE.tobytes(), verify_checksums,
                           emit_packets, only_stream, zeek_split,
-                          APP_HEAD_BYTES if app else 0, APP_COPY_MAX, shard[0], shard[1])
+                          APP_HEAD_BYTES if app else 0, APP_COPY_MAX, shard[0], shard[1],
+                          window[0], window[1], max_frames)
 
 
 def input_bytes(files: list[str]) -> int:

@@ -306,9 +306,13 @@ def parse_time(value, name: str = "time") -> int:
 def _analyze(path, *, verify_checksums, progress, strict, split, layers, jobs, client, tables,
              window, max_frames) -> Analysis:
     files = reader.expand_inputs(path)
+    unopened = 0
     if len(files) > 1:
         firsts = {f: reader.first_timestamp(f) for f in files}
         files.sort(key=lambda f: (firsts[f] is None, firsts[f] or 0))
+        if window != (reader.TS_MIN, reader.TS_MAX):
+            kept = files_in_window(files, firsts, window)
+            unopened, files = len(files) - len(kept), kept
     path = files[0]
     if split not in ("wireshark", "zeek"):
         raise ValueError("split must be 'wireshark' or 'zeek'")
@@ -347,6 +351,9 @@ def _analyze(path, *, verify_checksums, progress, strict, split, layers, jobs, c
     del app_df, times
     memory.release()
     warnings = list(res.warnings) + list(part.notes) + _selection_notes(window, max_frames, counters, results, files)
+    if unopened:
+        warnings.append(f"{unopened} of the {unopened + len(files)} files lie outside the time window by their "
+                        f"first timestamps (rotated captures) and were not opened")
     if res.error is not None:
         warnings.append(f"{res.error} (analysed the {counters['frames']} frames before it)")
     bad = counters["bad_checksums"]
@@ -378,6 +385,25 @@ def _analyze(path, *, verify_checksums, progress, strict, split, layers, jobs, c
     cap.files = [r.path for r in results]
     return Analysis(cap, conns, trans, {"path": path, "files": files, "verify_checksums": verify_checksums,
                                         "window": window, "max_frames": max_frames}, http=http)
+
+
+def files_in_window(files: list[str], firsts: dict, window: tuple[int, int]) -> list[str]:
+    """Of rotated captures sorted by their first timestamps (`firsts`: ns or None), the
+    ones that can hold frames in `window`: not a file that starts at or after its end,
+    nor one whose successor starts before its beginning. That assumes each file's frames
+    come before the next file's, as tcpdump -C/-G/-W writes them; a file whose first
+    timestamp is unknown (empty, unreadable) is kept, so its problem is reported. At
+    least the first file is kept (an empty window still reads as a capture)."""
+    kept = []
+    for i, f in enumerate(files):
+        first = firsts.get(f)
+        nxt = firsts.get(files[i + 1]) if i + 1 < len(files) else None
+        if first is not None and first >= window[1]:
+            continue
+        if first is not None and nxt is not None and nxt < window[0]:
+            continue
+        kept.append(f)
+    return kept or files[:1]
 
 
 def _selection_notes(window, max_frames, counters, results, files) -> list[str]:

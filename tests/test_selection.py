@@ -152,3 +152,37 @@ def test_cli_selection(tmp_path):
         assert "Traceback" not in r.stderr
     r = run("analyze", path, "--since", "yesterday")
     assert r.stderr.count("\n") == 1
+
+
+def test_rotated_files_outside_the_window_are_not_opened(tmp_path):
+    """A ring buffer and an incident window: only the files that can hold frames in the
+    window are read (by their first timestamps), and the result is still the whole
+    capture's cut by the window."""
+    path = real("veth_mtu1500.pcap")
+    parts = split_pcap(path, 8, tmp_path)
+    firsts = [frame_times(p)[0] for p in parts]
+    # from inside the 4th file to the start of the 6th: files 3, 4 (0-based) only
+    since = frame_times(parts[3])[5]
+    until = firsts[5]
+    got = pcapsense.analyze(str(tmp_path), jobs=1, since=since, until=until)
+    assert got.capture.files == parts[3:5]
+    assert any("6 of the 8 files lie outside the time window" in w for w in got.capture.warnings)
+    assert_same_analysis(got, pcapsense.analyze(path, jobs=1, since=since, until=until))
+    # a boundary equal to the next file's first time keeps the file before it
+    got = pcapsense.analyze(str(tmp_path), jobs=1, since=firsts[4], until=firsts[5])
+    assert got.capture.files == parts[3:5]
+    assert_same_analysis(got, pcapsense.analyze(path, jobs=1, since=firsts[4], until=firsts[5]))
+    # a window before the capture: one file read, nothing in it
+    early = pcapsense.analyze(str(tmp_path), jobs=1, until="2000-01-01T00:00:00Z")
+    assert len(early.capture.files) == 1 and len(early.connections) == 0 and early.capture.frames == 0
+
+
+def test_files_in_window_keeps_files_it_cannot_date():
+    from pcapsense.analysis import files_in_window
+    firsts = {"a": 10, "b": None, "c": 30, "d": 40}
+    # (analyze sorts the files it cannot date last)
+    assert files_in_window(["a", "c", "d", "b"], firsts, (35, 38)) == ["c", "b"]
+    # a file followed by one it cannot date is kept too: its end is unknown
+    assert files_in_window(["a", "b", "c", "d"], firsts, (35, 38)) == ["a", "b", "c"]
+    assert files_in_window(["a", "c", "d"], firsts, (0, 5)) == ["a"]
+    assert files_in_window(["a", "c", "d"], firsts, (100, 200)) == ["d"]

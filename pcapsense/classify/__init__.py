@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..memory import shared_strings
+from ..memory import release, shared_strings
 from . import advice
 from .rules import RULES, Facts, Match, idle_threshold_s
 
@@ -289,6 +289,7 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
     idle = (fin_ts - np.maximum(sv_last, cl_last)) / NS
     df["idle_before_close_s"] = np.where((fin_ts > 0) & (np.maximum(sv_last, cl_last) > 0), idle, np.nan)
     _add_app_columns(df, app)
+    release()                  # (the facts' columns, freed as they were added, back to the OS)
     df["app_protocol"] = df["app_protocol"].fillna("none")
     keys, key_codes = server_keys(df)
     ctx, conc, later = _server_context(df, keys, key_codes)
@@ -352,6 +353,8 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
         if m.cause in ("idle-close", "keepalive-race"):
             idle_s = m.extra.get("idle_s")
             out["_idle_s"][i] = np.nan if idle_s is None else idle_s
+    del recs, arrays
+    release()                  # (the rules' inputs, made and freed a chunk at a time)
     _pool_overflow_pass(df, out, keys)
     for k in ("cause", "evidence_frames", "alternatives", "cause_detail", "phase", "closer"):
         out[k] = out[k].tolist()         # (lists: the columns' dtypes as before)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
@@ -29,22 +30,33 @@ def _fmt_bytes(n: int) -> str:
 
 
 def _verdict(df: pd.DataFrame, console: Console) -> None:
-    """The block a developer acts on: per server and cause, how many, why, the fix."""
+    """The block a developer acts on: per server and cause, how many, why, the fix.
+    Memory: only the three key columns of the abnormal rows are grouped, and only the
+    rows shown are taken from the table (a groupby of the table itself copied every
+    column of every group: 100 MiB at 10M packets)."""
     if "cause" not in df or not len(df):
         return
-    bad = df[df["abnormal"]]
+    bad = np.flatnonzero(df["abnormal"].to_numpy(dtype=bool))
     if not len(bad):
         console.print(Text("Verdict: no abnormal disconnect. ", style="bold green") +
                       Text(f"{len(df)} connections ended normally or are still open."))
         _keepalive_note(df, console)
         return
     console.print(Text("Verdict", style="bold"))
-    groups = bad.groupby(["server_ip", "server_port", "cause"], observed=True, sort=False)
-    ranked = sorted(groups, key=lambda g: -len(g[1]))
-    for (ip, port, cause), g in ranked[:8]:
+    keys = ["server_ip", "server_port", "cause"]
+    group = df[keys].iloc[bad].groupby(keys, observed=True, sort=False).ngroup().to_numpy()
+    ok = group >= 0                            # (a missing key: no group, as groupby drops it)
+    bad, group = bad[ok], group[ok].astype(np.int64)
+    sizes = np.bincount(group)
+    # groups by size, the largest first; equal sizes in order of first appearance
+    ranked = sorted(range(len(sizes)), key=lambda k: -sizes[k])
+    streams = df["stream"].to_numpy()
+    for k in ranked[:8]:
+        rows = bad[group == k]
+        first = df.iloc[rows[0]]
+        ip, port, cause = first.server_ip, first.server_port, first.cause
         total = int(((df["server_ip"] == ip) & (df["server_port"] == port)).sum())
-        first = g.iloc[0]
-        line = Text(f"  {len(g)} of {total} connections to ", style="bold")
+        line = Text(f"  {len(rows)} of {total} connections to ", style="bold")
         line.append_text(safe(f"{_host(ip)}:{port}"))
         line.append(f" ended in {cause}", style="bold red")
         console.print(line)
@@ -60,7 +72,7 @@ def _verdict(df: pd.DataFrame, console: Console) -> None:
         if first.fix_snippet:
             for ln in str(first.fix_snippet).splitlines():
                 console.print(Text("      " + ln, style="cyan"))
-        frames = ",".join(str(s) for s in g["stream"].head(20))
+        frames = ",".join(str(s) for s in streams[rows[:20]].tolist())
         console.print(Text(f"    Wireshark: tcp.stream in {{{frames.replace(',', ' ')}}}", style="dim"))
     if len(ranked) > 8:
         console.print(f"  ... and {len(ranked) - 8} more (server, cause) groups")
@@ -70,7 +82,8 @@ def _verdict(df: pd.DataFrame, console: Console) -> None:
 def _keepalive_note(df: pd.DataFrame, console: Console) -> None:
     if "server_keepalive_timeout_s" not in df:
         return
-    ka = df.dropna(subset=["server_keepalive_timeout_s"]).drop_duplicates(["server_ip", "server_port"])
+    ka = df[["server_ip", "server_port", "server_keepalive_timeout_s", "server_keepalive_closes"]]
+    ka = ka.dropna(subset=["server_keepalive_timeout_s"]).drop_duplicates(["server_ip", "server_port"])
     for r in ka.head(5).itertuples(index=False):
         console.print(Text("  keep-alive: ", style="dim") + safe(f"{_host(r.server_ip)}:{r.server_port}") +
                       Text(f" closes idle connections after {r.server_keepalive_timeout_s:.3f} s "
@@ -100,9 +113,8 @@ def render(analysis, console: Console, *, limit: int = 50) -> None:
     if not len(df):
         return
     _verdict(df, console)
-    sort = ["_abn", "cause", "stream"] if "cause" in df else ["_abn", "stream"]
-    order = df.assign(_abn=~df["abnormal"]).sort_values(sort)
-    shown = order.head(limit)
+    order = _row_order(df)
+    shown = df.iloc[order[:limit]]
     t = Table(show_lines=False, header_style="bold", pad_edge=False, box=None)
     for col, just in (("stream", "right"), ("client -> server", "left"), ("cause", "left"), ("ended by", "left"),
                       ("frame", "right"), ("closer/peer state", "left"), ("phase", "left"),
@@ -126,8 +138,22 @@ def render(analysis, console: Console, *, limit: int = 50) -> None:
     if len(order) > limit:
         console.print(f"  ... {len(order) - limit} more connections (use --limit, or --format json)")
     if n_abn:
-        first = order.iloc[0]
+        first = df.iloc[order[0]]
         console.print(Text(f"  Inspect in Wireshark: {first.wireshark_filter}", style="dim"))
+
+
+def _row_order(df: pd.DataFrame) -> np.ndarray:
+    """Positions of the rows in table order: abnormal first, then by cause (taxonomy
+    order, missing last), then by stream. Sorting the table itself copied all of it."""
+    abn = (~df["abnormal"].to_numpy(dtype=bool)).astype(np.int8)
+    keys = [df["stream"].to_numpy()]
+    if "cause" in df:
+        cause = df["cause"]
+        codes = cause.cat.codes.to_numpy().astype(np.int64) if isinstance(cause.dtype, pd.CategoricalDtype) \
+            else pd.factorize(cause, sort=True)[0].astype(np.int64)
+        keys.append(np.where(codes < 0, np.iinfo(np.int64).max, codes))
+    keys.append(abn)
+    return np.lexsort(keys)
 
 
 def _host(ip: str) -> str:

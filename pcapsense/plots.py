@@ -96,6 +96,7 @@ def server_key(df: pd.DataFrame) -> pd.Series:
 
 def _server_label(df: pd.DataFrame, key: str) -> str:
     """`ip:port`, plus the SNI or Host most seen on it."""
+    df = df[[c for c in ("server_ip", "server_port", "tls_sni", "http_host") if c in df.columns]]
     g = df[server_key(df) == key]
     name = None
     for col in ("tls_sni", "http_host"):
@@ -112,11 +113,14 @@ def _server_label(df: pd.DataFrame, key: str) -> str:
 
 def sample_connections(df: pd.DataFrame, limit: int = TIMELINE_LIMIT) -> tuple[pd.DataFrame, str | None]:
     """At most `limit` connections: every abnormal one first (earliest first), then an
-    evenly spaced sample of the others. Returns the rows and a note when it sampled."""
+    evenly spaced sample of the others. Returns the rows and a note when it sampled.
+    The choice is made on the `abnormal` and `start` columns alone and only the rows
+    chosen are taken from `df` (filtering and sorting `df` itself copied all of it)."""
     if len(df) <= limit:
         return df, None
-    abn = df[df["abnormal"].astype(bool)] if "abnormal" in df else df.iloc[:0]
-    rest = df.drop(abn.index)
+    key = df[["start"]].assign(_abn=df["abnormal"].astype(bool) if "abnormal" in df else False)
+    abn = key[key["_abn"]]
+    rest = key.drop(abn.index)
     abn = abn.sort_values("start").head(limit)
     room = limit - len(abn)
     if room > 0 and len(rest):
@@ -124,6 +128,7 @@ def sample_connections(df: pd.DataFrame, limit: int = TIMELINE_LIMIT) -> tuple[p
         rest = rest.sort_values("start").iloc[np.unique(idx)]
     else:
         rest = rest.iloc[:0]
+    abn, rest = df.loc[abn.index], df.loc[rest.index]
     out = pd.concat([abn, rest])
     n_abn_all = int(df["abnormal"].sum()) if "abnormal" in df else 0
     note = (f"showing {len(out)} of {len(df)} connections: "
@@ -312,6 +317,7 @@ def concurrency_series(df: pd.DataFrame, t0=None) -> dict[str, tuple[np.ndarray,
         return {}
     t0 = df["start"].min() if t0 is None else t0
     out = {}
+    df = df[["server_ip", "server_port", "start", "end"]]       # (each server's rows are copied)
     keys = server_key(df)
     for srv in keys.value_counts().index:
         g = df[keys == srv]

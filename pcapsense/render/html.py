@@ -98,11 +98,14 @@ def stream_packets(analysis, streams) -> dict[int, pd.DataFrame]:
         if m.any():
             rows.append(arr[m])
 
-    eng = reader.new_engine(verify_checksums=opts.get("verify_checksums", False), emit_packets=True)
+    eng = reader.new_engine(verify_checksums=opts.get("verify_checksums", False), emit_packets=True,
+                            window=opts.get("window", (reader.TS_MIN, reader.TS_MAX)),
+                            max_frames=opts.get("max_frames", 0))
     for f in opts.get("files") or [opts["path"]]:  # several files are read as one capture
         if hasattr(eng, "new_file"):
             eng.new_file()
-        reader.run(f, eng, on_rows=keep)
+        # (the transitions the engine records are not needed here: dropped as they come)
+        reader.run(f, eng, on_rows=keep, progress=lambda _pos: eng.take_transitions())
     arr = np.concatenate(rows) if rows else np.empty(0, dtype=layout.PACKET_DTYPE)
     df = packets_frame(arr)
     return {int(s): g.reset_index(drop=True) for s, g in df.groupby("stream", sort=True)}
@@ -136,7 +139,9 @@ def _ladder(pk: pd.DataFrame, client_dir: int, close_frame, evidence: set[int], 
 
 def _pick_cards(bad: pd.DataFrame, limit: int) -> pd.DataFrame:
     """At most `limit` abnormal connections, taken round-robin across causes (ranked by
-    count) so that a rare cause is not crowded out by a frequent one."""
+    count) so that a rare cause is not crowded out by a frequent one. `bad` needs only
+    the `cause` and `start` columns; the rows picked are returned (their labels are
+    those of the connections table)."""
     if len(bad) <= limit:
         return bad
     counts = bad["cause"].astype(str).value_counts()
@@ -155,7 +160,20 @@ def _pick_cards(bad: pd.DataFrame, limit: int) -> pd.DataFrame:
     return bad.loc[picked]
 
 
+#: the columns _verdict and _servers read (they group, and a groupby copies every column
+#: of what it groups: the whole table, at 10M packets 100 MiB a time)
+_VERDICT_COLUMNS = ("abnormal", "cause", "start", "stream", "server_ip", "server_port", "server_keepalive_timeout_s",
+                    "server_keepalive_closes", "cause_detail", "python_error", "fix", "fix_section", "fix_snippet")
+_SERVER_COLUMNS = ("server_ip", "server_port", "client_ip", "http_host", "tls_sni", "server_keepalive_timeout_s",
+                   "server_keepalive_closes", "abnormal", "cause", "server_peak_concurrency")
+
+
+def _only(df: pd.DataFrame, columns) -> pd.DataFrame:
+    return df[[c for c in columns if c in df.columns]]
+
+
 def _verdict(df: pd.DataFrame, red: bool) -> list[dict]:
+    df = _only(df, _VERDICT_COLUMNS)
     bad = df[df["abnormal"].astype(bool)]
     out = []
     for cause, g in sorted(bad.groupby(bad["cause"].astype(str)), key=lambda kv: (-len(kv[1]), kv[0])):
@@ -191,6 +209,7 @@ def _names(s: pd.Series, red: bool, k: int = 3) -> tuple[list[str], int]:
 
 
 def _servers(df: pd.DataFrame, red: bool, limit: int = 30) -> tuple[list[dict], int]:
+    df = _only(df, _SERVER_COLUMNS)
     keys = server_keys(df)
     out = []
     for key, g in df.groupby(keys, sort=False):
@@ -277,8 +296,9 @@ def context(analysis, *, redact: bool = True, max_cards: int = MAX_CARDS, charts
             "concurrency": plots.to_svg(plots.concurrency(view), prefix="cc"),
             "idle": plots.to_svg(plots.idle_gaps(view), prefix="ig"),
         }
-    bad = df[df["abnormal"].astype(bool)] if len(df) else df
-    chosen = _pick_cards(bad, max_cards)
+    abnormal = df["abnormal"].astype(bool) if len(df) else df["abnormal"]
+    bad = df.loc[abnormal, ["cause", "start"]] if len(df) else df
+    chosen = df.loc[_pick_cards(bad, max_cards).index] if len(bad) else bad
     chosen = chosen.sort_values(["start", "stream"]) if len(chosen) else chosen
     pks = stream_packets(analysis, chosen["stream"]) if len(chosen) else {}
     # records, not itertuples: itertuples renames columns that start with '_' (_client_dir)

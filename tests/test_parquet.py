@@ -104,3 +104,24 @@ def test_every_capture_writes_the_same_parquet_schema(tmp_path):
             first = seen.setdefault(table, (cap.name, schema))
             assert schema.equals(first[1]), f"{table}: {cap.name} differs from {first[0]}"
     assert len(seen) == 4
+
+
+def test_row_groups_do_not_change_the_tables(tmp_path, monkeypatch):
+    """The tables are written a row group at a time with the whole table's schema: a
+    text column empty in one group (TLS on some connections only, a proxy's CONNECT
+    status) keeps its type, and the file reads back as the one-group file does."""
+    import pyarrow.parquet as pq
+    from pcapsense.render import parquet
+    a = pcapsense.analyze([str(ROOT / "sample_pcaps" / "captures" / n) for n in (
+        "lb-proxy-disconnect-tinyproxy.pcap", "la-graceful-nginx.pcap.gz", "lb-http2-goaway-maxreq.pcapng",
+        "lb-tls-cert-rejected-requests.pcap", "lb-tls-handshake-failure-openssl.pcapng")])
+    parquet.write(a, str(tmp_path / "one"))
+    monkeypatch.setattr(parquet, "ROW_GROUP", 2)
+    parquet.write(a, str(tmp_path / "many"))
+    for name in ("connections", "http", "tls", "transitions"):
+        one, many = pq.ParquetFile(tmp_path / "one" / f"{name}.parquet"), pq.ParquetFile(tmp_path / "many" / f"{name}.parquet")
+        assert many.metadata.num_rows == one.metadata.num_rows > 0
+        if many.metadata.num_rows > 2:
+            assert many.metadata.num_row_groups > 1
+        t1, t2 = one.read(), many.read()
+        assert t2.schema.equals(t1.schema, check_metadata=True) and t2.equals(t1)

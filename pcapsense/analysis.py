@@ -288,10 +288,10 @@ def parse_time(value, name: str = "time") -> int:
         except (ValueError, TypeError, OverflowError):
             raise ValueError(f"{name}: not a time: {value!r} (ISO 8601 such as 2026-11-30T14:02:00Z, "
                              f"or epoch seconds)") from None
-    elif isinstance(value, (int, float)):
-        if isinstance(value, float) and not np.isfinite(value):
+    elif isinstance(value, (int, float, np.integer, np.floating)):     # epoch seconds
+        if not np.isfinite(value):
             raise ValueError(f"{name}: not a time: {value!r}")
-        return parse_time(repr(value) if isinstance(value, float) else str(value), name)
+        return parse_time(repr(float(value)) if isinstance(value, (float, np.floating)) else str(int(value)), name)
     else:
         try:
             ts = pd.Timestamp(value)

@@ -208,7 +208,6 @@ def _run(capture, quiet: bool, err: Console, *, jobs: int = 0, scheduler: str | 
     except (CaptureError, WorkerError) as exc:
         _stderr_after(finish, f"pcapsense: error: {exc}")
         raise typer.Exit(EXIT_BAD_INPUT)
-
     except KeyboardInterrupt:
         finish()
         raise typer.Exit(130)

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -118,7 +119,8 @@ def test_packets_of_a_connection_follow_the_window():
 def test_parse_time_forms():
     ns = 1796047320_000000000                     # 2026-11-30T14:02:00Z
     for v in ("2026-11-30T14:02:00Z", "2026-11-30 14:02:00", "2026-11-30T15:02:00+01:00", "1796047320",
-              1796047320, 1796047320.0, pd.Timestamp("2026-11-30 14:02", tz="UTC"),
+              1796047320, 1796047320.0, np.int64(1796047320), np.float64(1796047320),
+              pd.Timestamp("2026-11-30 14:02", tz="UTC"),
               pd.Timestamp("2026-11-30 14:02").to_pydatetime()):
         assert parse_time(v) == ns, v
     assert parse_time("1796047320.000000001") == ns + 1            # exact to the nanosecond

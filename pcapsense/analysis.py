@@ -76,7 +76,7 @@ class Analysis:
     def transitions(self) -> pd.DataFrame:
         """Every endpoint state change, one row each (docs/schema.md)."""
         if self._transitions is None:
-            raise ValueError(_LEFT_OUT.format("transitions"))
+            raise AttributeError(_LEFT_OUT.format("transitions"))
         if not isinstance(self._transitions, pd.DataFrame):
             self._transitions = _transitions_frame(self._transitions, self._client_dir)
         return self._transitions
@@ -85,7 +85,7 @@ class Analysis:
     def http(self) -> pd.DataFrame:
         """One row per HTTP/1 request and its response (docs/schema.md)."""
         if self._http is None:
-            raise ValueError(_LEFT_OUT.format("http"))
+            raise AttributeError(_LEFT_OUT.format("http"))
         return self._http
 
     def __repr__(self) -> str:

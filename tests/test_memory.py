@@ -5,6 +5,7 @@ built on first use, and the JSON writer works in small chunks. Each of these mus
 the results exactly as they were."""
 
 import json
+import os
 import pickle
 
 import numpy as np
@@ -217,12 +218,21 @@ def test_connections_only_gives_the_same_connections(path):
         assert lean.capture == full.capture
 
 
-def test_connections_only_says_what_it_left_out():
+def test_connections_only_says_what_it_left_out(tmp_path):
     a = pcapsense.analyze(MIXED[0], tables="connections")
     for name in ("http", "transitions"):
-        with pytest.raises(ValueError, match=f"the {name} table was left out"):
+        with pytest.raises(AttributeError, match=f"the {name} table was left out"):
             getattr(a, name)
+        assert not hasattr(a, name)
     assert len(a.tls.columns) and len(a.packets(int(a.connections["stream"].iloc[0])))
+    # the plots draw what the connections table holds (the first FIN/RST, no request ticks)
+    from pcapsense import plots
+    for fn in (plots.timeline, plots.concurrency, plots.idle_gaps):
+        assert fn(a).axes
+    from pcapsense.render import html, parquet
+    assert "<svg" in html.render(a)
+    written = parquet.write(a, str(tmp_path / "pq"))
+    assert sorted(os.path.basename(w) for w in written) == ["capture.json", "connections.parquet", "tls.parquet"]
     with pytest.raises(ValueError, match="tables must be"):
         pcapsense.analyze(MIXED[0], tables="http")
 

@@ -328,7 +328,9 @@ class _View:
     """An Analysis with redacted connections (the plots label servers with SNI/Host)."""
 
     def __init__(self, analysis, df):
-        self.capture, self.connections, self.transitions = analysis.capture, df, analysis.transitions
+        self.capture, self.connections = analysis.capture, df
+        if hasattr(analysis, "transitions"):        # (left out by analyze(tables="connections"))
+            self.transitions = analysis.transitions
 
 
 def render(analysis, *, redact: bool = True, max_cards: int = MAX_CARDS, charts: bool = True) -> str:

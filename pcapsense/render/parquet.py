@@ -33,7 +33,7 @@ def write(analysis, directory: str) -> list[str]:
         conns = conns.assign(tls_certificate=conns["tls_certificate"].map(
             lambda v: json.dumps(v) if isinstance(v, dict) else None))
     for name, df in (("connections", conns), ("http", getattr(analysis, "http", None)),
-                     ("tls", analysis.tls), ("transitions", analysis.transitions)):
+                     ("tls", analysis.tls), ("transitions", getattr(analysis, "transitions", None))):
         if df is None:
             continue
         path = os.path.join(directory, f"{name}.parquet")

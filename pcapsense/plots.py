@@ -387,7 +387,8 @@ def idle_gaps(analysis, *, bins: int = 40) -> Figure:
     if log:
         ax.set_xscale("log")
     if "server_keepalive_timeout_s" in df:
-        ka = df.dropna(subset=["server_keepalive_timeout_s"]).drop_duplicates(["server_ip", "server_port"])
+        ka = df[["server_ip", "server_port", "server_keepalive_timeout_s", "server_keepalive_closes"]]
+        ka = ka.dropna(subset=["server_keepalive_timeout_s"]).drop_duplicates(["server_ip", "server_port"])
         styles = ["--", ":", "-.", (0, (5, 1)), (0, (1, 3)), (0, (3, 1, 1, 1))]
         for i, r in enumerate(ka.head(6).itertuples(index=False)):
             v = float(r.server_keepalive_timeout_s)

@@ -105,20 +105,53 @@ class Analysis:
         return tls_frame(self.connections)
 
     def packets(self, stream: int) -> pd.DataFrame:
-        """Every packet of one connection (Wireshark tcp.stream), one row per packet, with
-        the analysis flags and both endpoints' states after it."""
+        """Every packet of one connection (its `stream` in `connections`: Wireshark's
+        tcp.stream, or the Zeek record with split="zeek"), one row per packet, with the
+        analysis flags and both endpoints' states after it. Read again from the file."""
         if self._options["path"] == "-":
             raise ValueError("packets() needs a file: standard input cannot be read twice")
-        rows: list[np.ndarray] = []
-        eng = reader.new_engine(verify_checksums=self._options["verify_checksums"],
-                                emit_packets=True, only_stream=int(stream),
+        got = self.packets_of([stream])
+        return got[int(stream)] if int(stream) in got else packets_frame(np.empty(0, dtype=layout.PACKET_DTYPE))
+
+    def packets_of(self, streams) -> dict[int, pd.DataFrame]:
+        """`packets()` of several connections, in one pass over the file(s); {} for
+        standard input. Only their 4-tuples are tracked (as a `--jobs` shard tracks its
+        own, so every packet's flags and states are those of the full analysis): memory
+        and time do not grow with the capture's other connections. A connection's
+        packets are its 4-tuple's from its first to its last frame."""
+        if self._options["path"] == "-":
+            return {}
+        c = self.connections
+        rows = c.loc[c["stream"].isin([int(s) for s in streams]),
+                     ["stream", "client_ip", "client_port", "server_ip", "server_port", "first_frame", "last_frame"]]
+        by_key: dict[bytes, list] = {}
+        for r in rows.itertuples(index=False):
+            by_key.setdefault(reader.flow_key(r.client_ip, r.client_port, r.server_ip, r.server_port), []).append(r)
+        if not by_key:
+            return {}
+        eng = reader.new_engine(verify_checksums=self._options["verify_checksums"], emit_packets=True,
                                 window=self._options.get("window", (reader.TS_MIN, reader.TS_MAX)),
-                                max_frames=self._options.get("max_frames", 0))
+                                max_frames=self._options.get("max_frames", 0), only_keys=b"".join(sorted(by_key)))
+        chunks: list[np.ndarray] = []
         for f in self._options.get("files", [self._options["path"]]):
             eng.new_file()
-            reader.run(f, eng, on_rows=rows.append)
-        arr = np.concatenate(rows) if rows else np.empty(0, dtype=layout.PACKET_DTYPE)
-        return packets_frame(arr)
+            # (the transitions the engine records are not needed here: dropped as they come)
+            reader.run(f, eng, on_rows=chunks.append, progress=lambda _pos: eng.take_transitions())
+        arr = np.concatenate(chunks) if chunks else np.empty(0, dtype=layout.PACKET_DTYPE)
+        local = np.frombuffer(eng.take_streams(), dtype=layout.STREAM_DTYPE)
+        alen = np.where(local["ipver"] == 4, 4, 16)
+        local_key = [reader.flow_key(bytes(local["addr"][i, 0][:alen[i]]), int(local["port"][i, 0]),
+                                     bytes(local["addr"][i, 1][:alen[i]]), int(local["port"][i, 1]))
+                     for i in range(len(local))]
+        out: dict[int, pd.DataFrame] = {}
+        for key, conns in by_key.items():
+            of_key = np.isin(arr["stream"], [i for i, k in enumerate(local_key) if k == key])
+            for r in conns:
+                part = arr[of_key & (arr["frame"] >= r.first_frame) & (arr["frame"] <= r.last_frame)]
+                if len(part):
+                    part["stream"] = r.stream
+                    out[int(r.stream)] = packets_frame(part)
+        return out
 
 
 _LEFT_OUT = ("the {} table was left out: analyze(..., tables=\"connections\") keeps only the "

@@ -212,6 +212,7 @@ typedef struct {
     app_t *app; size_t app_n, app_cap;
     uint8_t *appbuf; size_t appbuf_n, appbuf_cap;
     int64_t only_stream;  /* -1: all */
+    uint8_t *only_keys; size_t n_only_keys;   /* sorted 40-byte flow keys: track only these (0: all) */
     uint32_t shard_k, shard_n;  /* track only the connections whose key hashes to shard k of n */
     int emit_packets;     /* fill pkt rows */
     uint8_t rfc[12 * 12 * N_KINDS];
@@ -276,6 +277,8 @@ static uint64_t hash_key(const uint8_t *k) {
     h ^= h >> 31;
     return h;
 }
+
+static int cmp_key40(const void *a, const void *b) { return memcmp(a, b, 40); }
 
 static int grow_flows(Engine *e) {
     size_t ncap = e->flow_cap ? e->flow_cap * 2 : 1 << 14;
@@ -523,6 +526,9 @@ static int track_tcp(Engine *e, ippkt_t *ip, int64_t ts, pkt_t *out, int *emitte
      * the flow table indexes by the low ones. */
     uint64_t hash = hash_key(key);          /* once per packet: the shard and the flow slot */
     if (e->shard_n > 1 && (uint32_t)((hash >> 40) % e->shard_n) != e->shard_k) return 0;
+    /* only some 4-tuples (the packets of a few connections, read again): the same
+     * argument as for shards, a 4-tuple's packets are tracked exactly as in a full run */
+    if (e->n_only_keys && !bsearch(key, e->only_keys, e->n_only_keys, 40, cmp_key40)) return 0;
     int created;
     flow_t *f = flow_find(e, key, hash, &created);
     if (!f) return -1;
@@ -1334,24 +1340,36 @@ static void feed_impl(Engine *e, const uint8_t *buf, Py_ssize_t n, int64_t base,
 static int Engine_init(Engine *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"rfc_table", "zeek_table", "verify_checksums", "emit_packets", "only_stream",
                              "zeek_mode", "app_head_bytes", "app_copy_max", "shard_k", "shard_n",
-                             "ts_from", "ts_to", "max_frames", NULL};
-    Py_buffer rfc, zeek; int verify = 0, emit = 0, zmode = 0; long long only = -1;
+                             "ts_from", "ts_to", "max_frames", "only_keys", NULL};
+    Py_buffer rfc, zeek, keys = {0}; int verify = 0, emit = 0, zmode = 0; long long only = -1;
     unsigned int head_bytes = 0, copy_max = 4096, shard_k = 0, shard_n = 1;
     long long ts_from = INT64_MIN, ts_to = INT64_MAX, max_frames = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*|ppLpIIIILLL", kwlist, &rfc, &zeek, &verify, &emit, &only,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*|ppLpIIIILLLy*", kwlist, &rfc, &zeek, &verify, &emit, &only,
                                      &zmode, &head_bytes, &copy_max, &shard_k, &shard_n,
-                                     &ts_from, &ts_to, &max_frames))
+                                     &ts_from, &ts_to, &max_frames, &keys))
         return -1;
-    if (max_frames < 0) {
+    const char *bad = max_frames < 0 ? "max_frames must be 0 (no limit) or more"
+        : (shard_n == 0 || shard_k >= shard_n) ? "shard_k must be below shard_n"
+        : keys.len % 40 ? "only_keys must be 40-byte flow keys" : NULL;
+    if (bad) {
         PyBuffer_Release(&rfc); PyBuffer_Release(&zeek);
-        PyErr_SetString(PyExc_ValueError, "max_frames must be 0 (no limit) or more");
+        if (keys.obj) PyBuffer_Release(&keys);
+        PyErr_SetString(PyExc_ValueError, bad);
         return -1;
     }
-    if (shard_n == 0 || shard_k >= shard_n) {
-        PyBuffer_Release(&rfc); PyBuffer_Release(&zeek);
-        PyErr_SetString(PyExc_ValueError, "shard_k must be below shard_n");
-        return -1;
+    free(self->only_keys); self->only_keys = NULL; self->n_only_keys = 0;
+    if (keys.len > 0) {
+        self->only_keys = malloc((size_t)keys.len);
+        if (!self->only_keys) {
+            PyBuffer_Release(&rfc); PyBuffer_Release(&zeek); PyBuffer_Release(&keys);
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(self->only_keys, keys.buf, (size_t)keys.len);
+        self->n_only_keys = (size_t)keys.len / 40;
+        qsort(self->only_keys, self->n_only_keys, 40, cmp_key40);
     }
+    if (keys.obj) PyBuffer_Release(&keys);
     if (rfc.len != (Py_ssize_t)sizeof self->rfc || zeek.len != (Py_ssize_t)sizeof self->zeek) {
         PyBuffer_Release(&rfc); PyBuffer_Release(&zeek);
         PyErr_SetString(PyExc_ValueError, "transition tables have the wrong shape");
@@ -1378,7 +1396,7 @@ static int check_streams(Engine *self) {
 }
 
 static void Engine_dealloc(Engine *self) {
-    free(self->flows); free(self->streams); free(self->trans); free(self->zk);
+    free(self->flows); free(self->streams); free(self->trans); free(self->zk); free(self->only_keys);
     if (self->appst)
         for (size_t i = 0; i < self->stream_n; i++) { free(self->appst[i].tail[0]); free(self->appst[i].tail[1]); }
     free(self->appst); free(self->app); free(self->appbuf);

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import ipaddress
 import os
 import sys
 import zlib
@@ -246,7 +247,7 @@ APP_COPY_MAX = 2048       # bytes copied of each such segment
 def new_engine(*, verify_checksums: bool = False, emit_packets: bool = False,
                only_stream: int = -1, zeek_split: bool = False, app: bool = False,
                shard: tuple[int, int] = (0, 1), window: tuple[int, int] = (TS_MIN, TS_MAX),
-               max_frames: int = 0) -> "_engine.Engine":
+               max_frames: int = 0, only_keys: bytes = b"") -> "_engine.Engine":
     """`zeek_split`: split connections where Zeek ends a conn.log record (its timers and
     reuse rule) instead of where Wireshark starts a new tcp.stream. `app`: hand over the
     segments the application-layer parsers need (`Engine.take_app`). `shard=(k, n)`: track
@@ -254,11 +255,23 @@ def new_engine(*, verify_checksums: bool = False, emit_packets: bool = False,
     and counted; see pcapsense/parallel.py). `window=(from_ns, to_ns)`: read only the
     frames with from_ns <= time < to_ns, the others skipped and not numbered (as in the
     output of `editcap -A -B`); `max_frames`: stop after that many frames (0: no limit;
-    `run()` then returns with `limited` set)."""
+    `run()` then returns with `limited` set). `only_keys`: `flow_key()`s joined: track
+    only those 4-tuples (as a shard does; streams are then numbered among them)."""
     return _engine.Engine(RFC_TABLE.tobytes(), ZEEK_TABLE.tobytes(), verify_checksums,
                           emit_packets, only_stream, zeek_split,
                           APP_HEAD_BYTES if app else 0, APP_COPY_MAX, shard[0], shard[1],
-                          window[0], window[1], max_frames)
+                          window[0], window[1], max_frames, only_keys)
+
+
+def flow_key(addr_a, port_a: int, addr_b, port_b: int) -> bytes:
+    """The engine's 40-byte key of a 4-tuple, in either order: each (address padded to
+    16 bytes, port big-endian), the lower first, then the IP version and a used mark.
+    Addresses as text or as packed bytes (4 or 16)."""
+    ends = []
+    for addr, port in ((addr_a, port_a), (addr_b, port_b)):
+        ip = ipaddress.ip_address(addr if isinstance(addr, str) else bytes(addr))
+        ends.append(ip.packed.ljust(16, b"\0") + int(port).to_bytes(2, "big"))
+    return min(ends) + max(ends) + bytes([ip.version, 0, 0, 1])
 
 
 def input_bytes(files: list[str]) -> int:

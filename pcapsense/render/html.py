@@ -80,35 +80,11 @@ def _host(ip) -> str:
 
 
 def stream_packets(analysis, streams) -> dict[int, pd.DataFrame]:
-    """The packets of several streams in one pass over the file (Analysis.packets reads
-    the whole file per stream). Empty for standard input, which cannot be read again."""
-    streams = sorted({int(s) for s in streams})
-    opts = getattr(analysis, "_options", None) or {}
-    if not streams or opts.get("path", "-") == "-":
+    """The packets of several streams in one pass over the file (Analysis.packets_of).
+    Empty for standard input, which cannot be read again."""
+    if not hasattr(analysis, "packets_of"):
         return {}
-    if len(streams) == 1:
-        return {streams[0]: analysis.packets(streams[0])}
-    from ..analysis import packets_frame
-    from ..capture import layout, reader
-    want = np.array(streams, dtype=np.int64)
-    rows: list[np.ndarray] = []
-
-    def keep(arr):
-        m = np.isin(arr["stream"].astype(np.int64), want)
-        if m.any():
-            rows.append(arr[m])
-
-    eng = reader.new_engine(verify_checksums=opts.get("verify_checksums", False), emit_packets=True,
-                            window=opts.get("window", (reader.TS_MIN, reader.TS_MAX)),
-                            max_frames=opts.get("max_frames", 0))
-    for f in opts.get("files") or [opts["path"]]:  # several files are read as one capture
-        if hasattr(eng, "new_file"):
-            eng.new_file()
-        # (the transitions the engine records are not needed here: dropped as they come)
-        reader.run(f, eng, on_rows=keep, progress=lambda _pos: eng.take_transitions())
-    arr = np.concatenate(rows) if rows else np.empty(0, dtype=layout.PACKET_DTYPE)
-    df = packets_frame(arr)
-    return {int(s): g.reset_index(drop=True) for s, g in df.groupby("stream", sort=True)}
+    return dict(sorted(analysis.packets_of(sorted({int(s) for s in streams})).items()))
 
 
 def _ladder(pk: pd.DataFrame, client_dir: int, close_frame, evidence: set[int], n: int = LADDER_PACKETS) -> dict:

@@ -325,3 +325,19 @@ def test_report_in_headless_chromium(browser, tmp_path, hostile, which):
     assert not requests, f"the report fetched {requests}"
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert _non_blank(png) > 0.02, f"screenshot looks blank: {shot}"
+
+
+def test_redacted_text_columns_equal_redact_text_of_every_value():
+    """The HTML report redacts Arrow text columns by looking only at the values that
+    can hold a secret (one of ?&;@): the same values as redact_text of every one."""
+    import pandas as pd
+    from pcapsense.render.html import _redacted
+    from pcapsense.render.redact import redact_text
+    values = ["GET /a?api_key=SECRET&x=1 answered", "clean detail", None, "https://user:pw@host/x",
+              "a;token=abc", "plain @ sign", "", "q?nothing=1"] * 3
+    for dtype in ("str", object):
+        s = pd.Series(values, dtype=dtype)
+        got = _redacted(s)
+        assert [v if isinstance(v, str) else None for v in got] == [redact_text(v) for v in values]
+    clean = pd.Series(["a", "b", None], dtype="str")
+    assert _redacted(clean) is clean

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from ..memory import release
 from .redact import redact_frame, redact_text
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -111,6 +112,22 @@ def _ladder(pk: pd.DataFrame, client_dir: int, close_frame, evidence: set[int], 
         })
     return {"rows": rows, "skipped": len(pk) - len(tail), "height": 40 + 30 * len(rows),
             "start": f"{t0:%H:%M:%S.%f} UTC"}
+
+
+def _redacted(s: pd.Series) -> pd.Series:
+    """`redact_text` of every value of a text column. A value can hold a secret only if
+    it has one of `?&;@` (redact.py's patterns need one), so in a pandas text column
+    (Arrow strings) only those values are looked at: mapping all of them made a Python
+    string of every row (25 MiB for the details of 85k connections). Object columns
+    already hold Python strings, which `redact_text` returns as they are when clean."""
+    if s.dtype == object:
+        return s.map(redact_text, na_action="ignore")
+    hit = s.str.contains(r"[?&;@]", regex=True, na=False).to_numpy(dtype=bool)
+    if not hit.any():
+        return s
+    out = s.copy()
+    out[hit] = s[hit].map(redact_text)
+    return out
 
 
 def _pick_cards(bad: pd.DataFrame, limit: int) -> pd.DataFrame:
@@ -245,7 +262,7 @@ def context(analysis, *, redact: bool = True, max_cards: int = MAX_CARDS, charts
         df = redact_frame(df)
         for col in _TEXT_COLUMNS:
             if col in df and (pd.api.types.is_string_dtype(df[col]) or df[col].dtype == object):
-                df[col] = df[col].map(redact_text, na_action="ignore")
+                df[col] = _redacted(df[col])
     n_abn = int(df["abnormal"].sum()) if len(df) else 0
     kinds = df["close_kind"].astype(str).value_counts() if len(df) else pd.Series(dtype=int)
     causes_all = df["cause"].astype(str).value_counts() if len(df) else pd.Series(dtype=int)
@@ -272,6 +289,7 @@ def context(analysis, *, redact: bool = True, max_cards: int = MAX_CARDS, charts
             "concurrency": plots.to_svg(plots.concurrency(view), prefix="cc"),
             "idle": plots.to_svg(plots.idle_gaps(view), prefix="ig"),
         }
+        release()              # (the figures' memory, freed once they are SVG text)
     abnormal = df["abnormal"].astype(bool) if len(df) else df["abnormal"]
     bad = df.loc[abnormal, ["cause", "start"]] if len(df) else df
     chosen = df.loc[_pick_cards(bad, max_cards).index] if len(bad) else bad

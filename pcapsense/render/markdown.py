@@ -72,14 +72,17 @@ def render(analysis, *, redact: bool = True, top: int = 10) -> str:
     out.append("")
     if not len(df):
         return "\n".join(out) + "\n"
-    bad = df[df["abnormal"].astype(bool)]
+    # the abnormal rows by the few columns that group, rank and sort them; the other
+    # columns are read only for the rows shown (df.loc)
+    bad = df.loc[df["abnormal"].astype(bool),
+                 [c for c in ("cause", "start", "stream", "server_ip", "server_port", "confidence") if c in df]]
     out.append("#### Verdict")
     out.append("")
     if not len(bad):
         out.append(f"No abnormal disconnect: {len(df)} connections ended normally or are still open.")
     groups = sorted(bad.groupby(bad["cause"].astype(str)), key=lambda kv: (-len(kv[1]), kv[0]))
     for cause, g in groups:
-        first = g.sort_values("start").iloc[0]
+        first = df.loc[g.sort_values("start").index[0]]
         servers = (g["server_ip"].astype(str).map(_host) + ":" + g["server_port"].astype(str)).value_counts()
         srv = ", ".join(f"{esc(s)} ({n})" for s, n in servers.head(3).items())
         if len(servers) > 3:
@@ -103,9 +106,11 @@ def render(analysis, *, redact: bool = True, top: int = 10) -> str:
     out.append("")
     out.append("| server | host / SNI | connections | abnormal | causes | keep-alive timeout | peak concurrency |")
     out.append("|---|---|--:|--:|---|--:|--:|")
-    keys = df["server_ip"].astype(str).map(_host) + ":" + df["server_port"].astype(str)
+    servers_df = df[[c for c in ("server_ip", "server_port", "http_host", "tls_sni", "abnormal", "cause",
+                                 "server_keepalive_timeout_s", "server_peak_concurrency") if c in df]]
+    keys = servers_df["server_ip"].astype(str).map(_host) + ":" + servers_df["server_port"].astype(str)
     rows = []
-    for key, g in df.groupby(keys, sort=False):
+    for key, g in servers_df.groupby(keys, sort=False):
         names = []
         for col in ("http_host", "tls_sni"):
             if col in g:
@@ -132,7 +137,7 @@ def render(analysis, *, redact: bool = True, top: int = 10) -> str:
         # the most confident first, one per cause before repeats
         pick = bad.sort_values(["confidence", "start"], ascending=[False, True])
         pick = pd.concat([pick.drop_duplicates("cause"), pick]).drop_duplicates("stream").head(top)
-        for r in pick.to_dict("records"):
+        for r in df.loc[pick.index].to_dict("records"):
             frame = "-" if pd.isna(r["close_frame"]) else str(int(r["close_frame"]))
             out.append("| " + " | ".join([
                 str(int(r["stream"])),

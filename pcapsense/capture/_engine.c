@@ -211,7 +211,6 @@ typedef struct {
     appst_t *appst;
     app_t *app; size_t app_n, app_cap;
     uint8_t *appbuf; size_t appbuf_n, appbuf_cap;
-    int64_t only_stream;  /* -1: all */
     uint8_t *only_keys; size_t n_only_keys;   /* sorted 40-byte flow keys: track only these (0: all) */
     uint32_t shard_k, shard_n;  /* track only the connections whose key hashes to shard k of n */
     int emit_packets;     /* fill pkt rows */
@@ -826,7 +825,7 @@ static int track_tcp(Engine *e, ippkt_t *ip, int64_t ts, pkt_t *out, int *emitte
     }
 
 emit:
-    if (e->emit_packets && (e->only_stream < 0 || e->only_stream == s->stream)) {
+    if (e->emit_packets) {
         pkt_t *o = out;
         o->frame = frame; o->ts = ts; o->stream = s->stream; o->rec_off = e->cur_rec_off;
         o->seq = seq; o->ack = ack; o->payload_len = payload_len; o->captured_len = captured;
@@ -1338,13 +1337,12 @@ static void feed_impl(Engine *e, const uint8_t *buf, Py_ssize_t n, int64_t base,
 /* ------------------------------------------------------------------ Python glue */
 
 static int Engine_init(Engine *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"rfc_table", "zeek_table", "verify_checksums", "emit_packets", "only_stream",
-                             "zeek_mode", "app_head_bytes", "app_copy_max", "shard_k", "shard_n",
+    static char *kwlist[] = {"rfc_table", "zeek_table", "verify_checksums", "emit_packets", "zeek_mode", "app_head_bytes", "app_copy_max", "shard_k", "shard_n",
                              "ts_from", "ts_to", "max_frames", "only_keys", NULL};
-    Py_buffer rfc, zeek, keys = {0}; int verify = 0, emit = 0, zmode = 0; long long only = -1;
+    Py_buffer rfc, zeek, keys = {0}; int verify = 0, emit = 0, zmode = 0;
     unsigned int head_bytes = 0, copy_max = 4096, shard_k = 0, shard_n = 1;
     long long ts_from = INT64_MIN, ts_to = INT64_MAX, max_frames = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*|ppLpIIIILLLy*", kwlist, &rfc, &zeek, &verify, &emit, &only,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*|pppIIIILLLy*", kwlist, &rfc, &zeek, &verify, &emit,
                                      &zmode, &head_bytes, &copy_max, &shard_k, &shard_n,
                                      &ts_from, &ts_to, &max_frames, &keys))
         return -1;
@@ -1378,7 +1376,7 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kw) {
     memcpy(self->rfc, rfc.buf, sizeof self->rfc);
     memcpy(self->zeek, zeek.buf, sizeof self->zeek);
     PyBuffer_Release(&rfc); PyBuffer_Release(&zeek);
-    self->verify_checksums = verify; self->emit_packets = emit; self->only_stream = only;
+    self->verify_checksums = verify; self->emit_packets = emit;
     self->zeek_mode = zmode;
     self->shard_k = shard_k; self->shard_n = shard_n;
     self->ts_from = ts_from; self->ts_to = ts_to; self->max_frames = max_frames;

@@ -245,7 +245,7 @@ APP_COPY_MAX = 2048       # bytes copied of each such segment
 
 
 def new_engine(*, verify_checksums: bool = False, emit_packets: bool = False,
-               only_stream: int = -1, zeek_split: bool = False, app: bool = False,
+               zeek_split: bool = False, app: bool = False,
                shard: tuple[int, int] = (0, 1), window: tuple[int, int] = (TS_MIN, TS_MAX),
                max_frames: int = 0, only_keys: bytes = b"") -> "_engine.Engine":
     """`zeek_split`: split connections where Zeek ends a conn.log record (its timers and
@@ -258,7 +258,7 @@ def new_engine(*, verify_checksums: bool = False, emit_packets: bool = False,
     `run()` then returns with `limited` set). `only_keys`: `flow_key()`s joined: track
     only those 4-tuples (as a shard does; streams are then numbered among them)."""
     return _engine.Engine(RFC_TABLE.tobytes(), ZEEK_TABLE.tobytes(), verify_checksums,
-                          emit_packets, only_stream, zeek_split,
+                          emit_packets, zeek_split,
                           APP_HEAD_BYTES if app else 0, APP_COPY_MAX, shard[0], shard[1],
                           window[0], window[1], max_frames, only_keys)
 

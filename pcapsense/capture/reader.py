@@ -195,13 +195,11 @@ def run(
             if code == R_ERROR:
                 result.error = CaptureError(msg, path=display, offset=err_off)
                 break
-            if code == R_LIMIT:
-                result.limited = True
-                if progress is not None:
-                    progress(_disk_pos(stream, base + pos))
-                break
             if progress is not None:
                 progress(_disk_pos(stream, base + pos))
+            if code == R_LIMIT:
+                result.limited = True
+                break
             leftover = filled - pos
             if eof:
                 if leftover:

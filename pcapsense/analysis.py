@@ -383,10 +383,8 @@ def _analyze(path, *, verify_checksums, progress, strict, split, layers, jobs, c
     conns = classify.run(conns, app_df, times)
     del app_df, times
     memory.release()
-    warnings = list(res.warnings) + list(part.notes) + _selection_notes(window, max_frames, counters, results, files)
-    if unopened:
-        warnings.append(f"{unopened} of the {unopened + len(files)} files lie outside the time window by their "
-                        f"first timestamps (rotated captures) and were not opened")
+    warnings = list(res.warnings) + list(part.notes) + _selection_notes(window, max_frames, counters, results,
+                                                                          files, unopened)
     if res.error is not None:
         warnings.append(f"{res.error} (analysed the {counters['frames']} frames before it)")
     bad = counters["bad_checksums"]
@@ -439,8 +437,9 @@ def files_in_window(files: list[str], firsts: dict, window: tuple[int, int]) -> 
     return kept or files[:1]
 
 
-def _selection_notes(window, max_frames, counters, results, files) -> list[str]:
-    """What `since`/`until`/`max_packets` left out, for the capture's warnings."""
+def _selection_notes(window, max_frames, counters, results, files, unopened: int) -> list[str]:
+    """What `since`/`until`/`max_packets` left out, for the capture's warnings
+    (`unopened`: rotated files outside the window, see files_in_window)."""
     notes = []
     if window != (reader.TS_MIN, reader.TS_MAX):
         ends = [_iso_ns(t) if t not in (reader.TS_MIN, reader.TS_MAX) else None for t in window]
@@ -452,6 +451,9 @@ def _selection_notes(window, max_frames, counters, results, files) -> list[str]:
         unread = len(files) - len(results)
         notes.append(f"stopped after {max_frames} frames (max packets); the rest of the capture was not read"
                      + (f" ({unread} later file{'s' if unread != 1 else ''} not opened)" if unread > 0 else ""))
+    if unopened:
+        notes.append(f"{unopened} of the {unopened + len(files)} files lie outside the time window by their "
+                     f"first timestamps (rotated captures) and were not opened")
     return notes
 
 

@@ -331,7 +331,7 @@ def test_redacted_text_columns_equal_redact_text_of_every_value():
     """The HTML report redacts Arrow text columns by looking only at the values that
     can hold a secret (one of ?&;@): the same values as redact_text of every one."""
     import pandas as pd
-    from pcapsense.render.html import _redacted
+    from pcapsense.render.redact import redact_column as _redacted
     from pcapsense.render.redact import redact_text
     values = ["GET /a?api_key=SECRET&x=1 answered", "clean detail", None, "https://user:pw@host/x",
               "a;token=abc", "plain @ sign", "", "q?nothing=1"] * 3

@@ -114,22 +114,6 @@ def _ladder(pk: pd.DataFrame, client_dir: int, close_frame, evidence: set[int], 
             "start": f"{t0:%H:%M:%S.%f} UTC"}
 
 
-def _redacted(s: pd.Series) -> pd.Series:
-    """`redact_text` of every value of a text column. A value can hold a secret only if
-    it has one of `?&;@` (redact.py's patterns need one), so in a pandas text column
-    (Arrow strings) only those values are looked at: mapping all of them made a Python
-    string of every row (25 MiB for the details of 85k connections). Object columns
-    already hold Python strings, which `redact_text` returns as they are when clean."""
-    if s.dtype == object:
-        return s.map(redact_text, na_action="ignore")
-    hit = s.str.contains(r"[?&;@]", regex=True, na=False).to_numpy(dtype=bool)
-    if not hit.any():
-        return s
-    out = s.copy()
-    out[hit] = s[hit].map(redact_text)
-    return out
-
-
 def _pick_cards(bad: pd.DataFrame, limit: int) -> pd.DataFrame:
     """At most `limit` abnormal connections, taken round-robin across causes (ranked by
     count) so that a rare cause is not crowded out by a frequent one. `bad` needs only
@@ -259,10 +243,7 @@ def context(analysis, *, redact: bool = True, max_cards: int = MAX_CARDS, charts
     cap = analysis.capture
     df = analysis.connections
     if redact:
-        df = redact_frame(df)
-        for col in _TEXT_COLUMNS:
-            if col in df and (pd.api.types.is_string_dtype(df[col]) or df[col].dtype == object):
-                df[col] = _redacted(df[col])
+        df = redact_frame(df, _TEXT_COLUMNS)
     n_abn = int(df["abnormal"].sum()) if len(df) else 0
     kinds = df["close_kind"].astype(str).value_counts() if len(df) else pd.Series(dtype=int)
     causes_all = df["cause"].astype(str).value_counts() if len(df) else pd.Series(dtype=int)

@@ -50,6 +50,13 @@ def release() -> None:
         _libc.malloc_trim(0)
 
 
+def only_columns(df: pd.DataFrame, names) -> pd.DataFrame:
+    """The columns of `df` among `names` (those it has), to filter, group or sort by:
+    a groupby, a mask or a sort copies every column of what it works on, and a report
+    that did so on the connections table (146 columns) copied all of it."""
+    return df[[c for c in names if c in df.columns]]
+
+
 def shared_strings(s: pd.Series, fn: Callable[[str], str] | None = None) -> np.ndarray:
     """The text of `s` as an object array of Python strings, None for missing, with one
     string object per distinct value (user agents, hosts, servers repeat on every

@@ -28,6 +28,9 @@ import pandas as pd
 
 from matplotlib.figure import Figure
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+from .classify import keepalive_servers
+from .memory import only_columns
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
@@ -96,7 +99,7 @@ def server_key(df: pd.DataFrame) -> pd.Series:
 
 def _server_label(df: pd.DataFrame, key: str) -> str:
     """`ip:port`, plus the SNI or Host most seen on it."""
-    df = df[[c for c in ("server_ip", "server_port", "tls_sni", "http_host") if c in df.columns]]
+    df = only_columns(df, ("server_ip", "server_port", "tls_sni", "http_host"))
     g = df[server_key(df) == key]
     name = None
     for col in ("tls_sni", "http_host"):
@@ -387,8 +390,7 @@ def idle_gaps(analysis, *, bins: int = 40) -> Figure:
     if log:
         ax.set_xscale("log")
     if "server_keepalive_timeout_s" in df:
-        ka = df[["server_ip", "server_port", "server_keepalive_timeout_s", "server_keepalive_closes"]]
-        ka = ka.dropna(subset=["server_keepalive_timeout_s"]).drop_duplicates(["server_ip", "server_port"])
+        ka = keepalive_servers(df)
         styles = ["--", ":", "-.", (0, (5, 1)), (0, (1, 3)), (0, (3, 1, 1, 1))]
         for i, r in enumerate(ka.head(6).itertuples(index=False)):
             v = float(r.server_keepalive_timeout_s)

@@ -80,6 +80,14 @@ def _server_context(df: pd.DataFrame, keys: np.ndarray, codes: np.ndarray) -> tu
     return ctx, conc_at_close, later
 
 
+def keepalive_servers(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per server that showed a keep-alive timeout (its first connection in
+    table order): server_ip, server_port, server_keepalive_timeout_s,
+    server_keepalive_closes."""
+    ka = df[["server_ip", "server_port", "server_keepalive_timeout_s", "server_keepalive_closes"]]
+    return ka.dropna(subset=["server_keepalive_timeout_s"]).drop_duplicates(["server_ip", "server_port"])
+
+
 def _phase(f: Facts) -> str:
     if f.close_kind == "none":
         return "tcp-handshake" if f.conn_state in ("S0", "SH", "SHR", "RSTOS0") else "open"

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..memory import release
+from ..memory import only_columns, release
 from .redact import redact_frame, redact_text
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -145,12 +145,8 @@ _SERVER_COLUMNS = ("server_ip", "server_port", "client_ip", "http_host", "tls_sn
                    "server_keepalive_closes", "abnormal", "cause", "server_peak_concurrency")
 
 
-def _only(df: pd.DataFrame, columns) -> pd.DataFrame:
-    return df[[c for c in columns if c in df.columns]]
-
-
 def _verdict(df: pd.DataFrame, red: bool) -> list[dict]:
-    df = _only(df, _VERDICT_COLUMNS)
+    df = only_columns(df, _VERDICT_COLUMNS)
     bad = df[df["abnormal"].astype(bool)]
     out = []
     for cause, g in sorted(bad.groupby(bad["cause"].astype(str)), key=lambda kv: (-len(kv[1]), kv[0])):
@@ -186,7 +182,7 @@ def _names(s: pd.Series, red: bool, k: int = 3) -> tuple[list[str], int]:
 
 
 def _servers(df: pd.DataFrame, red: bool, limit: int = 30) -> tuple[list[dict], int]:
-    df = _only(df, _SERVER_COLUMNS)
+    df = only_columns(df, _SERVER_COLUMNS)
     keys = server_keys(df)
     out = []
     for key, g in df.groupby(keys, sort=False):

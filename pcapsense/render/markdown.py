@@ -12,6 +12,7 @@ import re
 
 import pandas as pd
 
+from ..memory import only_columns
 from .redact import redact_frame, redact_text
 
 _CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -43,14 +44,6 @@ def code(v, redact: bool = True, maxlen: int = 200) -> str:
     return f"`{s}`" if s else ""
 
 
-#: the columns this report reads: it works on those alone, because its groupbys copy
-#: every column of what they group (the whole table, twice, was 190 MiB at 10M packets)
-COLUMNS = ("abnormal", "cause", "confidence", "start", "stream", "client_ip", "client_port", "server_ip",
-           "server_port", "closer", "close_kind", "close_frame", "closer_state", "peer_state", "cause_detail",
-           "python_error", "fix_section", "fix", "fix_snippet", "server_keepalive_timeout_s",
-           "server_peak_concurrency", "http_host", "tls_sni")
-
-
 def _host(ip) -> str:
     ip = str(ip)
     return f"[{ip}]" if ":" in ip else ip
@@ -58,7 +51,6 @@ def _host(ip) -> str:
 
 def render(analysis, *, redact: bool = True, top: int = 10) -> str:
     cap, df = analysis.capture, analysis.connections
-    df = df[[c for c in COLUMNS if c in df.columns]]
     if redact:
         df = redact_frame(df)
     out: list[str] = []
@@ -74,8 +66,8 @@ def render(analysis, *, redact: bool = True, top: int = 10) -> str:
         return "\n".join(out) + "\n"
     # the abnormal rows by the few columns that group, rank and sort them; the other
     # columns are read only for the rows shown (df.loc)
-    bad = df.loc[df["abnormal"].astype(bool),
-                 [c for c in ("cause", "start", "stream", "server_ip", "server_port", "confidence") if c in df]]
+    bad = only_columns(df, ("cause", "start", "stream", "server_ip", "server_port", "confidence"))
+    bad = bad[df["abnormal"].astype(bool)]
     out.append("#### Verdict")
     out.append("")
     if not len(bad):
@@ -106,8 +98,8 @@ def render(analysis, *, redact: bool = True, top: int = 10) -> str:
     out.append("")
     out.append("| server | host / SNI | connections | abnormal | causes | keep-alive timeout | peak concurrency |")
     out.append("|---|---|--:|--:|---|--:|--:|")
-    servers_df = df[[c for c in ("server_ip", "server_port", "http_host", "tls_sni", "abnormal", "cause",
-                                 "server_keepalive_timeout_s", "server_peak_concurrency") if c in df]]
+    servers_df = only_columns(df, ("server_ip", "server_port", "http_host", "tls_sni", "abnormal", "cause",
+                                   "server_keepalive_timeout_s", "server_peak_concurrency"))
     keys = servers_df["server_ip"].astype(str).map(_host) + ":" + servers_df["server_port"].astype(str)
     rows = []
     for key, g in servers_df.groupby(keys, sort=False):

@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..classify import keepalive_servers
+
 _CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -82,9 +84,7 @@ def _verdict(df: pd.DataFrame, console: Console) -> None:
 def _keepalive_note(df: pd.DataFrame, console: Console) -> None:
     if "server_keepalive_timeout_s" not in df:
         return
-    ka = df[["server_ip", "server_port", "server_keepalive_timeout_s", "server_keepalive_closes"]]
-    ka = ka.dropna(subset=["server_keepalive_timeout_s"]).drop_duplicates(["server_ip", "server_port"])
-    for r in ka.head(5).itertuples(index=False):
+    for r in keepalive_servers(df).head(5).itertuples(index=False):
         console.print(Text("  keep-alive: ", style="dim") + safe(f"{_host(r.server_ip)}:{r.server_port}") +
                       Text(f" closes idle connections after {r.server_keepalive_timeout_s:.3f} s "
                            f"({r.server_keepalive_closes} idle closes seen)"))

@@ -13,7 +13,8 @@ Hand-written because it is two calls: glibc's malloc_trim(0) (through ctypes; a 
 elsewhere) and pyarrow's MemoryPool.release_unused() when pandas has loaded pyarrow.
 
 Also here: `shared_strings()`, text columns with one string object per distinct value
-(the classifier's text columns, the redacted URLs), and `no_cyclic_gc()`.
+(the classifier's text columns, the redacted URLs), `only_columns()`, the columns a
+report groups or sorts by, and `no_cyclic_gc()`.
 """
 
 from __future__ import annotations

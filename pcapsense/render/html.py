@@ -80,14 +80,6 @@ def _host(ip) -> str:
     return f"[{ip}]" if ":" in ip else ip
 
 
-def stream_packets(analysis, streams) -> dict[int, pd.DataFrame]:
-    """The packets of several streams in one pass over the file (Analysis.packets_of).
-    Empty for standard input, which cannot be read again."""
-    if not hasattr(analysis, "packets_of"):
-        return {}
-    return dict(sorted(analysis.packets_of(sorted({int(s) for s in streams})).items()))
-
-
 def _ladder(pk: pd.DataFrame, client_dir: int, close_frame, evidence: set[int], n: int = LADDER_PACKETS) -> dict:
     """Rows of the ladder diagram: the last `n` packets, relative seq/ack, direction."""
     from ..plots import relative_seq
@@ -271,7 +263,8 @@ def context(analysis, *, redact: bool = True, max_cards: int = MAX_CARDS, charts
     bad = df.loc[abnormal, ["cause", "start"]] if len(df) else df
     chosen = df.loc[_pick_cards(bad, max_cards).index] if len(bad) else bad
     chosen = chosen.sort_values(["start", "stream"]) if len(chosen) else chosen
-    pks = stream_packets(analysis, chosen["stream"]) if len(chosen) else {}
+    # the cards' packets, read again in one pass ({} for standard input)
+    pks = analysis.packets_of(chosen["stream"].tolist()) if len(chosen) else {}
     # records, not itertuples: itertuples renames columns that start with '_' (_client_dir)
     cards = [_card(SimpleNamespace(**r), pks.get(int(r["stream"])) if pks else None, redact)
              for r in chosen.to_dict("records")]

@@ -338,32 +338,15 @@ def parse_time(value, name: str = "time") -> int:
 
 def _analyze(path, *, verify_checksums, progress, strict, split, layers, jobs, client, tables,
              window, max_frames) -> Analysis:
-    files = reader.expand_inputs(path)
-    unopened = 0
-    if len(files) > 1:
-        firsts = {f: reader.first_timestamp(f) for f in files}
-        files.sort(key=lambda f: (firsts[f] is None, firsts[f] or 0))
-        if window != (reader.TS_MIN, reader.TS_MAX):
-            kept = files_in_window(files, firsts, window)
-            unopened, files = len(files) - len(kept), kept
-    path = files[0]
-    if split not in ("wireshark", "zeek"):
-        raise ValueError("split must be 'wireshark' or 'zeek'")
-    if layers not in ("all", "tcp"):
-        raise ValueError("layers must be 'all' or 'tcp'")
-    if tables not in ("all", "connections"):
-        raise ValueError("tables must be 'all' or 'connections'")
+    files, unopened = input_files(path, window)
+    opts = options(verify_checksums=verify_checksums, split=split, layers=layers, strict=strict, tables=tables,
+                   window=window, max_frames=max_frames)
     keep = tables == "all"
-    opts = parallel.Options(verify_checksums=verify_checksums, split=split, layers=layers, strict=strict,
-                            tables=tables, window=window, max_frames=max_frames)
     if jobs is None:
         jobs = parallel.auto_jobs(files, layers)
     part = parallel.run(files, opts, jobs=jobs, client=client, progress=progress)
     memory.release()
-    results, fmt_seen, counters = part.results, part.formats, part.counters
-    if not fmt_seen:
-        raise results[0].error or CaptureError("not a capture", path=results[0].path)
-    res = results[0] if len(results) == 1 else _merge_results(results)
+    check_read(part)
     streams = np.frombuffer(part.streams, dtype=layout.STREAM_DTYPE)
     trans = np.frombuffer(part.transitions, dtype=layout.TRANSITION_DTYPE)
     conns = conn_table.build(streams, trans)
@@ -383,12 +366,55 @@ def _analyze(path, *, verify_checksums, progress, strict, split, layers, jobs, c
     conns = classify.run(conns, app_df, times)
     del app_df, times
     memory.release()
+    cap = capture_facts(part, opts, files, unopened, len(conns))
+    return Analysis(cap, conns, trans, {"path": files[0], "files": files, "verify_checksums": verify_checksums,
+                                        "window": window, "max_frames": max_frames}, http=http)
+
+
+def input_files(path, window: tuple[int, int]) -> tuple[list[str], int]:
+    """The files to read as one capture, in the order of their first timestamps, and
+    how many rotated files the time window left unopened (files_in_window)."""
+    files = reader.expand_inputs(path)
+    unopened = 0
+    if len(files) > 1:
+        firsts = {f: reader.first_timestamp(f) for f in files}
+        files.sort(key=lambda f: (firsts[f] is None, firsts[f] or 0))
+        if window != (reader.TS_MIN, reader.TS_MAX):
+            kept = files_in_window(files, firsts, window)
+            unopened, files = len(files) - len(kept), kept
+    return files, unopened
+
+
+def options(*, split: str, layers: str, tables: str, **rest) -> parallel.Options:
+    """The stages' options; a ValueError for a value out of its set."""
+    if split not in ("wireshark", "zeek"):
+        raise ValueError("split must be 'wireshark' or 'zeek'")
+    if layers not in ("all", "tcp"):
+        raise ValueError("layers must be 'all' or 'tcp'")
+    if tables not in ("all", "connections"):
+        raise ValueError("tables must be 'all' or 'connections'")
+    return parallel.Options(split=split, layers=layers, tables=tables, **rest)
+
+
+def check_read(part: parallel.Partial) -> None:
+    """CaptureError when not one of the files read as a capture."""
+    if not part.formats:
+        raise part.results[0].error or CaptureError("not a capture", path=part.results[0].path)
+
+
+def capture_facts(part: parallel.Partial, opts: parallel.Options, files: list[str], unopened: int,
+                  connections: int) -> Capture:
+    """The `capture` facts and warnings of a read (`part`: its results, formats,
+    counters and notes)."""
+    results, counters = part.results, part.counters
+    window, max_frames = opts.window, opts.max_frames
+    res = results[0] if len(results) == 1 else _merge_results(results)
     warnings = list(res.warnings) + list(part.notes) + _selection_notes(window, max_frames, counters, results,
                                                                           files, unopened)
     if res.error is not None:
         warnings.append(f"{res.error} (analysed the {counters['frames']} frames before it)")
     bad = counters["bad_checksums"]
-    if bad and not verify_checksums:
+    if bad and not opts.verify_checksums:
         warnings.append(f"{bad} TCP packets have bad checksums (usual for captures taken on the "
                         f"sending host with checksum offload); analysed anyway, --verify-checksums to drop them")
     for key, what in (("unsupported_link_packets", "frames of an unsupported link type were skipped"),
@@ -399,14 +425,14 @@ def _analyze(path, *, verify_checksums, progress, strict, split, layers, jobs, c
     last = pd.Timestamp(counters["last_ts_ns"], unit="ns", tz="UTC") if counters["frames"] else None
     cap = Capture(
         path=res.path,
-        format=",".join(sorted(fmt_seen)),
+        format=",".join(sorted(part.formats)),
         compressed=res.compressed,
         file_bytes=res.file_bytes,
         link_types=[LINKTYPE_NAMES.get(x, f"LINKTYPE_{x}") for x in counters["link_types"]],
         frames=counters["frames"],
         tcp_packets=counters["tcp_packets"],
         non_tcp_packets=counters["frames"] - counters["tcp_packets"],
-        connections=len(conns),
+        connections=connections,
         first_time=first, last_time=last,
         truncated=res.truncated,
         warnings=warnings,
@@ -414,8 +440,7 @@ def _analyze(path, *, verify_checksums, progress, strict, split, layers, jobs, c
         counters=counters,
     )
     cap.files = [r.path for r in results]
-    return Analysis(cap, conns, trans, {"path": path, "files": files, "verify_checksums": verify_checksums,
-                                        "window": window, "max_frames": max_frames}, http=http)
+    return cap
 
 
 def files_in_window(files: list[str], firsts: dict, window: tuple[int, int]) -> list[str]:

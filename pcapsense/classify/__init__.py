@@ -30,17 +30,18 @@ def server_keys(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return names[codes], codes
 
 
-def _server_context(df: pd.DataFrame, keys: np.ndarray, codes: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
+def _server_context(df: pd.DataFrame, keys: np.ndarray, codes: np.ndarray) \
+        -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
     """Per server (`keys`/`codes`: server_keys()): peak concurrency, largest burst of
     server resets within 10 ms; per connection: connections open to its server when it
-    closed, and whether the client opened more connections to that server afterwards."""
+    closed, whether the client opened more connections to that server afterwards, and
+    the connections carrying several requests open when it closed."""
     ctx: dict = {}
     conc_at_close = np.zeros(len(df), dtype=np.int64)
     reused_open = np.zeros(len(df), dtype=np.int64)
     later = np.zeros(len(df), dtype=bool)
     if not len(df):
-        df["reused_open_at_close"] = reused_open
-        return ctx, conc_at_close, later
+        return ctx, conc_at_close, later, reused_open
     start = df["_start_ns"].to_numpy()
     end = df["_end_ns"].to_numpy()
     close = df["_close_ns"].to_numpy()
@@ -76,8 +77,7 @@ def _server_context(df: pd.DataFrame, keys: np.ndarray, codes: np.ndarray) -> tu
             burst = int((j - np.arange(len(rst_t))).max())
         ctx[key] = {"peak_concurrency": peak, "rst_burst": burst, "connections": len(ii),
                     "reused_connections": reused}
-    df["reused_open_at_close"] = reused_open
-    return ctx, conc_at_close, later
+    return ctx, conc_at_close, later, reused_open
 
 
 def keepalive_servers(df: pd.DataFrame) -> pd.DataFrame:
@@ -117,18 +117,23 @@ POOL_BUSY_NS = 50_000_000      # still carrying data this long after the close: 
 POOL_WINDOW_NS = 50_000_000    # "right after the response", "went idle together"
 
 
-def _pool_overflow_pass(df: pd.DataFrame, out: dict, keys: np.ndarray) -> None:
+def pool_overflow_claims(df: pd.DataFrame, cause: np.ndarray, keys: np.ndarray) -> list[tuple[int, int]]:
     """Cross-connection evidence of a full urllib3 pool: a client closes keep-alive
     connections right after complete responses while other connections of the same
     client to the same server stay open and go idle (the pool kept them: the server
     later closes them as idle, or they are still open at the end), and none of its
     other connections is still busy: the workers were done. A client that ends all its
     connections when its work is done leaves no such survivors; a client under steady
-    load that closes some connections by design (not from a full pool) has busy ones."""
-    cause = np.array(out["cause"], dtype=object)
+    load that closes some connections by design (not from a full pool) has busy ones.
+
+    `df`: the table or its CONTEXT_COLUMNS, `cause`: every row's cause before this pass,
+    `keys`: server_keys(). Returns (row, other connections kept open) for each row this
+    pass claims (apply_pool_overflow writes them); every row is claimed at most once."""
+    claims: list[tuple[int, int]] = []
+    cause = np.asarray(cause, dtype=object)
     survivor = np.isin(cause, ["idle-close", "keepalive-race", "connection-leak", "incomplete"])
     if not survivor.any():
-        return
+        return claims
     start, close = df["_start_ns"].to_numpy(), df["_close_ns"].to_numpy()
     close = np.where(close > 0, close, df["_end_ns"].to_numpy())
     client = df["client_ip"].to_numpy()
@@ -163,13 +168,19 @@ def _pool_overflow_pass(df: pd.DataFrame, out: dict, keys: np.ndarray) -> None:
             alive = (start[sv][None, :] <= close[qq][:, None]) & (close[sv][None, :] > close[qq][:, None]) \
                 & (np.abs(sv_last[sv][None, :] - sv_last[qq][:, None]) <= POOL_WINDOW_NS)
             n_alive = alive.sum(axis=1)
-            for i, k in zip(qq[n_alive > 0], n_alive[n_alive > 0]):
-                out["cause"][i] = "pool-overflow"
-                out["confidence"][i] = 0.65
-                out["alternatives"][i] = ",".join(x for x in ("graceful", out["alternatives"][i]) if x)
-                out["cause_detail"][i] = (f"the client closed this keep-alive connection right after a complete "
-                                          f"response while it kept {int(k)} other connection(s) to the server open "
-                                          f"and idle: its pool was full and discarded this one")
+            claims += zip(qq[n_alive > 0].tolist(), n_alive[n_alive > 0].tolist())
+    return claims
+
+
+def apply_pool_overflow(out: dict, claims) -> None:
+    """Write pool_overflow_claims() into decide()'s `out` (rows: its positions)."""
+    for i, k in claims:
+        out["cause"][i] = "pool-overflow"
+        out["confidence"][i] = 0.65
+        out["alternatives"][i] = ",".join(x for x in ("graceful", out["alternatives"][i]) if x)
+        out["cause_detail"][i] = (f"the client closed this keep-alive connection right after a complete "
+                                  f"response while it kept {int(k)} other connection(s) to the server open "
+                                  f"and idle: its pool was full and discarded this one")
 
 
 def _fast_path(df: pd.DataFrame) -> np.ndarray:
@@ -266,16 +277,46 @@ def _add_app_columns(df: pd.DataFrame, app: pd.DataFrame) -> None:
         df[col] = s
 
 
+#: the columns the cross-connection context reads (context(), pool_overflow_claims()):
+#: about 80 bytes a connection, all an out-of-core run keeps of every connection
+CONTEXT_COLUMNS = ("stream", "first_frame", "server_ip", "server_port", "client_ip", "_start_ns", "_end_ns",
+                   "_close_ns", "_server_last_data_ns", "_last_data_ns", "http_requests", "close_kind", "closer",
+                   "http_server_keep_alive", "http_client_keep_alive")
+RESULT_COLUMNS = ("cause", "confidence", "evidence_frames", "alternatives", "python_error", "fix", "fix_section",
+                  "fix_snippet", "cause_detail", "server_keepalive_timeout_s")
+
+
 def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataFrame:
     """`app`: the application facts, indexed by stream (its columns are taken out as
-    they are added); `streams`: the engine's stream rows, or just their `stream_times()`."""
+    they are added); `streams`: the engine's stream rows, or just their `stream_times()`.
+    The steps, each usable on its own by an out-of-core run (pcapsense/bounded.py):
+    prepare() the rows, context() across connections, decide() each row, the pool
+    overflow pass across connections, finish() each row."""
+    df = prepare(conns, app, streams)
+    if not len(df):
+        return finish_empty(df)
+    c = context(df)
+    add_context(df, c.conc_at_close, c.later, c.reused_open)
+    out = decide(df, c.keys, c.servers, c.capture_end_s)
+    release()                  # (the rules' inputs, made and freed a chunk at a time)
+    apply_pool_overflow(out, pool_overflow_claims(df, out["cause"], c.keys))
+    timeout, closes = keepalive_timeouts(c.keys, out["_idle_s"])
+    return finish(df, out, timeout, closes, c.peak_concurrency())
+
+
+def finish_empty(df: pd.DataFrame) -> pd.DataFrame:
+    for col in RESULT_COLUMNS:
+        df[col] = pd.Series(dtype=object)
+    df["phase"] = pd.Categorical([], categories=PHASES)
+    return df
+
+
+def prepare(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataFrame:
+    """The table with what each connection's decision reads from the engine's times
+    and the application facts (per row: no other connection is looked at)."""
     df = conns.copy(deep=False)          # columns are only added or replaced, never written into
     n = len(df)
     if not n:
-        for col in ("cause", "confidence", "evidence_frames", "alternatives", "python_error", "fix", "fix_section",
-                    "fix_snippet", "cause_detail", "server_keepalive_timeout_s"):
-            df[col] = pd.Series(dtype=object)
-        df["phase"] = pd.Categorical([], categories=PHASES)
         return df
     d = streams["d"]
     cd = df["_client_dir"].to_numpy()
@@ -299,12 +340,44 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
     _add_app_columns(df, app)
     release()                  # (the facts' columns, freed as they were added, back to the OS)
     df["app_protocol"] = df["app_protocol"].fillna("none")
+    return df
+
+
+class Context:
+    """What each connection's decision needs to know of the others (context()):
+    `keys` (per row, its server as "ip|port"), `servers` (per server key: peak
+    concurrency, reset burst, connections, reused connections), per row
+    `conc_at_close`, `later`, `reused_open`, and the capture's end in seconds."""
+
+    def __init__(self, keys, servers, conc_at_close, later, reused_open, capture_end_s):
+        self.keys, self.servers = keys, servers
+        self.conc_at_close, self.later, self.reused_open = conc_at_close, later, reused_open
+        self.capture_end_s = capture_end_s
+
+    def peak_concurrency(self, rows=slice(None)) -> list:
+        return [self.servers.get(k, {}).get("peak_concurrency", 0) for k in self.keys[rows]]
+
+
+def context(df: pd.DataFrame) -> Context:
+    """The cross-connection context of every row of `df` (the prepared table of every
+    connection, or its CONTEXT_COLUMNS in table order)."""
     keys, key_codes = server_keys(df)
-    ctx, conc, later = _server_context(df, keys, key_codes)
-    del key_codes
-    df["concurrent_at_close"] = conc
+    ctx, conc, later, reused_open = _server_context(df, keys, key_codes)
+    return Context(keys, ctx, conc, later, reused_open, df["_end_ns"].max() / NS)
+
+
+def add_context(df: pd.DataFrame, conc_at_close, later, reused_open) -> None:
+    """The context's per-row columns, in the table's column order."""
+    df["reused_open_at_close"] = reused_open
+    df["concurrent_at_close"] = conc_at_close
     df["later_conns_to_server"] = later
-    cap_end = streams["last_ts"].max() / NS
+
+
+def decide(df: pd.DataFrame, keys: np.ndarray, servers: dict, cap_end) -> dict:
+    """Each row's cause, before the pool-overflow pass: the vectorised fast path, then
+    the rules of rules.py for the rest (`keys`: the rows' server keys; `servers`:
+    Context.servers). Returns the output columns as arrays of len(df)."""
+    n = len(df)
     fast = _fast_path(df)
     slow_idx = np.flatnonzero(fast == "")
     arrays = {c: df[c].array for c in df.columns}
@@ -337,7 +410,7 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
             next_slow += SLOW_CHUNK
         row = recs.pop(i)
         row["capture_end_s"] = cap_end
-        f = Facts(row, ctx.get(keys[i], {}))
+        f = Facts(row, servers.get(keys[i], {}))
         matches: list[Match] = []
         for cause, fn in RULES:
             m = fn(f)
@@ -361,9 +434,19 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
         if m.cause in ("idle-close", "keepalive-race"):
             idle_s = m.extra.get("idle_s")
             out["_idle_s"][i] = np.nan if idle_s is None else idle_s
-    del recs, arrays
-    release()                  # (the rules' inputs, made and freed a chunk at a time)
-    _pool_overflow_pass(df, out, keys)
+    return out
+
+
+def keepalive_timeouts(keys: np.ndarray, idle_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, its server's keep-alive timeout (the median of the idle closes' idle
+    times, decide()'s `_idle_s`) and how many idle closes it rests on."""
+    ka = pd.Series(idle_s).groupby(keys).agg(["median", "std", "count"])
+    return ka["median"].reindex(keys).to_numpy(), ka["count"].reindex(keys).fillna(0).astype(np.int64).to_numpy()
+
+
+def finish(df: pd.DataFrame, out: dict, keepalive_timeout_s, keepalive_closes, peak_concurrency) -> pd.DataFrame:
+    """The output columns from decide()'s `out` (after the pool-overflow pass) and the
+    per-row server facts; the working columns (`_*`) dropped."""
     for k in ("cause", "evidence_frames", "alternatives", "cause_detail", "phase", "closer"):
         out[k] = out[k].tolist()         # (lists: the columns' dtypes as before)
     df["cause"] = pd.Categorical(out["cause"], categories=advice.CAUSES)
@@ -380,12 +463,9 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
     df["fix_section"] = [advice.FIX[c][0] for c in out["cause"]]
     df["fix"] = [advice.FIX[c][1] for c in out["cause"]]
     df["fix_snippet"] = [advice.FIX[c][2] for c in out["cause"]]
-    # the server's keep-alive timeout, from its idle closes
-    df["_idle_s"] = out["_idle_s"]
-    ka = df.groupby(keys)["_idle_s"].agg(["median", "std", "count"])
-    df["server_keepalive_timeout_s"] = ka["median"].reindex(keys).to_numpy()
-    df["server_keepalive_closes"] = ka["count"].reindex(keys).fillna(0).astype(np.int64).to_numpy()
-    df["server_peak_concurrency"] = [ctx.get(k, {}).get("peak_concurrency", 0) for k in keys]
+    df["server_keepalive_timeout_s"] = keepalive_timeout_s
+    df["server_keepalive_closes"] = keepalive_closes
+    df["server_peak_concurrency"] = peak_concurrency
     df["abnormal"] = ~df["cause"].isin(["graceful", "idle-close", "incomplete"]).to_numpy()
     drop = [c for c in df.columns if c.startswith("_") and c not in ("_client_dir",)]
     return df.drop(columns=drop)

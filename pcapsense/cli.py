@@ -85,6 +85,10 @@ def analyze(
     max_packets: MaxPacketsOption = None,
     since: SinceOption = None,
     until: UntilOption = None,
+    passes: Annotated[int, typer.Option(
+        "--passes", min=0, metavar="N", help="Read the capture N times, each pass tracking 1/N of the connections, "
+        "so memory stays flat however large the capture (terminal, JSON and Markdown reports). 0 (default): one "
+        "pass per 3 GiB of capture. Results are identical for every value.")] = 0,
 ):
     """Analyse one capture and report every TCP connection's ending."""
     err = Console(stderr=True, highlight=False)
@@ -92,14 +96,30 @@ def analyze(
     # the terminal, JSON and Markdown reports show only connections: the HTTP exchanges
     # and transitions tables are not built for them (HTML shows transitions, Parquet both)
     tables = "all" if html is not None or format is Format.parquet else "connections"
-    result = _run(capture if len(capture) > 1 else capture[0], quiet, err, verify_checksums=verify_checksums,
-                  strict=strict, layers="tcp" if tcp_only else "all", jobs=jobs, scheduler=scheduler,
+    target = capture if len(capture) > 1 else capture[0]
+    layers = "tcp" if tcp_only else "all"
+    if tables == "connections" and not scheduler and _passes(target, passes) > 1:
+        # out of core (pcapsense/bounded.py): the JSON is written as the passes end
+        _run_bounded(target, quiet, err, passes=_passes(target, passes), format=format, output=output,
+                     redact=not no_redact, limit=limit, wanted=wanted, verify_checksums=verify_checksums,
+                     strict=strict, layers=layers, max_packets=max_packets, since=since, until=until)
+        return
+    result = _run(target, quiet, err, verify_checksums=verify_checksums,
+                  strict=strict, layers=layers, jobs=jobs, scheduler=scheduler,
                   tables=tables, max_packets=max_packets, since=since, until=until)
     if not no_redact:
         from .render.redact import redact_frame
         result.connections = redact_frame(result.connections)
     if html is not None:
         _write_html(result, html, redact=not no_redact, quiet=quiet)
+    _emit(result, format, output, redact=not no_redact, limit=limit, quiet=quiet, wanted=wanted)
+
+
+def _emit(result, format: "Format", output: Optional[Path], *, redact: bool, limit: int, quiet: bool,
+          wanted: set[str], json_written: bool = False) -> None:
+    """The report in `format` (unless the JSON is already written), the messages on
+    stderr, and the exit code."""
+    no_redact = not redact
     if format is Format.markdown:
         from .render import markdown
         text = markdown.render(result, redact=not no_redact)
@@ -117,6 +137,8 @@ def analyze(
         except RuntimeError as exc:
             _stderr(f"pcapsense: error: {exc}")
             raise typer.Exit(EXIT_BAD_INPUT)
+    elif format is Format.json and json_written:
+        pass
     elif format is Format.json:
         from .render import jsonout
         if output:
@@ -194,16 +216,60 @@ def _write_html(result, path: Path, *, redact: bool, quiet: bool, max_cards: int
         _stderr(f"pcapsense: wrote {path}")
 
 
-def _run(capture, quiet: bool, err: Console, *, jobs: int = 0, scheduler: str | None = None, **options):
-    """The analysis with a progress bar on a TTY; bad input -> one line, exit code 2."""
+def _passes(capture, passes: int) -> int:
+    """--passes, or its default for this input (bounded.auto_passes)."""
+    if passes:
+        return passes
+    from .bounded import auto_passes
+    from .capture.reader import expand_inputs
+    try:
+        return auto_passes(expand_inputs(capture))
+    except (OSError, CaptureError, ValueError):      # (reported by the analysis itself)
+        return 1
+
+
+def _run_bounded(capture, quiet: bool, err: Console, *, passes: int, format: "Format", output, redact: bool,
+                 limit: int, wanted: set[str], **options) -> None:
+    """`analyze` out of core: the JSON document written as the passes end (to a
+    temporary file beside --output, renamed when complete), then the other reports
+    from the few columns they read."""
+    from . import bounded
+    out_fh, tmp_path = None, None
+    if format is Format.json:
+        if output:
+            tmp_path = output.with_name(f".{output.name}.pcapsense-tmp")
+            out_fh = tmp_path.open("w", encoding="utf-8")
+        else:
+            out_fh = sys.stdout
+    try:
+        result = _run(capture, quiet, err, runner=lambda **kw: bounded.run(
+            capture, passes=passes, json_out=out_fh, redact=redact, **kw), scale=passes, **options)
+    except BaseException:
+        if tmp_path is not None:
+            out_fh.close()
+            tmp_path.unlink(missing_ok=True)
+        raise
+    if tmp_path is not None:
+        out_fh.close()
+        os.replace(tmp_path, output)
+    _emit(result, format, output, redact=redact, limit=limit, quiet=quiet, wanted=wanted, json_written=True)
+
+
+def _run(capture, quiet: bool, err: Console, *, jobs: int = 0, scheduler: str | None = None, runner=None,
+         scale: int = 1, **options):
+    """The analysis with a progress bar on a TTY; bad input -> one line, exit code 2.
+    `runner(progress=..., **options)`: bounded.run instead of analyze(), reading the
+    input `scale` times."""
     try:
         time_window(options.get("since"), options.get("until"))
     except ValueError as exc:               # --since/--until that cannot be read, an empty window
         _stderr(f"pcapsense: error: {exc}")
         raise typer.Exit(EXIT_BAD_INPUT)
     client = _dask_client(scheduler) if scheduler else None
-    progress_cb, finish = _progress(capture, quiet, err)
+    progress_cb, finish = _progress(capture, quiet, err, scale)
     try:
+        if runner is not None:
+            return runner(progress=progress_cb, **options)
         return run_analysis(capture, progress=progress_cb, jobs=jobs or None, client=client, **options)
     except (CaptureError, WorkerError) as exc:
         _stderr_after(finish, f"pcapsense: error: {exc}")
@@ -254,9 +320,9 @@ def _stderr(line: str) -> None:
     sys.stderr.flush()
 
 
-def _progress(capture, quiet: bool, err: Console):
+def _progress(capture, quiet: bool, err: Console, scale: int = 1):
     """A progress bar on a TTY for inputs over 50 MB (rich.progress); several files
-    (rotated captures) count as one input."""
+    (rotated captures) count as one input, read `scale` times."""
     if quiet or capture == "-" or not err.is_terminal:
         return None, lambda: None
     try:
@@ -273,7 +339,7 @@ def _progress(capture, quiet: bool, err: Console):
     prog = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                     TransferSpeedColumn(), TimeRemainingColumn(), console=err, transient=True,
                     auto_refresh=False)
-    task = prog.add_task("reading", total=size)
+    task = prog.add_task("reading", total=size * scale)
     prog.start()
 
     def update(pos: int) -> None:

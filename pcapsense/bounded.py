@@ -1,0 +1,242 @@
+"""Out-of-core runs: the CLI's terminal, JSON and Markdown reports of a capture of any
+size in a flat amount of memory, with exactly what `analyze()` would give.
+
+`analyze()` returns every connection as DataFrames, so its memory grows with the
+capture (about 2 KiB per connection). The reports do not need every row at once. A
+bounded run reads the capture in `passes`, each one a hash shard of the 4-tuples as in
+`--jobs` (pcapsense/parallel.py: every per-connection decision is the single-process
+one):
+
+1. **read** each pass: engine, application stage, connections table, `classify.prepare`;
+   its rows go to a temporary file and only `classify.CONTEXT_COLUMNS` stay (about 80
+   bytes per connection);
+2. **number** the streams of all passes by first frame (Wireshark's order, as
+   `parallel.merge` does) and compute the cross-connection context over every
+   connection in table order (`classify.context`);
+3. **decide** each pass's rows (fast path and rules), keeping only every row's cause and
+   idle time;
+4. the **pool-overflow pass** and the servers' **keep-alive timeouts** over every
+   connection, then each pass's rows are **finished**, redacted and written as JSON
+   lines to a temporary file, and the few columns the terminal and Markdown reports read
+   are kept (`REPORT_COLUMNS`);
+5. the JSON document is the head and the passes' lines merged in stream order.
+
+What stays in memory for every connection: the context columns, its cause and idle
+time, its pass and position, and the report columns (terminal and Markdown only).
+Everything else lives for one pass. The price: every pass reads and decodes every
+frame's headers (about 0.2 s per million frames), so a capture is read `passes` times;
+`auto_passes` takes one pass per PASS_BYTES of capture, so a capture that fits one pass
+is analysed in memory as before.
+
+Written by hand because no library does this: the steps are classify's own, and the
+merge is the one of parallel.py.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from . import classify, memory, parallel
+from .analysis import Capture, capture_facts, check_read, input_files, options
+from .capture import layout, reader
+from .render import jsonout
+from .tcp import connections as conn_table
+
+#: capture bytes per pass (auto_passes): the 2M-packet benchmark (2.0-2.1 GiB) is one
+#: pass; a 10M-packet capture (10.3 GiB) four
+PASS_BYTES = 3 << 30
+
+#: the columns the terminal and Markdown reports and `--fail-on` read
+REPORT_COLUMNS = ("stream", "client_ip", "client_port", "server_ip", "server_port", "start", "duration_s",
+                  "client_bytes", "server_bytes", "close_kind", "closer", "close_frame", "closer_state",
+                  "peer_state", "conn_state", "phase", "cause", "confidence", "cause_detail", "python_error",
+                  "fix_section", "fix", "fix_snippet", "abnormal", "wireshark_filter", "http_host", "tls_sni",
+                  "server_keepalive_timeout_s", "server_keepalive_closes", "server_peak_concurrency")
+
+
+@dataclass
+class Result:
+    """What a bounded run gives the reports: `capture` as `Analysis.capture`, and
+    `connections`: every connection's `columns` (REPORT_COLUMNS or fewer), in table
+    order."""
+
+    capture: Capture
+    connections: pd.DataFrame
+
+
+def auto_passes(files: list[str]) -> int:
+    """One pass per PASS_BYTES of capture; one for standard input (it cannot be read
+    twice)."""
+    if "-" in files:
+        return 1
+    return max(1, math.ceil(reader.input_bytes(files) / PASS_BYTES))
+
+
+def run(path, *, passes: int, json_out=None, columns=REPORT_COLUMNS, redact: bool = True,
+        progress: Callable[[int], None] | None = None, verify_checksums: bool = False, strict: bool = False,
+        split: str = "wireshark", layers: str = "all", max_packets: int | None = None,
+        since=None, until=None, tmpdir: str | None = None) -> Result:
+    """Analyse `path` (as `analyze()`) in `passes` passes; write the JSON document to the
+    text file `json_out` when given (credentials redacted unless `redact=False`, as the
+    CLI does). Raises as `analyze()`."""
+    from .analysis import time_window
+    window = time_window(since, until)
+    files, unopened = input_files(path, window)
+    opts = options(verify_checksums=verify_checksums, split=split, layers=layers, strict=strict,
+                   tables="connections", window=window, max_frames=int(max_packets or 0))
+    if "-" in files:
+        passes = 1
+    with memory.no_cyclic_gc(), tempfile.TemporaryDirectory(prefix="pcapsense-", dir=tmpdir) as tmp:
+        return _run(files, unopened, opts, passes, tmp, json_out, columns, redact, progress)
+
+
+def _run(files, unopened, opts, passes, tmp, json_out, columns, redact, progress) -> Result:
+    total = reader.input_bytes(files)
+    contexts, first_part = [], None
+    for k in range(passes):
+        part = parallel.read_shard(files, opts, (k, passes),
+                                   progress=(lambda pos, k=k: progress(k * total + pos)) if progress else None)
+        if first_part is None:
+            check_read(part)
+            first_part = part
+        contexts.append(_read_pass(part, os.path.join(tmp, f"pass-{k}.pkl")))
+        memory.release()
+    sizes = [len(c) for c in contexts]
+    n = sum(sizes)
+    # 2. streams numbered by first frame (distinct: a packet starts at most one stream)
+    first = np.concatenate([c["first_frame"].to_numpy() for c in contexts]) if n else np.empty(0, np.int64)
+    order = np.argsort(first, kind="stable")
+    del first
+    gid = np.empty(n, dtype=np.int64)
+    gid[order] = np.arange(n, dtype=np.int64)
+    bounds = np.cumsum([0] + sizes)
+    gids = [gid[bounds[k]:bounds[k + 1]] for k in range(passes)]
+    shard_of = np.empty(n, dtype=np.int32)
+    pos_of = np.empty(n, dtype=np.int64)
+    for k, g in enumerate(gids):
+        shard_of[g] = k
+        pos_of[g] = np.arange(len(g))
+    ctx_cols = pd.concat(contexts, ignore_index=True).take(order).reset_index(drop=True) if n else None
+    del contexts, order, gid
+    counters = dict(first_part.counters)
+    counters["streams"] = n
+    first_part.counters = counters
+    cap = capture_facts(first_part, opts, files, unopened, n)
+    if not n:
+        empty = classify.finish_empty(classify.prepare(conn_table.build(
+            np.empty(0, dtype=layout.STREAM_DTYPE), np.empty(0, dtype=layout.TRANSITION_DTYPE)),
+            pd.DataFrame(), np.empty(0, dtype=classify.TIMES_DTYPE)))
+        res = Result(cap, empty[[c for c in columns if c in empty]])
+        if json_out is not None:
+            jsonout.write(Result(cap, empty), json_out)
+        return res
+    ctx_cols["stream"] = np.arange(n, dtype=np.int64)
+    c = classify.context(ctx_cols)
+    # 3. each pass's rows decided
+    cause = np.empty(n, dtype=object)
+    idle_s = np.empty(n)
+    for k in range(passes):
+        g = gids[k]
+        if not len(g):                       # (a pass can hold no connection at all)
+            continue
+        path = os.path.join(tmp, f"pass-{k}.pkl")
+        df = _load(path)
+        df["stream"] = g
+        df["wireshark_filter"] = "tcp.stream eq " + df["stream"].astype(str)
+        classify.add_context(df, c.conc_at_close[g], c.later[g], c.reused_open[g])
+        out = classify.decide(df, c.keys[g], c.servers, c.capture_end_s)
+        cause[g], idle_s[g] = out["cause"], out["_idle_s"]
+        _dump((df, out), path)
+        del df, out
+        memory.release()
+    # 4. across connections, then each pass finished and written
+    claims = classify.pool_overflow_claims(ctx_cols, cause, c.keys)
+    del ctx_cols, cause
+    timeout, closes = classify.keepalive_timeouts(c.keys, idle_s)
+    peak = np.array(c.peak_concurrency(), dtype=np.int64)
+    claimed: list[list] = [[] for _ in range(passes)]
+    for i, kept in claims:
+        claimed[shard_of[i]].append((int(pos_of[i]), kept))
+    reports, abnormal = [], 0
+    for k in range(passes):
+        g = gids[k]
+        if not len(g):
+            continue
+        path = os.path.join(tmp, f"pass-{k}.pkl")
+        df, out = _load(path)
+        classify.apply_pool_overflow(out, claimed[k])
+        df = classify.finish(df, out, timeout[g], closes[g], peak[g])
+        del out
+        abnormal += int(df["abnormal"].sum())
+        if redact:
+            from .render.redact import redact_frame
+            df = redact_frame(df)
+        if json_out is not None:
+            with open(path, "wb") as fh:               # (the pass's rows are done: its lines replace them)
+                for lines in jsonout.record_lines(df):
+                    fh.write(b"\n".join(lines) + b"\n")
+        reports.append(df[[col for col in columns if col in df]].copy())
+        del df
+        memory.release()
+    table = pd.concat(reports, ignore_index=True)
+    del reports
+    table = table.take(np.argsort(np.concatenate(gids), kind="stable")).reset_index(drop=True)
+    res = Result(cap, table)
+    if json_out is not None:
+        _write_json(res, json_out, tmp, passes, shard_of)
+    return res
+
+
+def _read_pass(part: parallel.Partial, path: str) -> pd.DataFrame:
+    """Step 1 for one pass: its prepared rows to `path`; returns their context columns."""
+    streams = np.frombuffer(part.streams, dtype=layout.STREAM_DTYPE)
+    trans = np.frombuffer(part.transitions, dtype=layout.TRANSITION_DTYPE)
+    conns = conn_table.build(streams, trans)
+    times = classify.stream_times(streams)
+    part.streams = part.transitions = None
+    del streams, trans
+    app_df, part.app, part.http = part.app, None, None
+    df = classify.prepare(conns, app_df, times)
+    del conns, app_df, times
+    ctx = df[[c for c in classify.CONTEXT_COLUMNS if c in df]].copy()
+    _dump(df, path)
+    return ctx
+
+
+def _write_json(res: Result, fh, tmp: str, passes: int, shard_of: np.ndarray) -> None:
+    """The document: the head, then every pass's lines in stream order (each pass's
+    lines are already in that order)."""
+    jsonout.write_head(res, fh)
+    sources = [open(os.path.join(tmp, f"pass-{k}.pkl"), "rb") for k in range(passes)]
+    try:
+        sep = "\n  "
+        buf = []
+        for k in shard_of.tolist():
+            buf.append(sources[k].readline()[:-1])
+            if len(buf) == 512:
+                fh.write(sep + b",\n  ".join(buf).decode())
+                sep, buf = ",\n  ", []
+        if buf:
+            fh.write(sep + b",\n  ".join(buf).decode())
+    finally:
+        for s in sources:
+            s.close()
+    jsonout.write_tail(fh, len(shard_of))
+
+
+def _dump(obj, path: str) -> None:
+    with open(path, "wb") as fh:
+        pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _load(path: str):
+    with open(path, "rb") as fh:
+        return pickle.load(fh)

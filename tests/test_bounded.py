@@ -1,0 +1,143 @@
+"""Out-of-core runs (pcapsense/bounded.py, `pcapsense analyze --passes N`): for every
+capture, in both split modes and with several pass counts, the JSON document is byte
+for byte the one written from `analyze()`, and the report columns are its table's."""
+
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import pcapsense
+from conftest import PUBLIC, ROOT, crafted, repo_captures
+from pcapsense import bounded
+from pcapsense.render import jsonout
+from pcapsense.render.redact import redact_frame
+
+LAB = ROOT / "sample_pcaps" / "captures"
+
+
+def _public():
+    return sorted(PUBLIC.rglob("*.pcap*")) if PUBLIC.exists() else []
+
+
+def _arg(path):
+    return path if isinstance(path, list) else str(path)
+
+
+def _reference(path, split="wireshark", redact=True, **kw):
+    a = pcapsense.analyze(_arg(path), jobs=1, split=split, tables="connections", **kw)
+    if redact:
+        a.connections = redact_frame(a.connections)
+    buf = io.StringIO()
+    jsonout.write(a, buf)
+    return a, buf.getvalue()
+
+
+def _bounded(path, passes, split="wireshark", redact=True, **kw):
+    buf = io.StringIO()
+    res = bounded.run(_arg(path), passes=passes, json_out=buf, split=split, redact=redact, **kw)
+    return res, buf.getvalue()
+
+
+def _check(path, passes, split="wireshark", **kw):
+    want, want_json = _reference(path, split, **kw)
+    got, got_json = _bounded(path, passes, split, **kw)
+    assert got_json == want_json
+    cols = [c for c in bounded.REPORT_COLUMNS if c in want.connections]
+    pd.testing.assert_frame_equal(got.connections, want.connections[cols])
+    assert got.capture == want.capture
+
+
+@pytest.mark.parametrize("path", repo_captures() + _public(), ids=lambda p: p.name)
+def test_every_capture_in_passes_is_the_analysis(path):
+    for split in ("wireshark", "zeek"):
+        for passes in (2, 3):
+            _check(path, passes, split)
+
+
+def test_many_passes_and_the_pool_overflow_and_keepalive_context():
+    """Cross-connection causes (pool overflow, keep-alive timeouts, concurrency) come
+    out the same when a server's connections are spread over many passes."""
+    for name in ("lb-pool-overflow-requests.pcap", "la-idle-close.pcap", "la-keepalive-race-aiohttp.pcapng",
+                 "la-rate-limited-nginx.pcapng"):
+        want, _ = _reference(LAB / name)
+        assert len(want.connections) > 3
+        for passes in (4, 7, 16):
+            _check(LAB / name, passes)
+    causes = _reference(LAB / "lb-pool-overflow-requests.pcap")[0].connections["cause"].astype(str)
+    assert (causes == "pool-overflow").any()
+
+
+def test_rotated_files_a_window_a_frame_limit_and_tcp_only(tmp_path):
+    from test_multifile import split_pcap
+    whole = LAB / "lb-pool-overflow-requests.pcap"
+    parts = split_pcap(str(whole), 3, tmp_path)
+    _check(parts, 3)
+    a = pcapsense.analyze(str(whole), jobs=1)
+    t = a.connections["start"]
+    mid = t.iloc[len(t) // 2]
+    _check(whole, 3, since=mid.isoformat())
+    _check(whole, 3, max_packets=a.capture.frames // 2)
+    _check(whole, 3, layers="tcp")
+    _check(whole, 3, redact=False)
+
+
+def test_no_connection_and_passes_without_one():
+    _check(LAB / "la-idle-close.pcap", 3, since="2100-01-01")       # a window with no frame
+    one = next(p for p in repo_captures() if len(pcapsense.analyze(str(p), jobs=1).connections) == 1)
+    _check(one, 5)                  # four of the five passes hold nothing
+
+
+def test_bad_input_is_the_same_error():
+    with pytest.raises(pcapsense.analysis.CaptureError) as want:
+        pcapsense.analyze(crafted("not_a_capture.pcap"), jobs=1)
+    with pytest.raises(pcapsense.analysis.CaptureError) as got:
+        bounded.run(crafted("not_a_capture.pcap"), passes=3, json_out=io.StringIO())
+    assert str(got.value) == str(want.value)
+
+
+def test_a_truncated_capture_keeps_its_warning():
+    path = crafted("truncated.pcap")
+    want, want_json = _reference(path)
+    got, got_json = _bounded(path, 3)
+    assert got_json == want_json
+    assert got.capture.truncated and want.capture.truncated
+
+
+def test_auto_passes_follow_the_size(tmp_path, monkeypatch):
+    f = tmp_path / "x.pcap"
+    f.write_bytes(b"")
+    monkeypatch.setattr(bounded.reader, "input_bytes", lambda files: 10 * (1 << 30) + 1)
+    assert bounded.auto_passes([str(f)]) == 4
+    monkeypatch.setattr(bounded.reader, "input_bytes", lambda files: 2_200_000_000)
+    assert bounded.auto_passes([str(f)]) == 1
+    assert bounded.auto_passes(["-"]) == 1
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "pcapsense", "analyze", *args], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("fmt", ["json", "terminal", "markdown"])
+def test_cli_passes_give_the_same_report(fmt, tmp_path):
+    path = str(LAB / "lb-pool-overflow-requests.pcap")
+    outs = []
+    for passes in ("1", "3"):
+        out = tmp_path / f"{passes}.{fmt}"
+        r = _cli(path, "-f", fmt, "-o", str(out), "--passes", passes, "-q", "--fail-on", "pool-overflow")
+        assert r.returncode == 1, r.stderr
+        outs.append(out.read_text())
+    assert outs[0] == outs[1]
+    if fmt == "json":
+        assert json.loads(outs[1])["capture"]["connections"] > 3
+
+
+def test_cli_passes_bad_input_is_one_line_and_no_output(tmp_path):
+    out = tmp_path / "o.json"
+    r = _cli(crafted("not_a_capture.pcap"), "-f", "json", "-o", str(out), "--passes", "2")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert not out.exists() and not list(tmp_path.iterdir())

@@ -50,9 +50,10 @@ from .capture import layout, reader
 from .render import jsonout
 from .tcp import connections as conn_table
 
-#: capture bytes per pass (auto_passes): the 2M-packet benchmark (2.0-2.1 GiB) is one
-#: pass; a 10M-packet capture (10.3 GiB) four
-PASS_BYTES = 3 << 30
+#: capture bytes per pass (auto_passes, 2.5 GiB): the 2M-packet benchmark (2.0 GiB) is
+#: one pass, a 10M-packet capture (10.3 GiB) five: each pass then holds about as many
+#: connections as the 2M-packet capture
+PASS_BYTES = 5 << 29
 
 #: the columns the terminal and Markdown reports and `--fail-on` read
 REPORT_COLUMNS = ("stream", "client_ip", "client_port", "server_ip", "server_port", "start", "duration_s",
@@ -80,13 +81,19 @@ def auto_passes(files: list[str]) -> int:
     return max(1, math.ceil(reader.input_bytes(files) / PASS_BYTES))
 
 
-def run(path, *, passes: int, json_out=None, columns=REPORT_COLUMNS, redact: bool = True,
+#: what `--fail-on` and the JSON document's head read
+MINIMAL_COLUMNS = ("stream", "close_kind", "cause", "abnormal")
+
+
+def run(path, *, passes: int, json_out=None, columns=REPORT_COLUMNS, redact: bool = True, jobs: int = 1,
         progress: Callable[[int], None] | None = None, verify_checksums: bool = False, strict: bool = False,
         split: str = "wireshark", layers: str = "all", max_packets: int | None = None,
         since=None, until=None, tmpdir: str | None = None) -> Result:
-    """Analyse `path` (as `analyze()`) in `passes` passes; write the JSON document to the
-    text file `json_out` when given (credentials redacted unless `redact=False`, as the
-    CLI does). Raises as `analyze()`."""
+    """Analyse `path` (as `analyze()`) in `passes` passes, reading up to `jobs` of them
+    at once in worker processes; write the JSON document to the text file `json_out`
+    when given (credentials redacted unless `redact=False`, as the CLI does); keep
+    `columns` of every connection in the result (MINIMAL_COLUMNS when only the JSON is
+    wanted). Raises as `analyze()`."""
     from .analysis import time_window
     window = time_window(since, until)
     files, unopened = input_files(path, window)
@@ -95,10 +102,14 @@ def run(path, *, passes: int, json_out=None, columns=REPORT_COLUMNS, redact: boo
     if "-" in files:
         passes = 1
     with memory.no_cyclic_gc(), tempfile.TemporaryDirectory(prefix="pcapsense-", dir=tmpdir) as tmp:
-        return _run(files, unopened, opts, passes, tmp, json_out, columns, redact, progress)
+        read = _read_in_workers if jobs > 1 and passes > 1 else _read_here
+        contexts, first_part = read(files, opts, passes, tmp, progress, min(jobs, passes))
+        return _run(files, unopened, opts, passes, tmp, json_out, columns, redact, contexts, first_part)
 
 
-def _run(files, unopened, opts, passes, tmp, json_out, columns, redact, progress) -> Result:
+def _read_here(files, opts, passes, tmp, progress, jobs=1):
+    """Step 1 in this process, pass after pass: every pass's context columns and the
+    first pass's Partial (what was read: results, formats, counters)."""
     total = reader.input_bytes(files)
     contexts, first_part = [], None
     for k in range(passes):
@@ -109,6 +120,43 @@ def _run(files, unopened, opts, passes, tmp, json_out, columns, redact, progress
             first_part = part
         contexts.append(_read_pass(part, os.path.join(tmp, f"pass-{k}.pkl")))
         memory.release()
+    return contexts, first_part
+
+
+def _read_in_workers(files, opts, passes, tmp, progress, jobs):
+    """Step 1 in `jobs` worker processes (parallel._executor), each leaving its pass's
+    rows in `tmp` and returning the context columns; a worker that dies costs time:
+    the passes are then read here."""
+    from concurrent.futures.process import BrokenProcessPool
+    total = reader.input_bytes(files)
+    try:
+        with parallel._executor(jobs) as pool:
+            futures = [pool.submit(_read_pass_in_worker, files, opts, k, passes, tmp) for k in range(passes)]
+            got = []
+            for k, f in enumerate(futures):
+                got.append(f.result())
+                if progress:
+                    progress((k + 1) * total)
+    except BrokenProcessPool:
+        contexts, first_part = _read_here(files, opts, passes, tmp, progress)
+        first_part.notes.append(f"a worker process of --jobs {jobs} died (killed or out of memory); "
+                                f"the passes were read again in one process")
+        return contexts, first_part
+    first_part = got[0][1]
+    check_read(first_part)
+    return [c for c, _ in got], first_part
+
+
+def _read_pass_in_worker(files, opts, k: int, passes: int, tmp: str):
+    with memory.no_cyclic_gc():
+        part = parallel.read_shard(files, opts, (k, passes))
+        if not part.formats:                  # (the parent raises it: check_read)
+            return None, part
+        ctx = _read_pass(part, os.path.join(tmp, f"pass-{k}.pkl"))
+    return ctx, part
+
+
+def _run(files, unopened, opts, passes, tmp, json_out, columns, redact, contexts, first_part) -> Result:
     sizes = [len(c) for c in contexts]
     n = sum(sizes)
     # 2. streams numbered by first frame (distinct: a packet starts at most one stream)
@@ -183,16 +231,37 @@ def _run(files, unopened, opts, passes, tmp, json_out, columns, redact, progress
             with open(path, "wb") as fh:               # (the pass's rows are done: its lines replace them)
                 for lines in jsonout.record_lines(df):
                     fh.write(b"\n".join(lines) + b"\n")
-        reports.append(df[[col for col in columns if col in df]].copy())
-        del df
+        report = df[[col for col in columns if col in df]].copy()
+        for col in SHARED_TEXT:
+            if col in report:
+                report[col] = report[col].astype("category")
+        reports.append(report)
+        del df, report
         memory.release()
-    table = pd.concat(reports, ignore_index=True)
+    table = _concat(reports).take(np.argsort(np.concatenate(gids), kind="stable")).reset_index(drop=True)
     del reports
-    table = table.take(np.argsort(np.concatenate(gids), kind="stable")).reset_index(drop=True)
     res = Result(cap, table)
     if json_out is not None:
         _write_json(res, json_out, tmp, passes, shard_of)
     return res
+
+
+#: report columns whose values repeat (one per cause, or per cause and client): kept
+#: as categories, one string per distinct value (as Arrow text, every row's copy of
+#: the fix and the Python error took 35 MiB at 10M packets)
+SHARED_TEXT = ("cause_detail", "python_error", "fix_section", "fix", "fix_snippet")
+
+
+def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The passes' report rows as one table, categories merged (union_categoricals)."""
+    from pandas.api.types import union_categoricals
+    cols = {}
+    for col in parts[0].columns:
+        if all(isinstance(p[col].dtype, pd.CategoricalDtype) for p in parts):
+            cols[col] = union_categoricals([p[col].array for p in parts], ignore_order=True)
+        else:
+            cols[col] = pd.concat([p[col] for p in parts], ignore_index=True)
+    return pd.DataFrame(cols)
 
 
 def _read_pass(part: parallel.Partial, path: str) -> pd.DataFrame:

@@ -88,7 +88,7 @@ def analyze(
     passes: Annotated[int, typer.Option(
         "--passes", min=0, metavar="N", help="Read the capture N times, each pass tracking 1/N of the connections, "
         "so memory stays flat however large the capture (terminal, JSON and Markdown reports). 0 (default): one "
-        "pass per 3 GiB of capture. Results are identical for every value.")] = 0,
+        "pass per 2.5 GiB of capture. Results are identical for every value.")] = 0,
 ):
     """Analyse one capture and report every TCP connection's ending."""
     err = Console(stderr=True, highlight=False)
@@ -101,7 +101,7 @@ def analyze(
     if tables == "connections" and not scheduler and _passes(target, passes) > 1:
         # out of core (pcapsense/bounded.py): the JSON is written as the passes end
         _run_bounded(target, quiet, err, passes=_passes(target, passes), format=format, output=output,
-                     redact=not no_redact, limit=limit, wanted=wanted, verify_checksums=verify_checksums,
+                     redact=not no_redact, limit=limit, wanted=wanted, jobs=jobs, verify_checksums=verify_checksums,
                      strict=strict, layers=layers, max_packets=max_packets, since=since, until=until)
         return
     result = _run(target, quiet, err, verify_checksums=verify_checksums,
@@ -229,11 +229,14 @@ def _passes(capture, passes: int) -> int:
 
 
 def _run_bounded(capture, quiet: bool, err: Console, *, passes: int, format: "Format", output, redact: bool,
-                 limit: int, wanted: set[str], **options) -> None:
+                 limit: int, wanted: set[str], jobs: int, **options) -> None:
     """`analyze` out of core: the JSON document written as the passes end (to a
     temporary file beside --output, renamed when complete), then the other reports
-    from the few columns they read."""
+    from the few columns they read. `jobs` (0: the usable cores) passes are read at
+    once."""
     from . import bounded
+    from .parallel import usable_cores
+    columns = bounded.MINIMAL_COLUMNS if format is Format.json else bounded.REPORT_COLUMNS
     out_fh, tmp_path = None, None
     if format is Format.json:
         if output:
@@ -243,7 +246,8 @@ def _run_bounded(capture, quiet: bool, err: Console, *, passes: int, format: "Fo
             out_fh = sys.stdout
     try:
         result = _run(capture, quiet, err, runner=lambda **kw: bounded.run(
-            capture, passes=passes, json_out=out_fh, redact=redact, **kw), scale=passes, **options)
+            capture, passes=passes, json_out=out_fh, redact=redact, columns=columns, jobs=jobs or usable_cores(),
+            **kw), scale=passes, **options)
     except BaseException:
         if tmp_path is not None:
             out_fh.close()

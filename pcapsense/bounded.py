@@ -101,7 +101,12 @@ def run(path, *, passes: int, json_out=None, columns=REPORT_COLUMNS, redact: boo
                    tables="connections", window=window, max_frames=int(max_packets or 0))
     if "-" in files:
         passes = 1
-    with memory.no_cyclic_gc(), tempfile.TemporaryDirectory(prefix="pcapsense-", dir=tmpdir) as tmp:
+    try:
+        spool = tempfile.TemporaryDirectory(prefix="pcapsense-", dir=tmpdir)
+    except OSError as exc:
+        raise SpillError(f"cannot make a temporary directory in {tmpdir or tempfile.gettempdir()}: "
+                         f"{exc.strerror or exc} (--passes keeps each pass's rows there; set TMPDIR)") from None
+    with memory.no_cyclic_gc(), spool as tmp:
         read = _read_in_workers if jobs > 1 and passes > 1 else _read_here
         contexts, first_part = read(files, opts, passes, tmp, progress, min(jobs, passes))
         return _run(files, unopened, opts, passes, tmp, json_out, columns, redact, contexts, first_part)
@@ -228,7 +233,7 @@ def _run(files, unopened, opts, passes, tmp, json_out, columns, redact, contexts
             from .render.redact import redact_frame
             df = redact_frame(df)
         if json_out is not None:
-            with open(path, "wb") as fh:               # (the pass's rows are done: its lines replace them)
+            with _spilling(path), open(path, "wb") as fh:    # (the pass's rows are done: its lines replace them)
                 for lines in jsonout.record_lines(df):
                     fh.write(b"\n".join(lines) + b"\n")
         report = df[[col for col in columns if col in df]].copy()
@@ -284,7 +289,8 @@ def _write_json(res: Result, fh, tmp: str, passes: int, shard_of: np.ndarray) ->
     """The document: the head, then every pass's lines in stream order (each pass's
     lines are already in that order)."""
     jsonout.write_head(res, fh)
-    sources = [open(os.path.join(tmp, f"pass-{k}.pkl"), "rb") for k in range(passes)]
+    with _spilling(tmp):
+        sources = [open(os.path.join(tmp, f"pass-{k}.pkl"), "rb") for k in range(passes)]
     try:
         sep = "\n  "
         buf = []
@@ -301,11 +307,33 @@ def _write_json(res: Result, fh, tmp: str, passes: int, shard_of: np.ndarray) ->
     jsonout.write_tail(fh, len(shard_of))
 
 
+class SpillError(RuntimeError):
+    """A temporary file of a bounded run could not be written or read (a full disk);
+    `str(err)` is one line."""
+
+
+class _spilling:
+    """Turns an OSError on the temporary files into a one-line SpillError."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is not None and issubclass(kind, OSError) and not isinstance(exc, BrokenPipeError):
+            raise SpillError(f"{self.path}: cannot write or read this temporary file: {exc.strerror or exc} "
+                             f"(--passes keeps each pass's rows in the temporary directory; set TMPDIR, or "
+                             f"--passes 1)") from None
+        return False
+
+
 def _dump(obj, path: str) -> None:
-    with open(path, "wb") as fh:
+    with _spilling(path), open(path, "wb") as fh:
         pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _load(path: str):
-    with open(path, "rb") as fh:
+    with _spilling(path), open(path, "rb") as fh:
         return pickle.load(fh)

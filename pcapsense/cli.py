@@ -19,6 +19,7 @@ from rich.console import Console
 from . import __version__
 from .analysis import analyze as run_analysis, time_window
 from .capture.reader import CaptureError
+from .bounded import SpillError
 from .parallel import WorkerError
 
 # options shared by `analyze` and `report`
@@ -275,7 +276,7 @@ def _run(capture, quiet: bool, err: Console, *, jobs: int = 0, scheduler: str | 
         if runner is not None:
             return runner(progress=progress_cb, **options)
         return run_analysis(capture, progress=progress_cb, jobs=jobs or None, client=client, **options)
-    except (CaptureError, WorkerError) as exc:
+    except (CaptureError, WorkerError, SpillError) as exc:
         _stderr_after(finish, f"pcapsense: error: {exc}")
         raise typer.Exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:

@@ -157,3 +157,42 @@ def test_cli_passes_bad_input_is_one_line_and_no_output(tmp_path):
     r = _cli(crafted("not_a_capture.pcap"), "-f", "json", "-o", str(out), "--passes", "2")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_a_full_disk_is_one_line(monkeypatch, tmp_path):
+    import errno
+    path = str(LAB / "la-idle-close.pcap")
+    with pytest.raises(bounded.SpillError) as err:
+        bounded.run(path, passes=2, tmpdir=str(tmp_path / "missing"))
+    assert "\n" not in str(err.value) and "temporary directory" in str(err.value)
+    real_open = open
+
+    def full(p, mode="r", *a, **k):
+        if "pcapsense-" in str(p) and "w" in mode:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(p, mode, *a, **k)
+    monkeypatch.setattr("builtins.open", full)
+    with pytest.raises(bounded.SpillError) as err:
+        bounded.run(path, passes=2, tmpdir=str(tmp_path), json_out=io.StringIO())
+    assert "No space left on device" in str(err.value) and "\n" not in str(err.value)
+    assert not list(tmp_path.iterdir())          # the temporary directory is gone
+
+
+_REAL_READ = bounded._read_pass_in_worker
+
+
+def _dying_pass(files, opts, k, passes, tmp):
+    """A worker killed while it reads pass 1 (OOM killer, kill -9)."""
+    import os
+    if k == 1:
+        os._exit(9)
+    return _REAL_READ(files, opts, k, passes, tmp)
+
+
+def test_a_dead_worker_costs_time_not_the_result(monkeypatch):
+    path = LAB / "la-idle-close.pcap"
+    want, want_json = _reference(path)
+    monkeypatch.setattr(bounded, "_read_pass_in_worker", _dying_pass)
+    got, got_json = _bounded(path, 3, jobs=2)
+    assert any("died" in w for w in got.capture.warnings)
+    assert json.loads(got_json)["connections"] == json.loads(want_json)["connections"]

@@ -84,23 +84,34 @@ def auto_passes(files: list[str]) -> int:
 #: what `--fail-on` and the JSON document's head read
 MINIMAL_COLUMNS = ("stream", "close_kind", "cause", "abnormal")
 
+#: what the HTML report reads of every connection (its verdict, server table, figures,
+#: the choice of its cards, and Analysis.packets_of); a card's row is read whole from
+#: its pass's file
+HTML_COLUMNS = REPORT_COLUMNS + ("_client_dir", "first_frame", "last_frame", "end", "close_time",
+                                 "idle_before_close_s", "max_idle_s", "client_state", "server_state")
 
-def run(path, *, passes: int, json_out=None, columns=REPORT_COLUMNS, redact: bool = True, jobs: int = 1,
+
+def run(path, *, passes: int, json_out=None, html_out=None, html_options: dict | None = None,
+        columns=REPORT_COLUMNS, redact: bool = True, jobs: int = 1,
         progress: Callable[[int], None] | None = None, verify_checksums: bool = False, strict: bool = False,
         split: str = "wireshark", layers: str = "all", max_packets: int | None = None,
         since=None, until=None, tmpdir: str | None = None) -> Result:
     """Analyse `path` (as `analyze()`) in `passes` passes, reading up to `jobs` of them
     at once in worker processes; write the JSON document to the text file `json_out`
-    when given (credentials redacted unless `redact=False`, as the CLI does); keep
-    `columns` of every connection in the result (MINIMAL_COLUMNS when only the JSON is
-    wanted). Raises as `analyze()`."""
+    and the HTML report (render.html.write, with `html_options`) to `html_out` when
+    given, credentials redacted unless `redact=False` (as the CLI does); keep `columns`
+    of every connection in the result (MINIMAL_COLUMNS when only the JSON is wanted).
+    Raises as `analyze()`."""
     from .analysis import time_window
     window = time_window(since, until)
     files, unopened = input_files(path, window)
     opts = options(verify_checksums=verify_checksums, split=split, layers=layers, strict=strict,
-                   tables="connections", window=window, max_frames=int(max_packets or 0))
+                   tables="all" if html_out is not None else "connections", window=window,
+                   max_frames=int(max_packets or 0))
     if "-" in files:
         passes = 1
+    if html_out is not None:
+        columns = tuple(dict.fromkeys(tuple(columns) + HTML_COLUMNS))
     try:
         spool = tempfile.TemporaryDirectory(prefix="pcapsense-", dir=tmpdir)
     except OSError as exc:
@@ -109,7 +120,14 @@ def run(path, *, passes: int, json_out=None, columns=REPORT_COLUMNS, redact: boo
     with memory.no_cyclic_gc(), spool as tmp:
         read = _read_in_workers if jobs > 1 and passes > 1 else _read_here
         contexts, first_part = read(files, opts, passes, tmp, progress, min(jobs, passes))
-        return _run(files, unopened, opts, passes, tmp, json_out, columns, redact, contexts, first_part)
+        r = _Run(files, unopened, opts, passes, tmp, contexts, first_part)
+        del contexts, first_part
+        res = r.classify(json_out, columns, redact, keep_rows=html_out is not None)
+        if json_out is not None:
+            r.write_json(res, json_out)
+        if html_out is not None:
+            r.write_html(res, html_out, redact, html_options or {})
+        return res
 
 
 def _read_here(files, opts, passes, tmp, progress, jobs=1):
@@ -123,7 +141,7 @@ def _read_here(files, opts, passes, tmp, progress, jobs=1):
         if first_part is None:
             check_read(part)
             first_part = part
-        contexts.append(_read_pass(part, os.path.join(tmp, f"pass-{k}.pkl")))
+        contexts.append(_read_pass(part, tmp, k, opts.tables == "all"))
         memory.release()
     return contexts, first_part
 
@@ -157,98 +175,196 @@ def _read_pass_in_worker(files, opts, k: int, passes: int, tmp: str):
         part = parallel.read_shard(files, opts, (k, passes))
         if not part.formats:                  # (the parent raises it: check_read)
             return None, part
-        ctx = _read_pass(part, os.path.join(tmp, f"pass-{k}.pkl"))
+        ctx = _read_pass(part, tmp, k, opts.tables == "all")
     return ctx, part
 
 
-def _run(files, unopened, opts, passes, tmp, json_out, columns, redact, contexts, first_part) -> Result:
-    sizes = [len(c) for c in contexts]
-    n = sum(sizes)
-    # 2. streams numbered by first frame (distinct: a packet starts at most one stream)
-    first = np.concatenate([c["first_frame"].to_numpy() for c in contexts]) if n else np.empty(0, np.int64)
-    order = np.argsort(first, kind="stable")
-    del first
-    gid = np.empty(n, dtype=np.int64)
-    gid[order] = np.arange(n, dtype=np.int64)
-    bounds = np.cumsum([0] + sizes)
-    gids = [gid[bounds[k]:bounds[k + 1]] for k in range(passes)]
-    shard_of = np.empty(n, dtype=np.int32)
-    pos_of = np.empty(n, dtype=np.int64)
-    for k, g in enumerate(gids):
-        shard_of[g] = k
-        pos_of[g] = np.arange(len(g))
-    ctx_cols = pd.concat(contexts, ignore_index=True).take(order).reset_index(drop=True) if n else None
-    del contexts, order, gid
-    counters = dict(first_part.counters)
-    counters["streams"] = n
-    first_part.counters = counters
-    cap = capture_facts(first_part, opts, files, unopened, n)
-    if not n:
-        empty = classify.finish_empty(classify.prepare(conn_table.build(
-            np.empty(0, dtype=layout.STREAM_DTYPE), np.empty(0, dtype=layout.TRANSITION_DTYPE)),
-            pd.DataFrame(), np.empty(0, dtype=classify.TIMES_DTYPE)))
-        res = Result(cap, empty[[c for c in columns if c in empty]])
-        if json_out is not None:
-            jsonout.write(Result(cap, empty), json_out)
-        return res
-    ctx_cols["stream"] = np.arange(n, dtype=np.int64)
-    c = classify.context(ctx_cols)
-    # 3. each pass's rows decided
-    cause = np.empty(n, dtype=object)
-    idle_s = np.empty(n)
-    for k in range(passes):
-        g = gids[k]
-        if not len(g):                       # (a pass can hold no connection at all)
-            continue
-        path = os.path.join(tmp, f"pass-{k}.pkl")
-        df = _load(path)
-        df["stream"] = g
-        df["wireshark_filter"] = "tcp.stream eq " + df["stream"].astype(str)
-        classify.add_context(df, c.conc_at_close[g], c.later[g], c.reused_open[g])
-        out = classify.decide(df, c.keys[g], c.servers, c.capture_end_s)
-        cause[g], idle_s[g] = out["cause"], out["_idle_s"]
-        _dump((df, out), path)
-        del df, out
-        memory.release()
-    # 4. across connections, then each pass finished and written
-    claims = classify.pool_overflow_claims(ctx_cols, cause, c.keys)
-    del ctx_cols, cause
-    timeout, closes = classify.keepalive_timeouts(c.keys, idle_s)
-    peak = np.array(c.peak_concurrency(), dtype=np.int64)
-    claimed: list[list] = [[] for _ in range(passes)]
-    for i, kept in claims:
-        claimed[shard_of[i]].append((int(pos_of[i]), kept))
-    reports, abnormal = [], 0
-    for k in range(passes):
-        g = gids[k]
-        if not len(g):
-            continue
-        path = os.path.join(tmp, f"pass-{k}.pkl")
-        df, out = _load(path)
-        classify.apply_pool_overflow(out, claimed[k])
-        df = classify.finish(df, out, timeout[g], closes[g], peak[g])
-        del out
-        abnormal += int(df["abnormal"].sum())
-        if redact:
-            from .render.redact import redact_frame
-            df = redact_frame(df)
-        if json_out is not None:
-            with _spilling(path), open(path, "wb") as fh:    # (the pass's rows are done: its lines replace them)
-                for lines in jsonout.record_lines(df):
-                    fh.write(b"\n".join(lines) + b"\n")
-        report = df[[col for col in columns if col in df]].copy()
-        for col in SHARED_TEXT:
-            if col in report:
-                report[col] = report[col].astype("category")
-        reports.append(report)
-        del df, report
-        memory.release()
-    table = _concat(reports).take(np.argsort(np.concatenate(gids), kind="stable")).reset_index(drop=True)
-    del reports
-    res = Result(cap, table)
-    if json_out is not None:
-        _write_json(res, json_out, tmp, passes, shard_of)
-    return res
+def _read_pass(part: parallel.Partial, tmp: str, k: int, extra: bool) -> pd.DataFrame:
+    """Step 1 for one pass: its prepared rows to a file in `tmp` (and with `extra`, for
+    the HTML report, its transitions and HTTP exchanges); returns their context
+    columns."""
+    streams = np.frombuffer(part.streams, dtype=layout.STREAM_DTYPE)
+    trans = np.frombuffer(part.transitions, dtype=layout.TRANSITION_DTYPE)
+    conns = conn_table.build(streams, trans)
+    times = classify.stream_times(streams)
+    if extra:
+        _dump((trans.tobytes(), part.http), _path(tmp, "extra", k))
+    part.streams = part.transitions = None
+    del streams, trans
+    app_df, part.app, part.http = part.app, None, None
+    df = classify.prepare(conns, app_df, times)
+    del conns, app_df, times
+    ctx = df[[c for c in classify.CONTEXT_COLUMNS if c in df]].copy()
+    _dump(df, _path(tmp, "pass", k))
+    return ctx
+
+
+def _path(tmp: str, what: str, k: int) -> str:
+    return os.path.join(tmp, f"{what}-{k}.pkl")
+
+
+class _Run:
+    """Steps 2 to 5 over the passes' files in `tmp`."""
+
+    def __init__(self, files, unopened, opts, passes, tmp, contexts, first_part):
+        self.files, self.opts, self.passes, self.tmp = files, opts, passes, tmp
+        sizes = [len(c) for c in contexts]
+        self.n = n = sum(sizes)
+        # 2. streams numbered by first frame (distinct: a packet starts at most one stream)
+        first = np.concatenate([c["first_frame"].to_numpy() for c in contexts]) if n else np.empty(0, np.int64)
+        order = np.argsort(first, kind="stable")
+        del first
+        gid = np.empty(n, dtype=np.int64)
+        gid[order] = np.arange(n, dtype=np.int64)
+        bounds = np.cumsum([0] + sizes)
+        self.gids = [gid[bounds[k]:bounds[k + 1]] for k in range(passes)]      # global id of each pass's rows
+        self.shard_of = np.empty(n, dtype=np.int32)                            # global id -> pass
+        self.pos_of = np.empty(n, dtype=np.int64)                              # global id -> row in its pass
+        for k, g in enumerate(self.gids):
+            self.shard_of[g] = k
+            self.pos_of[g] = np.arange(len(g))
+        self.ctx_cols = pd.concat(contexts, ignore_index=True).take(order).reset_index(drop=True) if n else None
+        del order, gid
+        counters = dict(first_part.counters)
+        counters["streams"] = n
+        first_part.counters = counters
+        self.cap = capture_facts(first_part, opts, files, unopened, n)
+
+    def classify(self, json_out, columns, redact: bool, keep_rows: bool) -> Result:
+        """Steps 2-4: every pass's rows decided, then finished; their JSON lines (when
+        `json_out`) and whole rows (when `keep_rows`, for the HTML cards) to files; the
+        `columns` of every connection returned, in table order."""
+        n, gids, passes, tmp = self.n, self.gids, self.passes, self.tmp
+        if not n:
+            self.empty = empty = classify.finish_empty(classify.prepare(conn_table.build(
+                np.empty(0, dtype=layout.STREAM_DTYPE), np.empty(0, dtype=layout.TRANSITION_DTYPE)),
+                pd.DataFrame(), np.empty(0, dtype=classify.TIMES_DTYPE)))
+            return Result(self.cap, empty[[c for c in columns if c in empty]])
+        ctx_cols, self.ctx_cols = self.ctx_cols, None
+        ctx_cols["stream"] = np.arange(n, dtype=np.int64)
+        c = classify.context(ctx_cols)
+        # 3. each pass's rows decided
+        cause = np.empty(n, dtype=object)
+        idle_s = np.empty(n)
+        for k in range(passes):
+            g = gids[k]
+            if not len(g):                       # (a pass can hold no connection at all)
+                continue
+            path = _path(tmp, "pass", k)
+            df = _load(path)
+            df["stream"] = g
+            df["wireshark_filter"] = "tcp.stream eq " + df["stream"].astype(str)
+            classify.add_context(df, c.conc_at_close[g], c.later[g], c.reused_open[g])
+            out = classify.decide(df, c.keys[g], c.servers, c.capture_end_s)
+            cause[g], idle_s[g] = out["cause"], out["_idle_s"]
+            _dump((df, out), path)
+            del df, out
+            memory.release()
+        # 4. across connections, then each pass finished and written
+        claims = classify.pool_overflow_claims(ctx_cols, cause, c.keys)
+        del ctx_cols, cause
+        timeout, closes = classify.keepalive_timeouts(c.keys, idle_s)
+        peak = np.array(c.peak_concurrency(), dtype=np.int64)
+        claimed: list[list] = [[] for _ in range(passes)]
+        for i, kept in claims:
+            claimed[self.shard_of[i]].append((int(self.pos_of[i]), kept))
+        reports = []
+        for k in range(passes):
+            g = gids[k]
+            if not len(g):
+                continue
+            path = _path(tmp, "pass", k)
+            df, out = _load(path)
+            classify.apply_pool_overflow(out, claimed[k])
+            df = classify.finish(df, out, timeout[g], closes[g], peak[g])
+            del out
+            if redact:
+                from .render.redact import redact_frame
+                df = redact_frame(df)
+            if keep_rows:
+                _dump(df, _path(tmp, "final", k))
+            if json_out is not None:
+                with _spilling(path), open(path, "wb") as fh:    # (the pass's rows are done: its lines replace them)
+                    for lines in jsonout.record_lines(df):
+                        fh.write(b"\n".join(lines) + b"\n")
+            report = df[[col for col in columns if col in df]].copy()
+            for col in SHARED_TEXT:
+                # (not the text the HTML report redacts: redact_frame reads only text columns)
+                if col in report and not (keep_rows and col == "cause_detail"):
+                    report[col] = report[col].astype("category")
+            reports.append(report)
+            del df, report
+            memory.release()
+        table = _concat(reports).take(np.argsort(np.concatenate(gids), kind="stable")).reset_index(drop=True)
+        return Result(self.cap, table)
+
+    def write_json(self, res: Result, fh) -> None:
+        """Step 5: the document: the head, then every pass's lines in stream order (each
+        pass's lines are already in that order)."""
+        if not self.n:
+            jsonout.write(Result(self.cap, self.empty), fh)
+            return
+        jsonout.write_head(res, fh)
+        with _spilling(self.tmp):
+            sources = [open(_path(self.tmp, "pass", k), "rb") for k in range(self.passes)]
+        try:
+            sep = "\n  "
+            buf = []
+            for k in self.shard_of.tolist():
+                buf.append(sources[k].readline()[:-1])
+                if len(buf) == 512:
+                    fh.write(sep + b",\n  ".join(buf).decode())
+                    sep, buf = ",\n  ", []
+            if buf:
+                fh.write(sep + b",\n  ".join(buf).decode())
+        finally:
+            for s in sources:
+                s.close()
+        jsonout.write_tail(fh, self.n)
+
+    def write_html(self, res: Result, dest, redact: bool, html_options: dict) -> None:
+        """The HTML report from `res` (its HTML_COLUMNS of every connection), the
+        transitions and HTTP exchanges of the connections its timeline draws, and the
+        whole rows of its cards (rows_of)."""
+        from . import plots
+        from .analysis import Analysis, _transitions_frame
+        from .app import facts as app_facts
+        from .render import html
+        table = res.connections if self.n else self.empty
+        wanted = np.sort(plots.sample_connections(table, plots.TIMELINE_LIMIT)[0]["stream"].to_numpy()) \
+            if self.n else np.empty(0, np.int64)
+        trans, https = [np.empty(0, dtype=layout.TRANSITION_DTYPE)], [app_facts.exchanges_frame([])]
+        for k in range(self.passes):
+            if not len(self.gids[k]) or not os.path.exists(_path(self.tmp, "extra", k)):
+                continue
+            raw, http = _load(_path(self.tmp, "extra", k))
+            t = np.frombuffer(raw, dtype=layout.TRANSITION_DTYPE).copy()
+            del raw
+            t["stream"] = self.gids[k][t["stream"]]
+            trans.append(t[np.isin(t["stream"], wanted)])
+            http["stream"] = self.gids[k][http["stream"].to_numpy()]
+            https.append(http[http["stream"].isin(wanted)])
+        t = np.concatenate(trans)
+        t = t[np.argsort(t["frame"], kind="stable")]      # (a frame's transitions are all of one pass)
+        http = pd.concat(https, ignore_index=True).sort_values(["stream", "depth"], kind="stable") \
+            .reset_index(drop=True)
+        a = Analysis(self.cap, table, _transitions_frame(t, table["_client_dir"].to_numpy()),
+                     {"path": self.files[0], "files": self.files, "verify_checksums": self.opts.verify_checksums,
+                      "window": self.opts.window, "max_frames": self.opts.max_frames}, http=http)
+        a.rows_of = self.rows_of
+        html.write(a, dest, redact=redact, **html_options)
+
+    def rows_of(self, labels) -> pd.DataFrame:
+        """The whole rows of the connections at table positions `labels` (their
+        passes' files), indexed by those positions."""
+        labels = np.asarray(labels, dtype=np.int64)
+        parts = []
+        for k in np.unique(self.shard_of[labels]).tolist():
+            mine = labels[self.shard_of[labels] == k]
+            df = _load(_path(self.tmp, "final", k))
+            parts.append(df.iloc[self.pos_of[mine]].set_axis(mine))
+            del df
+        return pd.concat(parts).loc[labels]
 
 
 #: report columns whose values repeat (one per cause, or per cause and client): kept
@@ -267,44 +383,6 @@ def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
         else:
             cols[col] = pd.concat([p[col] for p in parts], ignore_index=True)
     return pd.DataFrame(cols)
-
-
-def _read_pass(part: parallel.Partial, path: str) -> pd.DataFrame:
-    """Step 1 for one pass: its prepared rows to `path`; returns their context columns."""
-    streams = np.frombuffer(part.streams, dtype=layout.STREAM_DTYPE)
-    trans = np.frombuffer(part.transitions, dtype=layout.TRANSITION_DTYPE)
-    conns = conn_table.build(streams, trans)
-    times = classify.stream_times(streams)
-    part.streams = part.transitions = None
-    del streams, trans
-    app_df, part.app, part.http = part.app, None, None
-    df = classify.prepare(conns, app_df, times)
-    del conns, app_df, times
-    ctx = df[[c for c in classify.CONTEXT_COLUMNS if c in df]].copy()
-    _dump(df, path)
-    return ctx
-
-
-def _write_json(res: Result, fh, tmp: str, passes: int, shard_of: np.ndarray) -> None:
-    """The document: the head, then every pass's lines in stream order (each pass's
-    lines are already in that order)."""
-    jsonout.write_head(res, fh)
-    with _spilling(tmp):
-        sources = [open(os.path.join(tmp, f"pass-{k}.pkl"), "rb") for k in range(passes)]
-    try:
-        sep = "\n  "
-        buf = []
-        for k in shard_of.tolist():
-            buf.append(sources[k].readline()[:-1])
-            if len(buf) == 512:
-                fh.write(sep + b",\n  ".join(buf).decode())
-                sep, buf = ",\n  ", []
-        if buf:
-            fh.write(sep + b",\n  ".join(buf).decode())
-    finally:
-        for s in sources:
-            s.close()
-    jsonout.write_tail(fh, len(shard_of))
 
 
 class SpillError(RuntimeError):

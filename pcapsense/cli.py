@@ -37,6 +37,10 @@ SinceOption = Annotated[Optional[str], typer.Option(
     "UTC unless an offset is given) or epoch seconds. The result is that of the capture cut by editcap -A.")]
 UntilOption = Annotated[Optional[str], typer.Option(
     "--until", metavar="TIME", help="Analyse only the frames before TIME (as --since; editcap -B).")]
+PassesOption = Annotated[int, typer.Option(
+    "--passes", min=0, metavar="N", help="Read the capture N times, each pass tracking 1/N of the connections, so "
+    "memory stays flat however large the capture (not with -f parquet or --scheduler). 0 (default): one pass per "
+    "2.5 GiB of capture. Results are identical for every value.")]
 
 app = typer.Typer(
     add_completion=False,
@@ -86,10 +90,7 @@ def analyze(
     max_packets: MaxPacketsOption = None,
     since: SinceOption = None,
     until: UntilOption = None,
-    passes: Annotated[int, typer.Option(
-        "--passes", min=0, metavar="N", help="Read the capture N times, each pass tracking 1/N of the connections, "
-        "so memory stays flat however large the capture (terminal, JSON and Markdown reports). 0 (default): one "
-        "pass per 2.5 GiB of capture. Results are identical for every value.")] = 0,
+    passes: PassesOption = 0,
 ):
     """Analyse one capture and report every TCP connection's ending."""
     err = Console(stderr=True, highlight=False)
@@ -99,11 +100,17 @@ def analyze(
     tables = "all" if html is not None or format is Format.parquet else "connections"
     target = capture if len(capture) > 1 else capture[0]
     layers = "tcp" if tcp_only else "all"
-    if tables == "connections" and not scheduler and _passes(target, passes) > 1:
-        # out of core (pcapsense/bounded.py): the JSON is written as the passes end
-        _run_bounded(target, quiet, err, passes=_passes(target, passes), format=format, output=output,
-                     redact=not no_redact, limit=limit, wanted=wanted, jobs=jobs, verify_checksums=verify_checksums,
-                     strict=strict, layers=layers, max_packets=max_packets, since=since, until=until)
+    if format is not Format.parquet and not scheduler and _passes(target, passes) > 1:
+        # out of core (pcapsense/bounded.py): the JSON and HTML are written as the passes end
+        from .bounded import MINIMAL_COLUMNS, REPORT_COLUMNS
+        result = _run_bounded(
+            target, quiet, err, passes=_passes(target, passes), jobs=jobs, redact=not no_redact,
+            columns=MINIMAL_COLUMNS if format is Format.json else REPORT_COLUMNS,
+            json_to=(output or "-") if format is Format.json else None, html_to=html,
+            verify_checksums=verify_checksums, strict=strict, layers=layers, max_packets=max_packets,
+            since=since, until=until)
+        _emit(result, format, output, redact=not no_redact, limit=limit, quiet=quiet, wanted=wanted,
+              json_written=True)
         return
     result = _run(target, quiet, err, verify_checksums=verify_checksums,
                   strict=strict, layers=layers, jobs=jobs, scheduler=scheduler,
@@ -189,13 +196,25 @@ def report(
     max_packets: MaxPacketsOption = None,
     since: SinceOption = None,
     until: UntilOption = None,
+    passes: PassesOption = 0,
 ):
     """Write a self-contained HTML report of one capture (to attach to a ticket)."""
     err = Console(stderr=True, highlight=False)
-    result = _run(capture, quiet, err, verify_checksums=verify_checksums, strict=strict, jobs=jobs,
-                  scheduler=scheduler, max_packets=max_packets, since=since, until=until)
     if output is None:
         output = Path("pcapsense-report.html" if capture == "-" else Path(capture).name + ".html")
+    if not scheduler and _passes(capture, passes) > 1:
+        from .bounded import MINIMAL_COLUMNS
+        result = _run_bounded(capture, quiet, err, passes=_passes(capture, passes), jobs=jobs,
+                              redact=not no_redact, columns=MINIMAL_COLUMNS, html_to=output, max_cards=max_cards,
+                              verify_checksums=verify_checksums, strict=strict, max_packets=max_packets,
+                              since=since, until=until)
+        if result.capture.error:
+            if not quiet:
+                _stderr(f"pcapsense: error: {result.capture.error}")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        return
+    result = _run(capture, quiet, err, verify_checksums=verify_checksums, strict=strict, jobs=jobs,
+                  scheduler=scheduler, max_packets=max_packets, since=since, until=until)
     if not no_redact:
         from .render.redact import redact_frame
         result.connections = redact_frame(result.connections)
@@ -229,35 +248,55 @@ def _passes(capture, passes: int) -> int:
         return 1
 
 
-def _run_bounded(capture, quiet: bool, err: Console, *, passes: int, format: "Format", output, redact: bool,
-                 limit: int, wanted: set[str], jobs: int, **options) -> None:
-    """`analyze` out of core: the JSON document written as the passes end (to a
-    temporary file beside --output, renamed when complete), then the other reports
-    from the few columns they read. `jobs` (0: the usable cores) passes are read at
-    once."""
+def _run_bounded(capture, quiet: bool, err: Console, *, passes: int, jobs: int, redact: bool, columns,
+                 json_to=None, html_to: Optional[Path] = None, max_cards: int = 50, **options):
+    """The analysis out of core (pcapsense/bounded.py), `jobs` (0: the usable cores)
+    passes read at once. The JSON document (`json_to`: a path, or "-" for stdout) and
+    the HTML report (`html_to`) are written as the passes end, each to a temporary
+    file beside its destination that is renamed once complete. Returns the result (the
+    `columns` of every connection, for the other reports)."""
     from . import bounded
     from .parallel import usable_cores
-    columns = bounded.MINIMAL_COLUMNS if format is Format.json else bounded.REPORT_COLUMNS
-    out_fh, tmp_path = None, None
-    if format is Format.json:
-        if output:
-            tmp_path = output.with_name(f".{output.name}.pcapsense-tmp")
-            out_fh = tmp_path.open("w", encoding="utf-8")
-        else:
-            out_fh = sys.stdout
+    opened: list[tuple] = []                    # (file, its temporary path, its destination)
+
+    def target(dest):
+        if dest is None:
+            return None
+        if dest == "-":
+            return sys.stdout
+        tmp = dest.with_name(f".{dest.name}.pcapsense-tmp")
+        try:
+            fh = tmp.open("w", encoding="utf-8")
+        except OSError as exc:
+            _close(opened, keep=False)
+            _stderr(f"pcapsense: error: cannot write {dest}: {exc.strerror or exc}")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        opened.append((fh, tmp, dest))
+        return fh
+    json_fh, html_fh = target(json_to), target(html_to)
     try:
         result = _run(capture, quiet, err, runner=lambda **kw: bounded.run(
-            capture, passes=passes, json_out=out_fh, redact=redact, columns=columns, jobs=jobs or usable_cores(),
-            **kw), scale=passes, **options)
+            capture, passes=passes, json_out=json_fh, html_out=html_fh, html_options={"max_cards": max_cards},
+            redact=redact, columns=columns, jobs=jobs or usable_cores(), **kw), scale=passes, **options)
     except BaseException:
-        if tmp_path is not None:
-            out_fh.close()
-            tmp_path.unlink(missing_ok=True)
+        _close(opened, keep=False)
         raise
-    if tmp_path is not None:
-        out_fh.close()
-        os.replace(tmp_path, output)
-    _emit(result, format, output, redact=redact, limit=limit, quiet=quiet, wanted=wanted, json_written=True)
+    _close(opened, keep=True)
+    if html_to is not None and not quiet:
+        _stderr(f"pcapsense: wrote {html_to}")
+    return result
+
+
+def _close(opened: list, *, keep: bool) -> None:
+    """Close the temporary files of _run_bounded: renamed to their destinations
+    (`keep`), or removed."""
+    for fh, tmp, dest in opened:
+        fh.close()
+        if keep:
+            os.replace(tmp, dest)
+        else:
+            tmp.unlink(missing_ok=True)
+    opened.clear()
 
 
 def _run(capture, quiet: bool, err: Console, *, jobs: int = 0, scheduler: str | None = None, runner=None,

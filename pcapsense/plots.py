@@ -150,12 +150,14 @@ def _close_events(analysis, streams: Iterable[int]) -> pd.DataFrame:
     return t.sort_values("frame").drop_duplicates(["stream", "endpoint", "what"])[["stream", "endpoint", "what", "time"]]
 
 
-def timeline(analysis, *, limit: int = TIMELINE_LIMIT, width: float = 11.0) -> Figure:
+def timeline(analysis, *, limit: int | None = None, width: float = 11.0) -> Figure:
     """Every connection as a bar from its first to its last packet, grouped by server,
     coloured by cause; FIN (|) and RST (x) markers coloured by who sent them (from
     `analysis.transitions`, or the first FIN/RST only when given a DataFrame); ticks for
     every request (grey) and response (black). Over `limit` connections, all
-    abnormal ones and a sample of the rest are drawn and the title says so."""
+    abnormal ones and a sample of the rest are drawn and the title says so (default:
+    TIMELINE_LIMIT)."""
+    limit = TIMELINE_LIMIT if limit is None else limit
     df_all = _conns(analysis)
     fig = _figure(width, 2.5)
     ax = fig.add_subplot()

@@ -196,3 +196,61 @@ def test_a_dead_worker_costs_time_not_the_result(monkeypatch):
     got, got_json = _bounded(path, 3, jobs=2)
     assert any("died" in w for w in got.capture.warnings)
     assert json.loads(got_json)["connections"] == json.loads(want_json)["connections"]
+
+
+GENERATED = __import__("re").compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
+
+
+def _html_reference(path, redact=True, max_cards=50, **kw):
+    from pcapsense.render import html
+    a = pcapsense.analyze(_arg(path), jobs=1, **kw)
+    if redact:
+        a.connections = redact_frame(a.connections)
+    buf = io.StringIO()
+    html.write(a, buf, redact=redact, max_cards=max_cards)
+    return GENERATED.sub("T", buf.getvalue())
+
+
+def _html_bounded(path, passes, redact=True, jobs=1, max_cards=50, **kw):
+    buf = io.StringIO()
+    bounded.run(_arg(path), passes=passes, html_out=buf, redact=redact, jobs=jobs,
+                html_options={"max_cards": max_cards}, **kw)
+    return GENERATED.sub("T", buf.getvalue())
+
+
+@pytest.mark.parametrize("path", sorted(LAB.glob("*.pcap*")), ids=lambda p: p.name)
+def test_the_html_report_in_passes_is_the_same(path):
+    """Verdict, server table, figures (the timeline's FIN/RST markers and request ticks
+    from the transitions and exchanges of the connections it draws) and the cards
+    (their whole rows, and their packets read again)."""
+    assert _html_bounded(path, 3) == _html_reference(path)
+
+
+def test_the_html_report_sampled_cards_left_out_no_redaction_workers(monkeypatch):
+    """The timeline's sample (over plots.TIMELINE_LIMIT connections) and the cards'
+    round robin (over max_cards), here with small limits on a capture of 10."""
+    from pcapsense import plots
+    monkeypatch.setattr(plots, "TIMELINE_LIMIT", 4)
+    path = LAB / "la-rate-limited-aiohttp.pcap"
+    want = _html_reference(path, max_cards=3)
+    assert "showing 4 of 10 connections" in want
+    for redact in (True, False):
+        assert _html_bounded(path, 5, redact, jobs=2, max_cards=3) == _html_reference(path, redact, max_cards=3)
+
+
+def test_cli_html_and_report_in_passes(tmp_path):
+    path = str(LAB / "lb-pool-overflow-requests.pcap")
+    pages = []
+    for passes in ("1", "3"):
+        page = tmp_path / f"r{passes}.html"
+        r = subprocess.run([sys.executable, "-m", "pcapsense", "report", path, "-o", str(page), "--passes", passes],
+                           capture_output=True, text=True)
+        assert r.returncode == 0 and "wrote" in r.stderr, r.stderr
+        pages.append(GENERATED.sub("T", page.read_text()))
+        page2 = tmp_path / f"a{passes}.html"
+        r = _cli(path, "-f", "json", "-o", str(tmp_path / f"a{passes}.json"), "--html", str(page2), "--passes", passes)
+        assert r.returncode == 0, r.stderr
+        pages.append(GENERATED.sub("T", page2.read_text()))
+    assert pages[0] == pages[2] and pages[1] == pages[3]
+    assert (tmp_path / "a1.json").read_text() == (tmp_path / "a3.json").read_text()
+    assert not [p for p in tmp_path.iterdir() if "pcapsense-tmp" in p.name]

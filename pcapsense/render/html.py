@@ -261,7 +261,7 @@ def context(analysis, *, redact: bool = True, max_cards: int = MAX_CARDS, charts
         release()              # (the figures' memory, freed once they are SVG text)
     abnormal = df["abnormal"].astype(bool) if len(df) else df["abnormal"]
     bad = df.loc[abnormal, ["cause", "start"]] if len(df) else df
-    chosen = df.loc[_pick_cards(bad, max_cards).index] if len(bad) else bad
+    chosen = _rows(analysis, df, _pick_cards(bad, max_cards).index, redact) if len(bad) else bad
     chosen = chosen.sort_values(["start", "stream"]) if len(chosen) else chosen
     # the cards' packets, read again in one pass ({} for standard input)
     pks = analysis.packets_of(chosen["stream"].tolist()) if len(chosen) else {}
@@ -286,6 +286,17 @@ def context(analysis, *, redact: bool = True, max_cards: int = MAX_CARDS, charts
         "ladder_unavailable": bool(len(chosen)) and not pks,
         "redacted": redact, "colors": plots.CAUSE_COLORS,
     }
+
+
+def _rows(analysis, df: pd.DataFrame, labels, redact: bool) -> pd.DataFrame:
+    """The rows `labels` of the connections table with every column (for the cards):
+    from `df`, or, when the analysis keeps only some columns of every connection (an
+    out-of-core run, pcapsense/bounded.py), from its `rows_of(labels)`."""
+    rows_of = getattr(analysis, "rows_of", None)
+    if rows_of is None:
+        return df.loc[labels]
+    rows = rows_of(labels)
+    return redact_frame(rows, _TEXT_COLUMNS) if redact else rows
 
 
 class _View:

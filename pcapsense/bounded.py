@@ -84,11 +84,14 @@ def auto_passes(files: list[str]) -> int:
 #: what `--fail-on` and the JSON document's head read
 MINIMAL_COLUMNS = ("stream", "close_kind", "cause", "abnormal")
 
-#: what the HTML report reads of every connection (its verdict, server table, figures,
-#: the choice of its cards, and Analysis.packets_of); a card's row is read whole from
-#: its pass's file
-HTML_COLUMNS = REPORT_COLUMNS + ("_client_dir", "first_frame", "last_frame", "end", "close_time",
-                                 "idle_before_close_s", "max_idle_s", "client_state", "server_state")
+#: what the HTML report reads of every connection (its verdict and server table,
+#: html._VERDICT_COLUMNS and _SERVER_COLUMNS; its figures; the choice of its cards;
+#: Analysis.packets_of); a card's row is read whole from its pass's file
+HTML_COLUMNS = ("stream", "abnormal", "cause", "start", "end", "close_time", "close_kind", "closer", "server_ip",
+                "server_port", "client_ip", "client_port", "http_host", "tls_sni", "server_keepalive_timeout_s",
+                "server_keepalive_closes", "server_peak_concurrency", "cause_detail", "python_error", "fix",
+                "fix_section", "fix_snippet", "idle_before_close_s", "max_idle_s", "first_frame", "last_frame",
+                "_client_dir")
 
 
 def run(path, *, passes: int, json_out=None, html_out=None, html_options: dict | None = None,
@@ -289,8 +292,7 @@ class _Run:
                         fh.write(b"\n".join(lines) + b"\n")
             report = df[[col for col in columns if col in df]].copy()
             for col in SHARED_TEXT:
-                # (not the text the HTML report redacts: redact_frame reads only text columns)
-                if col in report and not (keep_rows and col == "cause_detail"):
+                if col in report:
                     report[col] = report[col].astype("category")
             reports.append(report)
             del df, report

@@ -254,3 +254,16 @@ def test_cli_html_and_report_in_passes(tmp_path):
     assert pages[0] == pages[2] and pages[1] == pages[3]
     assert (tmp_path / "a1.json").read_text() == (tmp_path / "a3.json").read_text()
     assert not [p for p in tmp_path.iterdir() if "pcapsense-tmp" in p.name]
+
+
+def test_text_kept_as_categories_is_redacted_like_text():
+    """The report tables of a bounded run keep repeated texts (cause_detail, ...) as
+    categories; redact_frame redacts them to the same values as the text column."""
+    vals = ["GET /a?token=s3cret&x=1 timed out", None, "plain", "GET /a?token=other&x=1 timed out", "plain"]
+    text = pd.DataFrame({"cause_detail": pd.Series(vals, dtype="str")})
+    cats = pd.DataFrame({"cause_detail": pd.Series(vals).astype("category")})
+    got = redact_frame(cats, ("cause_detail",))["cause_detail"]
+    want = redact_frame(text, ("cause_detail",))["cause_detail"]
+    assert isinstance(got.dtype, pd.CategoricalDtype)
+    assert got.astype(object).where(got.notna(), None).tolist() == want.astype(object).where(want.notna(), None).tolist()
+    assert "s3cret" not in str(got.tolist()) and len(got.cat.categories) == 2     # the two redacted details merged

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 
 from ..memory import shared_strings
@@ -32,9 +33,21 @@ def redact_frame(df: pd.DataFrame, columns=COLUMNS) -> pd.DataFrame:
     peak at 10M packets)."""
     out = df.copy(deep=False)
     for col in columns:
-        if col in out and (pd.api.types.is_string_dtype(out[col]) or out[col].dtype == object):
+        if col not in out:
+            continue
+        if isinstance(out[col].dtype, pd.CategoricalDtype):
+            if pd.api.types.is_string_dtype(out[col].cat.categories):
+                out[col] = _redact_categories(out[col])
+        elif pd.api.types.is_string_dtype(out[col]) or out[col].dtype == object:
             out[col] = redact_column(out[col])
     return out
+
+
+def _redact_categories(s: pd.Series) -> pd.Series:
+    """A column of text categories (bounded.py keeps repeated texts so) redacted: each
+    category once; categories that become equal are merged."""
+    cats = np.array([redact_text(c) for c in s.cat.categories.tolist()] + [None], dtype=object)
+    return pd.Series(pd.Categorical(cats[s.cat.codes.to_numpy()]), index=s.index)
 
 
 def redact_column(s: pd.Series) -> pd.Series:

@@ -150,13 +150,13 @@ def _read_here(files, opts, passes, tmp, progress, jobs=1):
 
 
 def _read_in_workers(files, opts, passes, tmp, progress, jobs):
-    """Step 1 in `jobs` worker processes (parallel._executor), each leaving its pass's
+    """Step 1 in `jobs` worker processes (parallel.worker_pool), each leaving its pass's
     rows in `tmp` and returning the context columns; a worker that dies costs time:
     the passes are then read here."""
     from concurrent.futures.process import BrokenProcessPool
     total = reader.input_bytes(files)
     try:
-        with parallel._executor(jobs) as pool:
+        with parallel.worker_pool(jobs) as pool:          # (Ctrl-C: the passes not started are not read)
             futures = [pool.submit(_read_pass_in_worker, files, opts, k, passes, tmp) for k in range(passes)]
             got = []
             for k, f in enumerate(futures):

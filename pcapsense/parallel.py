@@ -26,6 +26,7 @@ Dask do the scheduling; this module only decides what a shard is and how to redu
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import pickle
@@ -247,6 +248,29 @@ def _executor(jobs: int) -> Executor:
     return ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
 
 
+@contextlib.contextmanager
+def worker_pool(jobs: int):
+    """`_executor(jobs)` for a with-block. When the block is left by an exception
+    (Ctrl-C, a failed shard) the workers are stopped at once and the work not started
+    is cancelled; an error of the pool's own shutdown (a pool interrupted while it
+    starts its processes) does not replace the exception, and no worker is left behind
+    waiting for work."""
+    pool = _executor(jobs)
+    try:
+        yield pool
+    except BaseException:
+        # the workers are stopped (their shards are not wanted any more), then the pool
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            if proc.is_alive():
+                proc.terminate()
+        try:
+            pool.shutdown(wait=True, cancel_futures=True)
+        except BaseException:  # noqa: BLE001 - the first exception is the one to report
+            pass
+        raise
+    pool.shutdown(wait=True)
+
+
 _SIZES = struct.Struct("<qq")
 
 
@@ -323,7 +347,7 @@ def run(files: list[str], opts: Options, *, jobs: int = 1, client=None,
         return read_shard(files, opts, (0, 1), progress)
     futures, loaded = [], set()
     try:
-        with _executor(jobs - 1) as pool:
+        with worker_pool(jobs - 1) as pool:
             futures = [pool.submit(_shard_to_file, files, opts, (k, jobs)) for k in range(1, jobs)]
             parts = [read_shard(files, opts, (0, jobs), progress)]
             for f in futures:

@@ -252,3 +252,19 @@ def test_a_bad_file_among_rotated_ones_in_shards(tmp_path):
     one = pcapsense.analyze(paths + [str(bad)], jobs=1)
     assert any("junk.pcap" in w for w in one.capture.warnings)
     assert_same(one, pcapsense.analyze(paths + [str(bad)], jobs=3))
+
+
+def test_worker_pool_stops_its_workers_when_the_block_fails():
+    """Ctrl-C (or an error) while workers read: they are stopped at once, the work not
+    started is cancelled, and no process is left behind."""
+    import time
+    t0 = time.time()
+    with pytest.raises(KeyboardInterrupt):
+        with parallel.worker_pool(2) as pool:
+            futures = [pool.submit(time.sleep, 30) for _ in range(4)]
+            time.sleep(0.5)
+            procs = list(pool._processes.values())
+            raise KeyboardInterrupt
+    assert time.time() - t0 < 10
+    assert procs and not any(p.is_alive() for p in procs)
+    assert futures[3].cancelled() or futures[3].done()

@@ -1,5 +1,5 @@
-"""Out-of-core runs: the CLI's terminal, JSON and Markdown reports of a capture of any
-size in a flat amount of memory, with exactly what `analyze()` would give.
+"""Out-of-core runs: the CLI's terminal, JSON, Markdown and HTML reports of a capture of
+any size in a flat amount of memory, with exactly what `analyze()` would give.
 
 `analyze()` returns every connection as DataFrames, so its memory grows with the
 capture (about 2 KiB per connection). The reports do not need every row at once. A
@@ -8,7 +8,7 @@ bounded run reads the capture in `passes`, each one a hash shard of the 4-tuples
 one):
 
 1. **read** each pass: engine, application stage, connections table, `classify.prepare`;
-   its rows go to a temporary file and only `classify.CONTEXT_COLUMNS` stay (about 80
+   its rows go to a temporary file and only `classify.CONTEXT_COLUMNS` stay (about 110
    bytes per connection);
 2. **number** the streams of all passes by first frame (Wireshark's order, as
    `parallel.merge` does) and compute the cross-connection context over every
@@ -17,12 +17,15 @@ one):
    idle time;
 4. the **pool-overflow pass** and the servers' **keep-alive timeouts** over every
    connection, then each pass's rows are **finished**, redacted and written as JSON
-   lines to a temporary file, and the few columns the terminal and Markdown reports read
-   are kept (`REPORT_COLUMNS`);
-5. the JSON document is the head and the passes' lines merged in stream order.
+   lines to a temporary file, and the few columns the reports read are kept
+   (`REPORT_COLUMNS` for the terminal and Markdown, `HTML_COLUMNS`, `MINIMAL_COLUMNS`
+   for the JSON alone);
+5. the JSON document is the head and the passes' lines merged in stream order; the HTML
+   report gets the transitions and HTTP exchanges of the connections its timeline
+   draws, and reads its cards' whole rows back from the passes' files (`rows_of`).
 
 What stays in memory for every connection: the context columns, its cause and idle
-time, its pass and position, and the report columns (terminal and Markdown only).
+time, its pass and position, and the columns of the reports asked for.
 Everything else lives for one pass. The price: every pass reads and decodes every
 frame's headers (about 0.2 s per million frames), so a capture is read `passes` times;
 `auto_passes` takes one pass per PASS_BYTES of capture, so a capture that fits one pass
@@ -63,6 +66,19 @@ REPORT_COLUMNS = ("stream", "client_ip", "client_port", "server_ip", "server_por
                   "server_keepalive_timeout_s", "server_keepalive_closes", "server_peak_concurrency")
 
 
+#: what `--fail-on` and the JSON document's head read
+MINIMAL_COLUMNS = ("stream", "close_kind", "cause", "abnormal")
+
+#: what the HTML report reads of every connection (its verdict and server table,
+#: html._VERDICT_COLUMNS and _SERVER_COLUMNS; its figures; the choice of its cards;
+#: Analysis.packets_of); a card's row is read whole from its pass's file
+HTML_COLUMNS = ("stream", "abnormal", "cause", "start", "end", "close_time", "close_kind", "closer", "server_ip",
+                "server_port", "client_ip", "client_port", "http_host", "tls_sni", "server_keepalive_timeout_s",
+                "server_keepalive_closes", "server_peak_concurrency", "cause_detail", "python_error", "fix",
+                "fix_section", "fix_snippet", "idle_before_close_s", "max_idle_s", "first_frame", "last_frame",
+                "_client_dir")
+
+
 @dataclass
 class Result:
     """What a bounded run gives the reports: `capture` as `Analysis.capture`, and
@@ -79,19 +95,6 @@ def auto_passes(files: list[str]) -> int:
     if "-" in files:
         return 1
     return max(1, math.ceil(reader.input_bytes(files) / PASS_BYTES))
-
-
-#: what `--fail-on` and the JSON document's head read
-MINIMAL_COLUMNS = ("stream", "close_kind", "cause", "abnormal")
-
-#: what the HTML report reads of every connection (its verdict and server table,
-#: html._VERDICT_COLUMNS and _SERVER_COLUMNS; its figures; the choice of its cards;
-#: Analysis.packets_of); a card's row is read whole from its pass's file
-HTML_COLUMNS = ("stream", "abnormal", "cause", "start", "end", "close_time", "close_kind", "closer", "server_ip",
-                "server_port", "client_ip", "client_port", "http_host", "tls_sni", "server_keepalive_timeout_s",
-                "server_keepalive_closes", "server_peak_concurrency", "cause_detail", "python_error", "fix",
-                "fix_section", "fix_snippet", "idle_before_close_s", "max_idle_s", "first_frame", "last_frame",
-                "_client_dir")
 
 
 def run(path, *, passes: int, json_out=None, html_out=None, html_options: dict | None = None,

@@ -100,11 +100,12 @@ def analyze(
     tables = "all" if html is not None or format is Format.parquet else "connections"
     target = capture if len(capture) > 1 else capture[0]
     layers = "tcp" if tcp_only else "all"
-    if format is not Format.parquet and not scheduler and _passes(target, passes) > 1:
+    n_passes = 1 if format is Format.parquet or scheduler else _passes(target, passes)
+    if n_passes > 1:
         # out of core (pcapsense/bounded.py): the JSON and HTML are written as the passes end
         from .bounded import MINIMAL_COLUMNS, REPORT_COLUMNS
         result = _run_bounded(
-            target, quiet, err, passes=_passes(target, passes), jobs=jobs, redact=not no_redact,
+            target, quiet, err, passes=n_passes, jobs=jobs, redact=not no_redact,
             columns=MINIMAL_COLUMNS if format is Format.json else REPORT_COLUMNS,
             json_to=(output or "-") if format is Format.json else None, html_to=html,
             verify_checksums=verify_checksums, strict=strict, layers=layers, max_packets=max_packets,
@@ -202,9 +203,10 @@ def report(
     err = Console(stderr=True, highlight=False)
     if output is None:
         output = Path("pcapsense-report.html" if capture == "-" else Path(capture).name + ".html")
-    if not scheduler and _passes(capture, passes) > 1:
+    n_passes = 1 if scheduler else _passes(capture, passes)
+    if n_passes > 1:
         from .bounded import MINIMAL_COLUMNS
-        result = _run_bounded(capture, quiet, err, passes=_passes(capture, passes), jobs=jobs,
+        result = _run_bounded(capture, quiet, err, passes=n_passes, jobs=jobs,
                               redact=not no_redact, columns=MINIMAL_COLUMNS, html_to=output, max_cards=max_cards,
                               verify_checksums=verify_checksums, strict=strict, max_packets=max_packets,
                               since=since, until=until)

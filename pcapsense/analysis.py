@@ -280,13 +280,20 @@ def analyze(path, *, verify_checksums: bool = False,
     was left out.
     """
     window = time_window(since, until)
-    if max_packets is not None and (isinstance(max_packets, bool) or int(max_packets) != max_packets
-                                    or max_packets < 1):
-        raise ValueError(f"max_packets must be a whole number of at least 1, not {max_packets!r}")
+    max_frames = frame_limit(max_packets)
     with memory.no_cyclic_gc():
         return _analyze(path, verify_checksums=verify_checksums, progress=progress, strict=strict,
                         split=split, layers=layers, jobs=jobs, client=client, tables=tables,
-                        window=window, max_frames=int(max_packets or 0))
+                        window=window, max_frames=max_frames)
+
+
+def frame_limit(max_packets) -> int:
+    """`max_packets` (None: all) -> the engine's frame limit (0: none); a ValueError
+    unless it is a whole number of at least 1."""
+    if max_packets is not None and (isinstance(max_packets, bool) or int(max_packets) != max_packets
+                                    or max_packets < 1):
+        raise ValueError(f"max_packets must be a whole number of at least 1, not {max_packets!r}")
+    return int(max_packets or 0)
 
 
 def time_window(since, until) -> tuple[int, int]:
@@ -347,16 +354,11 @@ def _analyze(path, *, verify_checksums, progress, strict, split, layers, jobs, c
     part = parallel.run(files, opts, jobs=jobs, client=client, progress=progress)
     memory.release()
     check_read(part)
-    streams = np.frombuffer(part.streams, dtype=layout.STREAM_DTYPE)
-    trans = np.frombuffer(part.transitions, dtype=layout.TRANSITION_DTYPE)
-    conns = conn_table.build(streams, trans)
-    times = classify.stream_times(streams)
     # memory: each input is let go as soon as its successor exists: the engine's stream
     # rows (856 bytes per connection) once the table and the few fields the classifier
     # reads are built, the exchanges once sorted; the classifier takes the facts out
     # column by column as it adds them to the table
-    part.streams = None
-    del streams
+    conns, times, trans = table_of(part)
     if not keep:
         part.transitions = trans = None
     app_df, part.app = part.app, None
@@ -367,8 +369,25 @@ def _analyze(path, *, verify_checksums, progress, strict, split, layers, jobs, c
     del app_df, times
     memory.release()
     cap = capture_facts(part, opts, files, unopened, len(conns))
-    return Analysis(cap, conns, trans, {"path": files[0], "files": files, "verify_checksums": verify_checksums,
-                                        "window": window, "max_frames": max_frames}, http=http)
+    return Analysis(cap, conns, trans, reread_options(files, opts), http=http)
+
+
+def table_of(part: parallel.Partial) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The connections table of a read (`part`), the fields of the engine's stream rows
+    the classifier reads (classify.stream_times) and the transition rows. The stream
+    rows themselves are let go."""
+    streams = np.frombuffer(part.streams, dtype=layout.STREAM_DTYPE)
+    trans = np.frombuffer(part.transitions, dtype=layout.TRANSITION_DTYPE)
+    conns = conn_table.build(streams, trans)
+    times = classify.stream_times(streams)
+    part.streams = None
+    return conns, times, trans
+
+
+def reread_options(files: list[str], opts: parallel.Options) -> dict:
+    """What Analysis.packets_of needs to read the same frames again."""
+    return {"path": files[0], "files": files, "verify_checksums": opts.verify_checksums, "window": opts.window,
+            "max_frames": opts.max_frames}
 
 
 def input_files(path, window: tuple[int, int]) -> tuple[list[str], int]:

@@ -48,7 +48,8 @@ import numpy as np
 import pandas as pd
 
 from . import classify, memory, parallel
-from .analysis import Capture, capture_facts, check_read, input_files, options
+from .analysis import (Capture, capture_facts, check_read, frame_limit, input_files, options, reread_options,
+                       table_of, time_window)
 from .capture import layout, reader
 from .render import jsonout
 from .tcp import connections as conn_table
@@ -108,12 +109,12 @@ def run(path, *, passes: int, json_out=None, html_out=None, html_options: dict |
     given, credentials redacted unless `redact=False` (as the CLI does); keep `columns`
     of every connection in the result (MINIMAL_COLUMNS when only the JSON is wanted).
     Raises as `analyze()`."""
-    from .analysis import time_window
     window = time_window(since, until)
+    max_frames = frame_limit(max_packets)
     files, unopened = input_files(path, window)
     opts = options(verify_checksums=verify_checksums, split=split, layers=layers, strict=strict,
                    tables="all" if html_out is not None else "connections", window=window,
-                   max_frames=int(max_packets or 0))
+                   max_frames=max_frames)
     if "-" in files:
         passes = 1
     if html_out is not None:
@@ -128,7 +129,7 @@ def run(path, *, passes: int, json_out=None, html_out=None, html_options: dict |
         contexts, first_part = read(files, opts, passes, tmp, progress, min(jobs, passes))
         r = _Run(files, unopened, opts, passes, tmp, contexts, first_part)
         del contexts, first_part
-        res = r.classify(json_out, columns, redact, keep_rows=html_out is not None)
+        res = r.classify(json_out is not None, columns, redact, keep_rows=html_out is not None)
         if json_out is not None:
             r.write_json(res, json_out)
         if html_out is not None:
@@ -168,8 +169,7 @@ def _read_in_workers(files, opts, passes, tmp, progress, jobs):
                     progress((k + 1) * total)
     except BrokenProcessPool:
         contexts, first_part = _read_here(files, opts, passes, tmp, progress)
-        first_part.notes.append(f"a worker process of --jobs {jobs} died (killed or out of memory); "
-                                f"the passes were read again in one process")
+        first_part.notes.append(parallel.worker_died(jobs, "the passes were read again in one process"))
         return contexts, first_part
     first_part = got[0][1]
     check_read(first_part)
@@ -189,14 +189,11 @@ def _read_pass(part: parallel.Partial, tmp: str, k: int, extra: bool) -> pd.Data
     """Step 1 for one pass: its prepared rows to a file in `tmp` (and with `extra`, for
     the HTML report, its transitions and HTTP exchanges); returns their context
     columns."""
-    streams = np.frombuffer(part.streams, dtype=layout.STREAM_DTYPE)
-    trans = np.frombuffer(part.transitions, dtype=layout.TRANSITION_DTYPE)
-    conns = conn_table.build(streams, trans)
-    times = classify.stream_times(streams)
+    conns, times, trans = table_of(part)
     if extra:
         _dump((trans.tobytes(), part.http), _path(tmp, "extra", k))
-    part.streams = part.transitions = None
-    del streams, trans
+    part.transitions = None
+    del trans
     app_df, part.app, part.http = part.app, None, None
     df = classify.prepare(conns, app_df, times)
     del conns, app_df, times
@@ -214,37 +211,31 @@ class _Run:
 
     def __init__(self, files, unopened, opts, passes, tmp, contexts, first_part):
         self.files, self.opts, self.passes, self.tmp = files, opts, passes, tmp
-        sizes = [len(c) for c in contexts]
-        self.n = n = sum(sizes)
-        # 2. streams numbered by first frame (distinct: a packet starts at most one stream)
-        first = np.concatenate([c["first_frame"].to_numpy() for c in contexts]) if n else np.empty(0, np.int64)
-        order = np.argsort(first, kind="stable")
-        del first
-        gid = np.empty(n, dtype=np.int64)
-        gid[order] = np.arange(n, dtype=np.int64)
-        bounds = np.cumsum([0] + sizes)
-        self.gids = [gid[bounds[k]:bounds[k + 1]] for k in range(passes)]      # global id of each pass's rows
+        self.n = n = sum(len(c) for c in contexts)
+        # 2. streams numbered by first frame across the passes, as parallel.merge does
+        self.gids, order = parallel.rank_by_first_frame(                      # global id of each pass's rows
+            [c["first_frame"].to_numpy(dtype=np.int64) for c in contexts])
         self.shard_of = np.empty(n, dtype=np.int32)                            # global id -> pass
         self.pos_of = np.empty(n, dtype=np.int64)                              # global id -> row in its pass
         for k, g in enumerate(self.gids):
             self.shard_of[g] = k
             self.pos_of[g] = np.arange(len(g))
         self.ctx_cols = pd.concat(contexts, ignore_index=True).take(order).reset_index(drop=True) if n else None
-        del order, gid
+        del order
         counters = dict(first_part.counters)
         counters["streams"] = n
         first_part.counters = counters
         self.cap = capture_facts(first_part, opts, files, unopened, n)
 
-    def classify(self, json_out, columns, redact: bool, keep_rows: bool) -> Result:
+    def classify(self, lines: bool, columns, redact: bool, keep_rows: bool) -> Result:
         """Steps 2-4: every pass's rows decided, then finished; their JSON lines (when
-        `json_out`) and whole rows (when `keep_rows`, for the HTML cards) to files; the
+        `lines`) and whole rows (when `keep_rows`, for the HTML cards) to files; the
         `columns` of every connection returned, in table order."""
         n, gids, passes, tmp = self.n, self.gids, self.passes, self.tmp
         if not n:
-            self.empty = empty = classify.finish_empty(classify.prepare(conn_table.build(
+            self.empty = empty = classify.run(conn_table.build(     # (as analyze() makes it)
                 np.empty(0, dtype=layout.STREAM_DTYPE), np.empty(0, dtype=layout.TRANSITION_DTYPE)),
-                pd.DataFrame(), np.empty(0, dtype=classify.TIMES_DTYPE)))
+                pd.DataFrame(), np.empty(0, dtype=classify.TIMES_DTYPE))
             return Result(self.cap, empty[[c for c in columns if c in empty]])
         ctx_cols, self.ctx_cols = self.ctx_cols, None
         ctx_cols["stream"] = np.arange(n, dtype=np.int64)
@@ -258,8 +249,7 @@ class _Run:
                 continue
             path = _path(tmp, "pass", k)
             df = _load(path)
-            df["stream"] = g
-            df["wireshark_filter"] = "tcp.stream eq " + df["stream"].astype(str)
+            conn_table.renumber(df, g)
             classify.add_context(df, c.conc_at_close[g], c.later[g], c.reused_open[g])
             out = classify.decide(df, c.keys[g], c.servers, c.capture_end_s)
             cause[g], idle_s[g] = out["cause"], out["_idle_s"]
@@ -289,7 +279,7 @@ class _Run:
                 df = redact_frame(df)
             if keep_rows:
                 _dump(df, _path(tmp, "final", k))
-            if json_out is not None:
+            if lines:
                 with _spilling(path), open(path, "wb") as fh:    # (the pass's rows are done: its lines replace them)
                     for lines in jsonout.record_lines(df):
                         fh.write(b"\n".join(lines) + b"\n")
@@ -313,19 +303,16 @@ class _Run:
         with _spilling(self.tmp):
             sources = [open(_path(self.tmp, "pass", k), "rb") for k in range(self.passes)]
         try:
-            sep = "\n  "
-            buf = []
-            for k in self.shard_of.tolist():
-                buf.append(sources[k].readline()[:-1])
-                if len(buf) == 512:
-                    fh.write(sep + b",\n  ".join(buf).decode())
-                    sep, buf = ",\n  ", []
-            if buf:
-                fh.write(sep + b",\n  ".join(buf).decode())
+            jsonout.write_records(fh, self._merged_lines(sources))
         finally:
             for s in sources:
                 s.close()
-        jsonout.write_tail(fh, self.n)
+
+    def _merged_lines(self, sources, chunk: int = 512):
+        """The passes' lines (`sources`: their files) in stream order, `chunk` a list."""
+        order = self.shard_of.tolist()
+        for lo in range(0, len(order), chunk):
+            yield [sources[k].readline()[:-1] for k in order[lo:lo + chunk]]
 
     def write_html(self, res: Result, dest, redact: bool, html_options: dict) -> None:
         """The HTML report from `res` (its HTML_COLUMNS of every connection), the
@@ -354,8 +341,7 @@ class _Run:
         http = pd.concat(https, ignore_index=True).sort_values(["stream", "depth"], kind="stable") \
             .reset_index(drop=True)
         a = Analysis(self.cap, table, _transitions_frame(t, table["_client_dir"].to_numpy()),
-                     {"path": self.files[0], "files": self.files, "verify_checksums": self.opts.verify_checksums,
-                      "window": self.opts.window, "max_frames": self.opts.max_frames}, http=http)
+                     reread_options(self.files, self.opts), http=http)
         a.rows_of = self.rows_of
         html.write(a, dest, redact=redact, **html_options)
 

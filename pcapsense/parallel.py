@@ -145,25 +145,16 @@ def merge(parts: list[Partial]) -> Partial:
     if len(parts) == 1:
         return parts[0]
     arrays = [np.frombuffer(p.streams, dtype=layout.STREAM_DTYPE) for p in parts]
-    sizes = [len(a) for a in arrays]
-    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    first = np.concatenate([a["first_frame"] for a in arrays])
-    local = np.concatenate([a["stream"] for a in arrays])
-    shard_of = np.repeat(np.arange(len(parts)), sizes)
-    # a packet starts at most one stream, so first frames are distinct; ties cannot occur
-    order = np.lexsort((local, shard_of, first))
-    del first, local, shard_of
-    new_id = np.empty(len(order), dtype=np.int64)
-    new_id[order] = np.arange(len(order), dtype=np.int64)
+    new_ids, order = rank_by_first_frame([a["first_frame"] for a in arrays])
+    streams = np.empty(len(order), dtype=layout.STREAM_DTYPE)
     del order
-    streams = np.empty(len(new_id), dtype=layout.STREAM_DTYPE)
     maps = []
     for i, p in enumerate(parts):
         a = arrays[i]
         m = np.empty(len(a), dtype=np.int64)
-        m[a["stream"]] = new_id[starts[i]:starts[i + 1]]      # local ids are 0..len-1
+        m[a["stream"]] = new_ids[i]                           # local ids are 0..len-1
         maps.append(m)
-        streams[new_id[starts[i]:starts[i + 1]]] = a          # each row straight to its new place
+        streams[new_ids[i]] = a                               # each row straight to its new place
         arrays[i] = a = p.streams = None
     streams["stream"] = np.arange(len(streams), dtype=streams["stream"].dtype)
 
@@ -194,6 +185,26 @@ def merge(parts: list[Partial]) -> Partial:
     return Partial(streams=streams, transitions=t, app=app_df, http=http,
                    counters=counters, results=first_part.results, formats=first_part.formats,
                    notes=[n for p in parts for n in p.notes])
+
+
+def worker_died(jobs: int, then: str) -> str:
+    """The capture's warning when a worker process was lost and its work redone."""
+    return f"a worker process of --jobs {jobs} died (killed or out of memory); {then}"
+
+
+def rank_by_first_frame(firsts: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Wireshark's stream numbers for the streams of several shards (`firsts`: each
+    shard's first frames, in its rows' order): their rank by first frame. A packet
+    starts at most one stream, so first frames are distinct. Returns each shard's new
+    ids, in its rows' order, and `order`: the positions of all shards' rows, concatenated,
+    in new-id order."""
+    first = np.concatenate(firsts) if firsts else np.empty(0, dtype=np.int64)
+    order = np.argsort(first, kind="stable")
+    del first
+    new_id = np.empty(len(order), dtype=np.int64)
+    new_id[order] = np.arange(len(order), dtype=np.int64)
+    bounds = np.cumsum([0] + [len(f) for f in firsts])
+    return [new_id[bounds[k]:bounds[k + 1]] for k in range(len(firsts))], order
 
 
 def auto_jobs(files: list[str], layers: str = "all") -> int:
@@ -357,8 +368,7 @@ def run(files: list[str], opts: Options, *, jobs: int = 1, client=None,
         return merge(parts)
     except BrokenProcessPool:
         part = read_shard(files, opts, (0, 1))
-        part.notes.append(f"a worker process of --jobs {jobs} died (killed or out of memory); "
-                          f"the capture was read again in one process")
+        part.notes.append(worker_died(jobs, "the capture was read again in one process"))
         return part
     finally:                    # shards never loaded (another one failed): their files go
         for f in futures:       # (the pool has shut down: every future is done)

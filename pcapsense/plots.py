@@ -28,11 +28,11 @@ import pandas as pd
 
 from matplotlib.figure import Figure
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from .classify import keepalive_servers
 from .memory import only_columns
-from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
 
 #: colour per cause: the benign endings muted, the abnormal ones saturated
 CAUSE_COLORS = {

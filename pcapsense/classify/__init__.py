@@ -294,7 +294,7 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
     overflow pass across connections, finish() each row."""
     df = prepare(conns, app, streams)
     if not len(df):
-        return finish_empty(df)
+        return _finish_empty(df)
     c = context(df)
     add_context(df, c.conc_at_close, c.later, c.reused_open)
     out = decide(df, c.keys, c.servers, c.capture_end_s)
@@ -304,7 +304,7 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
     return finish(df, out, timeout, closes, c.peak_concurrency())
 
 
-def finish_empty(df: pd.DataFrame) -> pd.DataFrame:
+def _finish_empty(df: pd.DataFrame) -> pd.DataFrame:
     for col in RESULT_COLUMNS:
         df[col] = pd.Series(dtype=object)
     df["phase"] = pd.Categorical([], categories=PHASES)
@@ -354,8 +354,9 @@ class Context:
         self.conc_at_close, self.later, self.reused_open = conc_at_close, later, reused_open
         self.capture_end_s = capture_end_s
 
-    def peak_concurrency(self, rows=slice(None)) -> list:
-        return [self.servers.get(k, {}).get("peak_concurrency", 0) for k in self.keys[rows]]
+    def peak_concurrency(self) -> list:
+        """Per row, its server's peak concurrency."""
+        return [self.servers.get(k, {}).get("peak_concurrency", 0) for k in self.keys]
 
 
 def context(df: pd.DataFrame) -> Context:

@@ -128,11 +128,7 @@ def write(analysis, fh, chunk_rows: int = 200) -> None:
     `chunk_rows` rows at a time: memory follows the chunk, not the capture, and 200
     rows keep a chunk's values in the CPU caches (1,000 rows: 0.33 s)."""
     write_head(analysis, fh)
-    sep = "\n  "
-    for lines in record_lines(analysis.connections, chunk_rows):
-        fh.write(sep + b",\n  ".join(lines).decode())
-        sep = ",\n  "
-    write_tail(fh, len(analysis.connections))
+    write_records(fh, record_lines(analysis.connections, chunk_rows))
 
 
 def write_head(analysis, fh) -> None:
@@ -143,10 +139,15 @@ def write_head(analysis, fh) -> None:
     fh.write(head[:-2] + ',\n "connections": [')
 
 
-def write_tail(fh, connections: int) -> None:
-    """The document's end after `connections` records, each written as
-    "\\n  " + record for the first and ",\\n  " + record for the others."""
-    fh.write("\n ]\n}\n" if connections else "]\n}\n")
+def write_records(fh, chunks) -> None:
+    """The rest of the document after write_head: the connections' JSON objects
+    (`chunks`: lists of record_lines' lines, in table order), then the end."""
+    sep, written = "\n  ", 0
+    for lines in chunks:
+        if lines:
+            fh.write(sep + b",\n  ".join(lines).decode())
+            sep, written = ",\n  ", written + len(lines)
+    fh.write("\n ]\n}\n" if written else "]\n}\n")
 
 
 def record_lines(conns: pd.DataFrame, chunk_rows: int = 200):

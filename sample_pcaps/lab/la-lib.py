@@ -65,7 +65,7 @@ def versions():
 class Lab:
     """Namespaces, processes, capture and labelling for one scenario."""
 
-    def __init__(self, scenario, veth=False):
+    def __init__(self, scenario, veth=False, ipv6=False):
         if os.geteuid() != 0:
             sys.exit("must run as root")
         self.scenario = scenario
@@ -76,6 +76,7 @@ class Lab:
         self.capture_proc = None
         self.capture_file = None
         self.veth = veth
+        self.ipv6 = ipv6
         self._cleaned = False
         atexit.register(self.cleanup)
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -99,6 +100,20 @@ class Lab:
                 run(["ip", "netns", "exec", ns, "ethtool", "-K", dev, "tso", "off",
                      "gso", "off", "gro", "off", "tx", "off"], check=False)
             self.dev = self.dev_c
+            if ipv6:
+                # optional IPv6 on the same veth pair (nodad: usable at once);
+                # ip_c/ip_s become the IPv6 addresses, the IPv4 ones stay in ip4_c/ip4_s
+                self.ip4_c, self.ip4_s = self.ip_c, self.ip_s
+                self.ip_c, self.ip_s = "fd00:203::1", "fd00:203::2"
+                for ns, dev, ip in ((self.ns_c, self.dev_c, self.ip_c),
+                                    (self.ns_s, self.dev_s, self.ip_s)):
+                    run(["ip", "netns", "exec", ns, "ip", "-6", "addr", "add", ip + "/64",
+                         "dev", dev, "nodad"])
+        elif ipv6:
+            self.ns_s = self.ns_c
+            self.ip4_c = self.ip4_s = "127.0.0.1"
+            self.ip_c = self.ip_s = "::1"
+            self.dev = "lo"
         else:
             self.ns_s = self.ns_c
             self.ip_c = self.ip_s = "127.0.0.1"
@@ -311,18 +326,26 @@ FIELDS = ["frame.number", "frame.time_relative", "ip.src", "tcp.srcport", "ip.ds
           "tcp.dstport", "tcp.stream", "tcp.flags.syn", "tcp.flags.ack",
           "tcp.flags.fin", "tcp.flags.reset", "tcp.len", "http.response.code",
           "http.request.method", "tcp.seq", "tcp.ack"]
+# queried after FIELDS (so FIELDS keeps its meaning): IPv6 addresses, absolute time
+EXTRA_FIELDS = ["ipv6.src", "ipv6.dst", "frame.time_epoch"]
+# extra tshark "decode as" rules, e.g. ["tcp.port==8081,http"]; empty by default
+DECODE_AS = []
 
 
 def conversations(capfile):
     """Per TCP stream facts, from tshark."""
     cmd = ["tshark", "-n", "-r", capfile, "-o", "tcp.relative_sequence_numbers:TRUE",
            "-Y", "tcp", "-T", "fields", "-E", "separator=|", "-E", "occurrence=f"]
-    for f in FIELDS:
+    for f in FIELDS + EXTRA_FIELDS:
         cmd += ["-e", f]
+    for d in DECODE_AS:
+        cmd += ["-d", d]
     r = run(cmd, timeout=60)
     conns = {}
     for line in r.stdout.splitlines():
-        v = dict(zip(FIELDS, line.split("|")))
+        v = dict(zip(FIELDS + EXTRA_FIELDS, line.split("|")))
+        if not v["ip.src"] and v.get("ipv6.src"):      # IPv6: "[addr]:port"
+            v["ip.src"], v["ip.dst"] = "[%s]" % v["ipv6.src"], "[%s]" % v["ipv6.dst"]
         st = int(v["tcp.stream"])
         fr = int(v["frame.number"])
         t = float(v["frame.time_relative"])
@@ -332,6 +355,10 @@ def conversations(capfile):
         if c is None:
             c = conns[st] = {"stream": st, "first_frame": fr, "t0": t, "frames": [],
                              "client": None, "server": None, "first": (src, dst)}
+            try:
+                c["t0_epoch"] = float(v.get("frame.time_epoch") or "nan")
+            except ValueError:
+                c["t0_epoch"] = float("nan")
         syn, ack = v["tcp.flags.syn"] in ("1", "True"), v["tcp.flags.ack"] in ("1", "True")
         fin, rst = v["tcp.flags.fin"] in ("1", "True"), v["tcp.flags.reset"] in ("1", "True")
         if syn and not ack and c["client"] is None:

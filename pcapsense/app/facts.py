@@ -35,9 +35,13 @@ COLUMNS = {
     "tls_server_hello_frame": "int", "tls_certificate": "obj", "tls_handshake_complete": "bool",
     "tls_client_app_data_frame": "int", "tls_alert": "str", "tls_alert_level": "int", "tls_alert_by": "str",
     "tls_alert_frame": "int", "tls_client_records": "int", "tls_server_records": "int",
+    "tls_client_request_frame": "int", "tls_client_request_ts": "int",
     "h2_frames": "int", "h2_goaway_frame": "int", "h2_goaway_by": "str", "h2_goaway_error": "str",
     "h2_goaway_last_stream": "int", "h2_rst_stream_frame": "int", "h2_rst_stream_error": "str",
     "h2_rst_streams": "int",
+    # (internal, not in the table: each exchange's request and response time, int64 pairs,
+    # for connections of two requests or more; classify.pool reads when they were idle)
+    "_exchange_times": "obj",
 }
 
 
@@ -102,6 +106,11 @@ def _tls_facts(row: dict, cl: list[Piece], sv: list[Piece], prefix="tls") -> Non
     else:
         row["tls_handshake_complete"] = c.ccs_frame is not None and s.ccs_frame is not None
     row["tls_client_app_data_frame"] = c.first_app_data_frame
+    # the client's first request: its first application-data record, but in TLS 1.3 the
+    # first one is the client's encrypted Finished
+    first_request = c.app_data[1 if row["tls_version"] == "TLS 1.3" else 0:][:1]
+    if first_request and row["tls_handshake_complete"]:
+        row["tls_client_request_frame"], row["tls_client_request_ts"] = first_request[0]
     alerts = [(a, "client") for a in c.alerts] + [(a, "server") for a in s.alerts]
     alerts.sort(key=lambda x: x[0].frame)
     fatal = [x for x in alerts if x[0].level == 2] or [x for x in alerts if x[0].description != "close_notify"]
@@ -131,6 +140,10 @@ def rows_for(stream_rows: np.ndarray, pieces: dict) -> tuple[list[dict], list[tu
             out.append(_one(st, pieces, client_dir, tot))
         except Exception as exc:  # noqa: BLE001 - hostile bytes must not stop the analysis
             out.append({"stream": st, "app_protocol": "unknown", "app_error": f"{type(exc).__name__}: {exc}"[:200]})
+    for row in out:                  # the times a pooled connection was idle (classify.pool)
+        ex = row.get("_exchanges")
+        if ex and len(ex) >= 2:
+            row["_exchange_times"] = np.array([(x[6] or 0, x[12] or 0) for x in ex], dtype=np.int64).tobytes()
     exchanges = [x for row in out for x in row.pop("_exchanges", [])]
     return out, exchanges
 

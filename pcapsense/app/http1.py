@@ -109,7 +109,7 @@ def _parse_head(kind: str, head: bytes, msg: Message) -> None:
         parts = first.split(" ", 2)
         if kind == "request" and len(parts) >= 2:
             msg.method, msg.target = parts[0], parts[1]
-        elif kind == "response" and len(parts) >= 2 and parts[1].isdigit():
+        elif kind == "response" and len(parts) >= 2 and parts[1].isascii() and parts[1].isdigit():
             msg.status = int(parts[1])
         return
     try:
@@ -146,7 +146,7 @@ def _first_line(kind: str, buf: bytes, msg: Message) -> None:
     parts = buf[:end].decode("latin-1", "replace").split(" ", 2)
     if kind == "request" and len(parts) == 3:
         msg.method, msg.target, msg.version = parts[0], parts[1], parts[2].removeprefix("HTTP/")
-    elif kind == "response" and len(parts) >= 2 and parts[1].isdigit():
+    elif kind == "response" and len(parts) >= 2 and parts[1].isascii() and parts[1].isdigit():
         msg.version, msg.status = parts[0].removeprefix("HTTP/"), int(parts[1])
         msg.reason = parts[2] if len(parts) > 2 else ""
 

@@ -49,6 +49,7 @@ class TlsSide:
     certificate: dict | None = None
     ccs_frame: int | None = None
     first_app_data_frame: int | None = None
+    app_data: list[tuple[int, int]] = field(default_factory=list)   # (frame, ts) of the first 2 records
     alerts: list[Alert] = field(default_factory=list)
     handshake_msgs: list[int] = field(default_factory=list)
 
@@ -178,6 +179,8 @@ def parse_direction(pieces: list[Piece], client: bool) -> TlsSide:
         elif ctype == 23:
             if side.first_app_data_frame is None:
                 side.first_app_data_frame = fr
+            if len(side.app_data) < 2:
+                side.app_data.append((fr, ts))
         pos += 5 + ln
     for p in pieces:
         if not p.tail:

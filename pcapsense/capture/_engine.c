@@ -70,6 +70,7 @@ typedef struct {
     int64_t first_fin_ts, first_rst_ts;
     int64_t last_seg_ts;          /* last segment carrying data/SYN/FIN (for OOO) */
     int64_t last_syn_ts, first_synack_ts;
+    int64_t first_alert_frame, first_alert_ts;   /* first segment that is one TLS alert record */
     uint32_t isn, nextseq, last_ack, fin_seq;
     uint32_t retransmissions, out_of_order, lost_segments, ack_unseen, keepalives,
              zero_windows, dup_acks, syn_pkts, synack_pkts, fin_pkts, rst_pkts,
@@ -417,6 +418,18 @@ typedef struct {
     int fragment;
 } ippkt_t;
 
+/* One whole TLS alert record and nothing else: type 21 (cleartext, or TLS <= 1.2
+ * encrypted: 26 bytes for AES-GCM, 32-48 for CBC) or TLS 1.3's encrypted alert, an
+ * application-data record of 19 bytes (2 alert bytes, the inner type, a 16-byte tag). */
+static int is_tls_alert_segment(const uint8_t *p, uint32_t captured, uint32_t payload_len) {
+    if (captured < 5 || payload_len < 7 || payload_len > 5 + 64) return 0;
+    if (p[1] != 3 || p[2] > 4) return 0;
+    uint32_t len = ((uint32_t)p[3] << 8) | p[4];
+    if (len + 5 != payload_len) return 0;
+    if (p[0] == 21) return 1;
+    return p[0] == 23 && len == 19;
+}
+
 static int starts_http_message(const uint8_t *p, uint32_t n) {
     static const struct { const char *t; uint32_t l; } tok[] = {
         {"GET ", 4}, {"POST ", 5}, {"PUT ", 4}, {"HEAD ", 5}, {"DELETE ", 7}, {"OPTIONS ", 8},
@@ -669,7 +682,14 @@ static int track_tcp(Engine *e, ippkt_t *ip, int64_t ts, pkt_t *out, int *emitte
             uint32_t n = captured < 8 ? captured : 8;
             memcpy(me->head, t + doff, n); me->head_len = (uint8_t)n;
         }
-        me->last_data_frame = frame; me->last_data_ts = ts;
+        /* a segment that is exactly one TLS alert record (close_notify before a FIN, a
+         * fatal alert; TLS 1.3 hides it in a 19-byte application-data record) ends the
+         * conversation, it is not data: it must not reset the idle timer */
+        if (is_tls_alert_segment(t + doff, captured, payload_len)) {
+            if (!me->first_alert_frame) { me->first_alert_frame = frame; me->first_alert_ts = ts; }
+        } else {
+            me->last_data_frame = frame; me->last_data_ts = ts;
+        }
     }
     /* (a stream already handed over by app_tails_for gets nothing more: its late
      * bytes would not be parsed) */

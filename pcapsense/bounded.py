@@ -63,7 +63,7 @@ PASS_BYTES = 5 << 29
 REPORT_COLUMNS = ("stream", "client_ip", "client_port", "server_ip", "server_port", "start", "duration_s",
                   "client_bytes", "server_bytes", "close_kind", "closer", "close_frame", "closer_state",
                   "peer_state", "conn_state", "phase", "cause", "confidence", "cause_detail", "python_error",
-                  "fix_section", "fix", "fix_snippet", "abnormal", "wireshark_filter", "http_host", "tls_sni",
+                  "fix_section", "fix", "fix_snippet", "abnormal", "inferred", "wireshark_filter", "http_host", "tls_sni",
                   "server_keepalive_timeout_s", "server_keepalive_closes", "server_peak_concurrency")
 
 
@@ -73,7 +73,7 @@ MINIMAL_COLUMNS = ("stream", "close_kind", "cause", "abnormal")
 #: what the HTML report reads of every connection (its verdict and server table,
 #: html._VERDICT_COLUMNS and _SERVER_COLUMNS; its figures; the choice of its cards;
 #: Analysis.packets_of); a card's row is read whole from its pass's file
-HTML_COLUMNS = ("stream", "abnormal", "cause", "start", "end", "close_time", "close_kind", "closer", "server_ip",
+HTML_COLUMNS = ("stream", "abnormal", "cause", "inferred", "confidence", "start", "end", "close_time", "close_kind", "closer", "server_ip",
                 "server_port", "client_ip", "client_port", "http_host", "tls_sni", "server_keepalive_timeout_s",
                 "server_keepalive_closes", "server_peak_concurrency", "cause_detail", "python_error", "fix",
                 "fix_section", "fix_snippet", "idle_before_close_s", "max_idle_s", "first_frame", "last_frame",
@@ -250,14 +250,14 @@ class _Run:
             path = _path(tmp, "pass", k)
             df = _load(path)
             conn_table.renumber(df, g)
-            classify.add_context(df, c.conc_at_close[g], c.later[g], c.reused_open[g])
+            classify.add_context(df, c.rows(g))
             out = classify.decide(df, c.keys[g], c.servers, c.capture_end_s)
             cause[g], idle_s[g] = out["cause"], out["_idle_s"]
             _dump((df, out), path)
             del df, out
             memory.release()
         # 4. across connections, then each pass finished and written
-        claims = classify.pool_overflow_claims(ctx_cols, cause, c.keys)
+        claims = classify.pool.claims(ctx_cols, cause, c.keys)
         del ctx_cols, cause
         timeout, closes = classify.keepalive_timeouts(c.keys, idle_s)
         peak = np.array(c.peak_concurrency(), dtype=np.int64)
@@ -271,7 +271,7 @@ class _Run:
                 continue
             path = _path(tmp, "pass", k)
             df, out = _load(path)
-            classify.apply_pool_overflow(out, claimed[k])
+            classify.pool.apply(out, claimed[k])
             df = classify.finish(df, out, timeout[g], closes[g], peak[g])
             del out
             if redact:

@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 
 from ..memory import release, shared_strings
-from . import advice
-from .rules import RULES, Facts, Match, idle_threshold_s
+from . import advice, pool
+from .rules import RULES, Facts, Match, idle_threshold_s, tls_exchange_view
 
 NS = 1_000_000_000
+RST_BURST_NS = 10_000_000     # server resets this close together: one event (a restart, a crash)
 PHASES = ["tcp-handshake", "tls-handshake", "request", "awaiting-response", "response", "idle", "tunnel",
           "data", "open"]
 
@@ -40,8 +41,9 @@ def _server_context(df: pd.DataFrame, keys: np.ndarray, codes: np.ndarray) \
     conc_at_close = np.zeros(len(df), dtype=np.int64)
     reused_open = np.zeros(len(df), dtype=np.int64)
     later = np.zeros(len(df), dtype=bool)
+    rst_burst = np.zeros(len(df), dtype=np.int64)
     if not len(df):
-        return ctx, conc_at_close, later, reused_open
+        return ctx, conc_at_close, later, reused_open, rst_burst
     start = df["_start_ns"].to_numpy()
     end = df["_end_ns"].to_numpy()
     close = df["_close_ns"].to_numpy()
@@ -49,7 +51,10 @@ def _server_context(df: pd.DataFrame, keys: np.ndarray, codes: np.ndarray) \
     # the few columns read per server, as arrays (a row slice of the table per server
     # copied every column: the whole table, for a capture with one busy server)
     requests = df["http_requests"].fillna(0).to_numpy() if "http_requests" in df else np.zeros(len(df))
-    server_rst = ((df["close_kind"] == "RST") & (df["closer"] == "server")).to_numpy()
+    # resets of established connections (not refused SYNs)
+    server_rst = ((df["close_kind"] == "RST") & (df["closer"] == "server")).to_numpy() \
+        & ~np.isin(df["closer_state"].astype(str).to_numpy(), ["LISTEN", "NONE", "SYN_RECEIVED"]) \
+        if "closer_state" in df else ((df["close_kind"] == "RST") & (df["closer"] == "server")).to_numpy()
     close_ns = df["_close_ns"].to_numpy()
     order = np.argsort(codes, kind="stable")
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
@@ -73,11 +78,50 @@ def _server_context(df: pd.DataFrame, keys: np.ndarray, codes: np.ndarray) \
         rst_t = np.sort(close_ns[ii][server_rst[ii]])
         burst = 0
         if len(rst_t):
-            j = np.searchsorted(rst_t, rst_t + 10_000_000, side="right")
+            j = np.searchsorted(rst_t, rst_t + RST_BURST_NS, side="right")
             burst = int((j - np.arange(len(rst_t))).max())
+            mine = ii[server_rst[ii]]
+            t = close_ns[mine]
+            rst_burst[mine] = np.searchsorted(rst_t, t + RST_BURST_NS, side="right") \
+                - np.searchsorted(rst_t, t - RST_BURST_NS, side="left")
         ctx[key] = {"peak_concurrency": peak, "rst_burst": burst, "connections": len(ii),
                     "reused_connections": reused}
-    return ctx, conc_at_close, later, reused_open
+    return ctx, conc_at_close, later, reused_open, rst_burst
+
+
+def _held_context(df: pd.DataFrame, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each connection the server closed first (FIN) and the client kept in
+    CLOSE_WAIT: how many new connections the same client opened to the same server while
+    it held this one (until its own FIN, or the capture's end), and the longest delay
+    with which that client closed its other connections after the server's FIN (a pool
+    that closes dead connections lazily, at its next checkout)."""
+    n = len(df)
+    opened = np.zeros(n, dtype=np.int64)
+    lazy = np.zeros(n)
+    held = (df["first_fin_by"].astype(str).to_numpy() == "server") & (df["_fin_ts"].to_numpy() > 0) \
+        & (df["close_kind"].astype(str).to_numpy() == "FIN")
+    if not held.any():
+        return opened, lazy
+    fin = df["_fin_ts"].to_numpy()
+    delay = df["_client_fin_delay_s"].to_numpy()
+    end_ns = df["_end_ns"].max()
+    until = np.where(np.isnan(delay), end_ns, fin + np.nan_to_num(delay) * NS)
+    start = df["_start_ns"].to_numpy()
+    lazy_close = np.where(held & (delay >= 0.1), delay, 0.0)
+    client = df["client_ip"].to_numpy()
+    groups = pd.Series(np.arange(n)).groupby([keys, client], sort=False, dropna=False).indices
+    for idx in groups.values():
+        h = idx[held[idx]]
+        if not len(h):
+            continue
+        st = np.sort(start[idx])
+        opened[h] = np.searchsorted(st, until[h], side="right") - np.searchsorted(st, fin[h], side="right")
+        lz = lazy_close[idx]
+        if lz.max() > 0:
+            top2 = np.sort(lz)[-2:]
+            # the longest lazy close among the group's other connections
+            lazy[h] = np.where(lazy_close[h] == top2[-1], top2[0] if len(top2) > 1 else 0.0, top2[-1])
+    return opened, lazy
 
 
 def keepalive_servers(df: pd.DataFrame) -> pd.DataFrame:
@@ -113,76 +157,6 @@ def _phase(f: Facts) -> str:
     return "data"
 
 
-POOL_BUSY_NS = 50_000_000      # still carrying data this long after the close: busy
-POOL_WINDOW_NS = 50_000_000    # "right after the response", "went idle together"
-
-
-def pool_overflow_claims(df: pd.DataFrame, cause: np.ndarray, keys: np.ndarray) -> list[tuple[int, int]]:
-    """Cross-connection evidence of a full urllib3 pool: a client closes keep-alive
-    connections right after complete responses while other connections of the same
-    client to the same server stay open and go idle (the pool kept them: the server
-    later closes them as idle, or they are still open at the end), and none of its
-    other connections is still busy: the workers were done. A client that ends all its
-    connections when its work is done leaves no such survivors; a client under steady
-    load that closes some connections by design (not from a full pool) has busy ones.
-
-    `df`: the table or its CONTEXT_COLUMNS, `cause`: every row's cause before this pass,
-    `keys`: server_keys(). Returns (row, other connections kept open) for each row this
-    pass claims (apply_pool_overflow writes them); every row is claimed at most once."""
-    claims: list[tuple[int, int]] = []
-    cause = np.asarray(cause, dtype=object)
-    survivor = np.isin(cause, ["idle-close", "keepalive-race", "connection-leak", "incomplete"])
-    if not survivor.any():
-        return claims
-    start, close = df["_start_ns"].to_numpy(), df["_close_ns"].to_numpy()
-    close = np.where(close > 0, close, df["_end_ns"].to_numpy())
-    client = df["client_ip"].to_numpy()
-    sv_last = df["_server_last_data_ns"].to_numpy()
-    after_response = close - sv_last                   # >= 0: after the whole response
-    quick = (df["closer"].to_numpy() == "client") & (df["close_kind"].to_numpy() == "FIN") & (cause == "graceful") \
-        & df["http_server_keep_alive"].fillna(False).to_numpy().astype(bool) \
-        & (df["http_client_keep_alive"].fillna(False).to_numpy().astype(bool)) \
-        & (after_response >= 0) & (after_response <= POOL_WINDOW_NS)
-    last_data = df["_last_data_ns"].to_numpy()
-    # groups of (server, client): no string per connection for the key
-    groups = pd.Series(np.arange(len(df))).groupby([keys, client], sort=False, dropna=False).indices
-    for idx in groups.values():
-        q = idx[quick[idx]]
-        sv = idx[survivor[idx]]
-        if not len(q) or not len(sv):
-            continue
-        # the workers were done: no connection of this client to this server that was
-        # open when this one closed still carries data more than POOL_BUSY_NS later (a client
-        # under steady load that simply closes some connections is not a full pool)
-        order = np.argsort(start[idx], kind="stable")
-        st_sorted = start[idx][order]
-        latest = np.maximum.accumulate(last_data[idx][order])
-        k = np.searchsorted(st_sorted, close[q], side="right") - 1
-        busy = (k >= 0) & (latest[np.maximum(k, 0)] > close[q] + POOL_BUSY_NS)
-        q = q[~busy]
-        if not len(q):
-            continue
-        for lo in range(0, len(q), 128):             # bounded matrices (128 x survivors)
-            qq = q[lo:lo + 128]
-            # kept connections went idle together with this one (the workers were done)
-            alive = (start[sv][None, :] <= close[qq][:, None]) & (close[sv][None, :] > close[qq][:, None]) \
-                & (np.abs(sv_last[sv][None, :] - sv_last[qq][:, None]) <= POOL_WINDOW_NS)
-            n_alive = alive.sum(axis=1)
-            claims += zip(qq[n_alive > 0].tolist(), n_alive[n_alive > 0].tolist())
-    return claims
-
-
-def apply_pool_overflow(out: dict, claims) -> None:
-    """Write pool_overflow_claims() into decide()'s `out` (rows: its positions)."""
-    for i, k in claims:
-        out["cause"][i] = "pool-overflow"
-        out["confidence"][i] = 0.65
-        out["alternatives"][i] = ",".join(x for x in ("graceful", out["alternatives"][i]) if x)
-        out["cause_detail"][i] = (f"the client closed this keep-alive connection right after a complete "
-                                  f"response while it kept {int(k)} other connection(s) to the server open "
-                                  f"and idle: its pool was full and discarded this one")
-
-
 def _fast_path(df: pd.DataFrame) -> np.ndarray:
     """Vectorised decision for the connections no specific rule can claim: a FIN
     exchange (Zeek SF, no RST), plain HTTP/1 or no payload, every request answered with
@@ -208,8 +182,7 @@ def _fast_path(df: pd.DataFrame) -> np.ndarray:
     cfin = df["_client_fin_delay_s"].to_numpy()
     prompt = ~(cfin >= 1.0)                      # NaN-safe: the client closed promptly
     out = np.full(n, "", dtype=object)
-    pool_candidate = (df["http_requests"].fillna(0).to_numpy() == 1) & (df["reused_open_at_close"].to_numpy() > 0)
-    client_first = ok & (closer == "client") & ~pool_candidate
+    client_first = ok & (closer == "client")
     out[client_first] = "graceful"               # (the pool-overflow pass may still claim some)
     server_first = ok & (closer == "server") & prompt
     idle_close = server_first & ka & (idle >= idle_threshold_s(rtt))
@@ -219,7 +192,9 @@ def _fast_path(df: pd.DataFrame) -> np.ndarray:
 
 
 TIMES_DTYPE = np.dtype([("fin_ts", "<i8"), ("rst_ts", "<i8"), ("first_ts", "<i8"), ("last_ts", "<i8"),
-                        ("d", [("last_data_ts", "<i8"), ("first_fin_ts", "<i8")], (2,))])
+                        ("d", [("last_data_ts", "<i8"), ("last_data_frame", "<i8"), ("first_fin_ts", "<i8"),
+                               ("first_alert_frame", "<i8"),
+                               ("first_alert_ts", "<i8")], (2,))])
 
 
 def stream_times(streams: np.ndarray) -> np.ndarray:
@@ -228,7 +203,7 @@ def stream_times(streams: np.ndarray) -> np.ndarray:
     out = np.empty(len(streams), dtype=TIMES_DTYPE)
     for f in ("fin_ts", "rst_ts", "first_ts", "last_ts"):
         out[f] = streams[f]
-    for f in ("last_data_ts", "first_fin_ts"):
+    for f in ("last_data_ts", "last_data_frame", "first_fin_ts", "first_alert_frame", "first_alert_ts"):
         out["d"][f] = streams["d"][f]
     return out
 
@@ -277,11 +252,12 @@ def _add_app_columns(df: pd.DataFrame, app: pd.DataFrame) -> None:
         df[col] = s
 
 
-#: the columns the cross-connection context reads (context(), pool_overflow_claims()):
+#: the columns the cross-connection context reads (context(), pool.claims()):
 #: about 80 bytes a connection, all an out-of-core run keeps of every connection
 CONTEXT_COLUMNS = ("stream", "first_frame", "server_ip", "server_port", "client_ip", "_start_ns", "_end_ns",
                    "_close_ns", "_server_last_data_ns", "_last_data_ns", "http_requests", "close_kind", "closer",
-                   "http_server_keep_alive", "http_client_keep_alive")
+                   "http_server_keep_alive", "http_client_keep_alive", "closer_state", "first_fin_by", "_fin_ts",
+                   "_client_fin_delay_s", "http_user_agent", "_exchange_times")
 RESULT_COLUMNS = ("cause", "confidence", "evidence_frames", "alternatives", "python_error", "fix", "fix_section",
                   "fix_snippet", "cause_detail", "server_keepalive_timeout_s")
 
@@ -296,10 +272,10 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
     if not len(df):
         return _finish_empty(df)
     c = context(df)
-    add_context(df, c.conc_at_close, c.later, c.reused_open)
+    add_context(df, c.rows())
     out = decide(df, c.keys, c.servers, c.capture_end_s)
     release()                  # (the rules' inputs, made and freed a chunk at a time)
-    apply_pool_overflow(out, pool_overflow_claims(df, out["cause"], c.keys))
+    pool.apply(out, pool.claims(df, out["cause"], c.keys))
     timeout, closes = keepalive_timeouts(c.keys, out["_idle_s"])
     return finish(df, out, timeout, closes, c.peak_concurrency())
 
@@ -308,6 +284,7 @@ def _finish_empty(df: pd.DataFrame) -> pd.DataFrame:
     for col in RESULT_COLUMNS:
         df[col] = pd.Series(dtype=object)
     df["phase"] = pd.Categorical([], categories=PHASES)
+    df["inferred"] = pd.Series(dtype=bool)
     return df
 
 
@@ -337,10 +314,44 @@ def prepare(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.D
     cl_last = np.where(cl_last > fin_ts, 0, cl_last)
     idle = (fin_ts - np.maximum(sv_last, cl_last)) / NS
     df["idle_before_close_s"] = np.where((fin_ts > 0) & (np.maximum(sv_last, cl_last) > 0), idle, np.nan)
+    df["_client_last_data_ns"] = d["last_data_ts"][idx, cd]
+    df["_client_last_data_frame"] = d["last_data_frame"][idx, cd] if "last_data_frame" in d.dtype.names else 0
     _add_app_columns(df, app)
     release()                  # (the facts' columns, freed as they were added, back to the OS)
     df["app_protocol"] = df["app_protocol"].fillna("none")
+    _tls_close(df, d, cd, idx)
     return df
+
+
+def _tls_close(df: pd.DataFrame, d: np.ndarray, cd: np.ndarray, idx: np.ndarray) -> None:
+    """Who ended TLS: the side whose alert record (close_notify, or any alert; the engine
+    notes each direction's first segment that is one alert record) came first, on TLS
+    connections. `tls_close_by`, `tls_close_frame`; the idle time of a TLS connection the
+    server ended with an alert is measured up to that alert (nginx: close_notify, then
+    FIN), not up to the FIN."""
+    n = len(df)
+    tls = df["tls"].fillna(False).to_numpy().astype(bool) if "tls" in df else np.zeros(n, dtype=bool)
+    a_ts = d["first_alert_ts"]
+    c_ts, s_ts = a_ts[idx, cd], a_ts[idx, 1 - cd]
+    c_fr, s_fr = d["first_alert_frame"][idx, cd], d["first_alert_frame"][idx, 1 - cd]
+    server_first = tls & (s_ts > 0) & ((c_ts == 0) | (s_ts <= c_ts))
+    client_first = tls & (c_ts > 0) & ~server_first
+    by = np.full(n, None, dtype=object)
+    by[server_first], by[client_first] = "server", "client"
+    df["tls_close_by"] = by
+    frame = np.where(server_first, s_fr, np.where(client_first, c_fr, 0))
+    df["tls_close_frame"] = pd.arrays.IntegerArray(frame.astype(np.int64), frame <= 0)
+    close_ns = np.where(server_first, s_ts, np.where(client_first, c_ts, 0))
+    df["_tls_close_ns"] = close_ns
+    if server_first.any():
+        sv_last = df["_server_last_data_ns"].to_numpy()
+        cl_last = df["_client_last_data_ns"].to_numpy()
+        cl_before = np.where(cl_last > close_ns, 0, cl_last)
+        last = np.maximum(sv_last, cl_before)
+        idle = df["idle_before_close_s"].to_numpy().copy()
+        ok = server_first & (last > 0)
+        idle[ok] = (close_ns[ok] - last[ok]) / NS
+        df["idle_before_close_s"] = idle
 
 
 class Context:
@@ -349,10 +360,21 @@ class Context:
     concurrency, reset burst, connections, reused connections), per row
     `conc_at_close`, `later`, `reused_open`, and the capture's end in seconds."""
 
-    def __init__(self, keys, servers, conc_at_close, later, reused_open, capture_end_s):
+    def __init__(self, keys, servers, conc_at_close, later, reused_open, capture_end_s, rst_burst=None,
+                 opened_while_held=None, lazy_close_s=None):
         self.keys, self.servers = keys, servers
         self.conc_at_close, self.later, self.reused_open = conc_at_close, later, reused_open
+        n = len(keys)
+        self.rst_burst = np.zeros(n, dtype=np.int64) if rst_burst is None else rst_burst
+        self.opened_while_held = np.zeros(n, dtype=np.int64) if opened_while_held is None else opened_while_held
+        self.lazy_close_s = np.zeros(n) if lazy_close_s is None else lazy_close_s
         self.capture_end_s = capture_end_s
+
+    def rows(self, g=slice(None)) -> dict:
+        """The per-row context columns of rows `g` (add_context() writes them)."""
+        return {"reused_open_at_close": self.reused_open[g], "concurrent_at_close": self.conc_at_close[g],
+                "later_conns_to_server": self.later[g], "server_rst_burst": self.rst_burst[g],
+                "_client_opened_while_held": self.opened_while_held[g], "_client_lazy_close_s": self.lazy_close_s[g]}
 
     def peak_concurrency(self) -> list:
         """Per row, its server's peak concurrency."""
@@ -363,15 +385,15 @@ def context(df: pd.DataFrame) -> Context:
     """The cross-connection context of every row of `df` (the prepared table of every
     connection, or its CONTEXT_COLUMNS in table order)."""
     keys, key_codes = server_keys(df)
-    ctx, conc, later, reused_open = _server_context(df, keys, key_codes)
-    return Context(keys, ctx, conc, later, reused_open, df["_end_ns"].max() / NS)
+    ctx, conc, later, reused_open, rst_burst = _server_context(df, keys, key_codes)
+    opened, lazy = _held_context(df, keys)
+    return Context(keys, ctx, conc, later, reused_open, df["_end_ns"].max() / NS, rst_burst, opened, lazy)
 
 
-def add_context(df: pd.DataFrame, conc_at_close, later, reused_open) -> None:
-    """The context's per-row columns, in the table's column order."""
-    df["reused_open_at_close"] = reused_open
-    df["concurrent_at_close"] = conc_at_close
-    df["later_conns_to_server"] = later
+def add_context(df: pd.DataFrame, columns: dict) -> None:
+    """The context's per-row columns (Context.rows()), in the table's column order."""
+    for name, values in columns.items():
+        df[name] = values
 
 
 def decide(df: pd.DataFrame, keys: np.ndarray, servers: dict, cap_end) -> dict:
@@ -388,6 +410,7 @@ def decide(df: pd.DataFrame, keys: np.ndarray, servers: dict, cap_end) -> dict:
                                                   "phase", "closer")}
     out["confidence"] = np.empty(n)                   # (floats in arrays: no object per row)
     out["_idle_s"] = np.full(n, np.nan)
+    out["_tls_view"] = np.zeros(n, dtype=bool)
     close_frame = df["close_frame"].to_numpy(dtype=object)
     closer_col = df["closer"].astype(str).to_numpy()
     idle_col = df["idle_before_close_s"].to_numpy()
@@ -411,6 +434,11 @@ def decide(df: pd.DataFrame, keys: np.ndarray, servers: dict, cap_end) -> dict:
             next_slow += SLOW_CHUNK
         row = recs.pop(i)
         row["capture_end_s"] = cap_end
+        wire_closer = row["closer"]
+        if row.get("tls") and row.get("tls_handshake_complete") and not row.get("http_requests") \
+                and row.get("app_protocol") == "tls":
+            tls_exchange_view(row)
+            out["_tls_view"][i] = True
         f = Facts(row, servers.get(keys[i], {}))
         matches: list[Match] = []
         for cause, fn in RULES:
@@ -431,11 +459,32 @@ def decide(df: pd.DataFrame, keys: np.ndarray, servers: dict, cap_end) -> dict:
         out["alternatives"][i] = ",".join(dict.fromkeys(x.cause for x in matches[1:] if x.cause != m.cause))
         out["cause_detail"][i] = m.why
         out["phase"][i] = _phase(f)
-        out["closer"][i] = m.closer or row["closer"]
+        out["closer"][i] = m.closer or wire_closer
         if m.cause in ("idle-close", "keepalive-race"):
             idle_s = m.extra.get("idle_s")
             out["_idle_s"][i] = np.nan if idle_s is None else idle_s
     return out
+
+
+#: causes that rest on timing or on a pattern across connections, not on what the packets
+#: show (an alert, a status, a GOAWAY, a RST to a SYN or to a request that crossed a FIN,
+#: a forged TTL, retransmissions, a reset or a close while a response flowed): why the
+#: server closed without answering (a rule or a timeout), why the client gave up, a
+#: pool, a leak, an idle timeout
+INFERRED_CAUSES = ("idle-close", "request-rejected", "server-timeout", "pool-overflow", "connection-leak",
+                   "client-timeout", "unknown")
+#: a match less sure than this is an inference whatever its cause
+INFERRED_BELOW = 0.75
+
+
+def inferred(cause: np.ndarray, confidence: np.ndarray, tls_view=None) -> np.ndarray:
+    """Per row: the cause is an inference (the `inferred` column; the verdict says what
+    is certain first and words an inference as one). A TLS connection read without its
+    keys is decided from its records' timing: every cause but graceful is inferred."""
+    out = np.isin(cause, INFERRED_CAUSES) | (confidence < INFERRED_BELOW)
+    if tls_view is not None:
+        out |= np.asarray(tls_view, dtype=bool) & (cause != "graceful")
+    return out & (cause != "graceful") & (cause != "incomplete")
 
 
 def keepalive_timeouts(keys: np.ndarray, idle_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -468,5 +517,7 @@ def finish(df: pd.DataFrame, out: dict, keepalive_timeout_s, keepalive_closes, p
     df["server_keepalive_closes"] = keepalive_closes
     df["server_peak_concurrency"] = peak_concurrency
     df["abnormal"] = ~df["cause"].isin(["graceful", "idle-close", "incomplete"]).to_numpy()
+    df["inferred"] = inferred(np.asarray(out["cause"], dtype=object), np.asarray(out["confidence"]),
+                              out.get("_tls_view"))
     drop = [c for c in df.columns if c.startswith("_") and c not in ("_client_dir",)]
     return df.drop(columns=drop)

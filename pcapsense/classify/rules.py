@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from typing import Callable
 
 NS = 1_000_000_000
@@ -78,12 +79,67 @@ class Facts:
         return rts is not None and cts is not None and rts > cts
 
     @property
+    def response_complete(self) -> bool | None:
+        """The last response arrived whole. When the snaplen cut packets of the connection
+        (a cut head hides where the body starts, cut chunks hide the chunk sizes), the
+        parser cannot tell, and the packets decide: the server had stopped sending before
+        the connection was closed."""
+        done = self.http_last_response_complete
+        if done is False and (self.snaplen_cut_packets or 0) > 0:
+            last, close = self._server_last_data_ns, self.close_ts
+            return bool(last and close and last <= close)
+        return done
+
+    @property
     def response_flowing(self) -> bool:
-        return self.http and self.http_last_request_answered and self.http_last_response_complete is False
+        return self.http and self.http_last_request_answered and self.response_complete is False
 
     @property
     def all_answered(self) -> bool:
-        return self.http and (self.http_unanswered or 0) == 0 and self.http_last_response_complete is not False
+        return self.http and (self.http_unanswered or 0) == 0 and self.response_complete is not False
+
+
+def tls_exchange_view(row: dict) -> None:
+    """The exchange model of a TLS connection whose bytes pcapsense cannot read (no key
+    log): the client's application-data records are its requests, the server's records
+    its responses, and the TLS close decides who ended it. Writes into `row` (a rule
+    input row, see classify.decide) the HTTP facts the rules read, from the times the
+    engine keeps of each direction's last data (alert records excluded) and the client's
+    first request record:
+
+    - a request is the client's data after the handshake; the last one was answered when
+      the server sent data after it; there was an earlier exchange when the server sent
+      data after the first request and before the client's last data;
+    - the side whose alert (close_notify) came first closed the connection, even when the
+      other side's FIN or RST reached the wire first (Python clients answer a close_notify
+      within a millisecond, often with RST); the wire's `closer` and `close_kind` stay in
+      the table, only the rules see this view.
+    """
+    req, cl, sv = row.get("tls_client_request_ts"), row.get("_client_last_data_ns"), row.get("_server_last_data_ns")
+    by, close_ns = row.get("tls_close_by"), row.get("_tls_close_ns") or 0
+    row["_tls_view"] = True
+    if by is not None and close_ns > 0:
+        wire = row.get("close_time")
+        wire_ns = None if wire is None else wire.value
+        if wire_ns is None or close_ns <= wire_ns + 1:
+            row["closer"], row["close_kind"] = by, "FIN"
+            row["close_time"] = pd.Timestamp(close_ns, tz="UTC")
+            row["close_frame"] = row.get("tls_close_frame") or row.get("close_frame")
+            row["first_fin_by"], row["_fin_ts"] = by, close_ns
+            row["_tls_closed"] = True
+    if req is None or not cl:
+        return
+    cl = max(cl, req)
+    answered = bool(sv) and sv > cl
+    row["http_requests"] = 2 if (sv and req < sv < cl) else 1
+    row["http_last_method"] = "a request"
+    row["http_last_request_ts"] = cl
+    row["http_last_request_frame"] = row.get("_client_last_data_frame") or row.get("tls_client_request_frame")
+    row["http_last_request_complete"] = True
+    row["http_last_request_answered"] = answered
+    row["http_unanswered"] = 0 if answered else 1
+    row["http_last_response_ts"] = sv if answered else None
+    row["http_last_response_complete"] = True if answered else None
 
 
 def _frames(*xs) -> list[int]:
@@ -229,7 +285,11 @@ def body_too_large(f: Facts):
         return Match("body-too-large", 0.8 if declared > 1_000_000 else 0.6,
                      _frames(f.http_last_request_frame, f.close_frame),
                      f"server closed while the body was arriving: {_n(sent)} of {_n(declared)} bytes sent")
-    if f.http_last_method in ("POST", "PUT", "PATCH") and f.http_last_request_complete is False \
+    # (the declared length unknown: the client must still have been sending when the
+    # server closed; a head cut by the snaplen leaves a finished request looking cut too)
+    cl_last, close = f._client_last_data_ns, f.close_ts
+    sending = bool(cl_last and close and cl_last >= close - max(0.05, 10 * f.rtt_s) * NS)
+    if f.http_last_method in ("POST", "PUT", "PATCH") and f.http_last_request_complete is False and sending \
             and f.closer == "server" and f.close_kind != "none" and (f.client_payload_bytes or 0) >= 65536:
         return Match("body-too-large", 0.55, _frames(f.http_last_request_frame, f.close_frame),
                      f"server closed while a {f.http_last_method} body was still arriving "
@@ -255,8 +315,13 @@ def keepalive_race(f: Facts):
     req = f.http_last_request_ts
     if fin is None or req is None:
         return None
-    window = max(3 * f.rtt_s, 0.05) * NS
-    if req >= fin - window:
+    # the request crossed the FIN: sent after it, or before it by less than about one
+    # round trip (a FIN that follows a request by more had time to answer it: a rejection)
+    window = (1.2 * f.rtt_s + 0.001) * NS
+    # and the server was idle before its FIN (its keep-alive timeout), not answering
+    sv_last = f._server_last_data_ns or 0
+    idle_ok = not sv_last or (fin - sv_last) >= idle_threshold_s(f.rtt_s) * NS
+    if req >= fin - window and idle_ok:
         idle = f.idle_before_close_s or 0.0
         return Match("keepalive-race", 0.9, _frames(f.close_frame, f.http_last_request_frame, f.first_rst_frame),
                      f"the server closed the idle connection after {idle:.3f} s and the client sent "
@@ -264,9 +329,16 @@ def keepalive_race(f: Facts):
                      extra={"idle_s": idle, "request_minus_fin_ms": (req - fin) / 1e6})
 
 
+#: server resets of established connections within 10 ms of each other that make a
+#: crash or a restart (server-abort), stronger evidence than one connection's wait
+RST_BURST = 3
+
+
 def _no_response_close(f: Facts):
     if not f.http or f.closer != "server" or f.close_kind == "none" or not f.awaiting_response:
         return None
+    if f.close_kind == "RST" and (f.server_rst_burst or 0) >= RST_BURST:
+        return None                      # one of a burst of resets: server-abort
     req, close = f.http_last_request_ts, f.close_ts
     if req is None or close is None or close < req:
         return None
@@ -318,60 +390,48 @@ def client_abort(f: Facts):
                      "the client reset the connection after the response arrived (closed with unread data)")
 
 
+#: a connection the client closes this long after the server's FIN, while it opens new
+#: connections to that server, was leaked (a pool closes a dead connection at its next
+#: checkout or when the session ends: within a second or two of its next request)
+LEAK_HOLD_S = 30.0
+
+
 @rule("connection-leak")
 def connection_leak(f: Facts):
     """The server closed; the client acknowledged and then sat in CLOSE_WAIT: until the
-    capture ended, or for a long time. A client that is reading its socket closes within
-    microseconds of the server's FIN."""
+    capture ended, or for LEAK_HOLD_S or more while it opened new connections to that
+    server (it kept working but never released this one). A pool that closes its dead
+    connections at the next checkout or at the session's end (urllib3, httpx: often one
+    or two seconds later) is an idle close; so is a connection still in CLOSE_WAIT at the
+    end of the capture when the same client closed its other dead connections after a
+    longer delay (it had not looked at this one yet)."""
     if not (f.closer == "server" and f.close_kind == "FIN" and f.all_answered is not False):
         return None
     delay = f._client_fin_delay_s
+    opened = f._client_opened_while_held or 0
     if f.client_state == "CLOSE_WAIT" and f.close_ts:
         held = f.capture_end_s - f.close_ts / NS
-        if held >= max(0.02, 10 * f.rtt_s):
-            return Match("connection-leak", 0.75, _frames(f.close_frame),
+        lazy = f._client_lazy_close_s or 0.0
+        if held >= max(0.02, 10 * f.rtt_s) and held > lazy:
+            also = f", while it opened {opened} new connection(s) to the server" if opened else ""
+            return Match("connection-leak", 0.75 if opened else 0.6, _frames(f.close_frame),
                          f"the server closed; the client acknowledged but never closed its end "
-                         f"(CLOSE_WAIT for {held:.2f} s, until the capture ended)", extra={"held_s": held})
-    if delay is not None and delay >= 1.0:
+                         f"(CLOSE_WAIT for {held:.2f} s, until the capture ended{also})", extra={"held_s": held})
+    if delay is not None and delay >= LEAK_HOLD_S and opened:
         return Match("connection-leak", 0.65, _frames(f.close_frame),
                      f"the server closed; the client held the connection in CLOSE_WAIT for {delay:.1f} s "
-                     f"before closing it", extra={"held_s": delay})
-
-
-@rule("pool-overflow")
-def pool_overflow(f: Facts):
-    """urllib3 discards a connection it cannot put back into a full pool: the client
-    closes a keep-alive connection right after its first and only response, while other
-    connections to the same server that the pool keeps (they carry several requests)
-    are open. One-shot clients (a new session per request) never reuse connections and
-    a client that ends a reused connection when its work is done served several
-    requests on it, so neither matches."""
-    if not f.http or f.closer != "client" or f.close_kind != "FIN" or not f.all_answered:
-        return None
-    if not f.http_server_keep_alive or f.http_client_keep_alive is False:
-        return None
-    if (f.http_requests or 0) != 1 or not (f.reused_open_at_close or 0):
-        return None
-    if f.close_ts is None or f.http_last_response_ts is None or f.close_ts < f.http_last_response_ts:
-        return None                      # closed before the response: a half-close, not a discard
-    # right after the whole response arrived: a FIN while the response was still coming
-    # (a half-close, the benchmark's shutdown(SHUT_WR)) is not a pool giving a socket back
-    quick = f.close_ts is not None and f._server_last_data_ns and \
-        0 <= (f.close_ts - f._server_last_data_ns) <= max(0.05, 20 * f.rtt_s) * NS
-    if quick and (f.concurrent_at_close or 0) >= 2 and f.later_conns_to_server:
-        return Match("pool-overflow", 0.7, _frames(f.close_frame),
-                     f"the client closed a keep-alive connection right after a complete response while "
-                     f"{f.concurrent_at_close} connections to the server were open, and reused others: "
-                     f"its pool was full")
+                     f"while it opened {opened} new connection(s) to the server", extra={"held_s": delay})
 
 
 @rule("server-abort")
 def server_abort(f: Facts):
     if f.closer == "server" and f.close_kind == "RST" and f.closer_state not in ("LISTEN", "NONE", None):
-        burst = f.server.get("rst_burst")
+        burst = f.server_rst_burst or 0
         why = "the server reset an established connection"
-        if burst and burst >= 3:
-            why += f" ({burst} connections to it reset within 10 ms: a restart?)"
+        if f.awaiting_response:
+            why += " with a request pending"
+        if burst >= RST_BURST:
+            why += f" ({burst} connections to it reset within 10 ms of this one: a crash or a restart)"
         return Match("server-abort", 0.7, _frames(f.close_frame), why)
 
 
@@ -380,9 +440,13 @@ def idle_close(f: Facts):
     if f.closer == "server" and f.close_kind == "FIN" and f.all_answered and f.http_client_keep_alive is not False \
             and f.http_server_keep_alive is not False and (f.idle_before_close_s or 0) >= idle_threshold_s(f.rtt_s):
         idle = f.idle_before_close_s or 0.0
-        return Match("idle-close", 0.85, _frames(f.close_frame),
-                     f"the server closed the connection after {idle:.3f} s idle (its keep-alive timeout)",
-                     extra={"idle_s": idle})
+        why = f"the server closed the connection after {idle:.3f} s idle (its keep-alive timeout)"
+        delay = f._client_fin_delay_s
+        if delay is not None and delay >= 0.1:
+            why += f"; the client closed its end {delay:.2f} s later, at its next use of the connection"
+        elif f.client_state == "CLOSE_WAIT":
+            why += "; the client had not closed its end yet when the capture ended"
+        return Match("idle-close", 0.85, _frames(f.close_frame), why, extra={"idle_s": idle})
 
 
 @rule("graceful")
@@ -391,6 +455,9 @@ def graceful(f: Facts):
         return Match("graceful", 0.9, _frames(f.close_frame), "FIN exchange, every request answered")
     if f.close_kind == "FIN" and f.rst_after_close and (not f.http or f.all_answered):
         return Match("graceful", 0.8, _frames(f.close_frame), "FIN exchange, then a RST after both FINs")
+    if f._tls_closed and (not f.http or f.all_answered):
+        return Match("graceful", 0.8, _frames(f.close_frame),
+                     f"the {f.closer} ended TLS (close_notify) after the last response")
 
 
 @rule("incomplete")

@@ -131,7 +131,8 @@ def _pick_cards(bad: pd.DataFrame, limit: int) -> pd.DataFrame:
 
 #: the columns _verdict and _servers read (they group, and a groupby copies every column
 #: of what it groups: the whole table, at 10M packets 100 MiB a time)
-_VERDICT_COLUMNS = ("abnormal", "cause", "start", "stream", "server_ip", "server_port", "server_keepalive_timeout_s",
+_VERDICT_COLUMNS = ("abnormal", "cause", "inferred", "confidence", "start", "stream", "server_ip", "server_port",
+                    "server_keepalive_timeout_s",
                     "server_keepalive_closes", "cause_detail", "python_error", "fix", "fix_section", "fix_snippet")
 _SERVER_COLUMNS = ("server_ip", "server_port", "client_ip", "http_host", "tls_sni", "server_keepalive_timeout_s",
                    "server_keepalive_closes", "abnormal", "cause", "server_peak_concurrency")
@@ -141,14 +142,18 @@ def _verdict(df: pd.DataFrame, red: bool) -> list[dict]:
     df = only_columns(df, _VERDICT_COLUMNS)
     bad = df[df["abnormal"].astype(bool)]
     out = []
-    for cause, g in sorted(bad.groupby(bad["cause"].astype(str)), key=lambda kv: (-len(kv[1]), kv[0])):
+    def inferred(g):        # every connection of the group: an inference (no packet says it)
+        return "inferred" in g and bool(g["inferred"].astype(bool).all())
+    for cause, g in sorted(bad.groupby(bad["cause"].astype(str)), key=lambda kv: (inferred(kv[1]), -len(kv[1]),
+                                                                                  kv[0])):
         first = g.sort_values("start").iloc[0]
         servers = server_keys(g).value_counts()
         ka = first.get("server_keepalive_timeout_s")
         streams = g["stream"].sort_values().tolist()
         shown = streams[:30]
         out.append({
-            "cause": cause, "count": len(g), "total": len(df),
+            "cause": cause, "count": len(g), "total": len(df), "inferred": inferred(g),
+            "confidence": float(first.confidence) if "confidence" in g else None,
             "servers": [{"name": s, "count": int(c)} for s, c in servers.head(5).items()],
             "more_servers": max(0, len(servers) - 5),
             "detail": _s(first.cause_detail, red), "example": int(first.stream),

@@ -66,20 +66,28 @@ def render(analysis, *, redact: bool = True, top: int = 10) -> str:
         return "\n".join(out) + "\n"
     # the abnormal rows by the few columns that group, rank and sort them; the other
     # columns are read only for the rows shown (df.loc)
-    bad = only_columns(df, ("cause", "start", "stream", "server_ip", "server_port", "confidence"))
+    cols = ("cause", "start", "stream", "server_ip", "server_port", "confidence") + \
+        (("inferred",) if "inferred" in df else ())
+    bad = only_columns(df, cols)
     bad = bad[df["abnormal"].astype(bool)]
     out.append("#### Verdict")
     out.append("")
     if not len(bad):
         out.append(f"No abnormal disconnect: {len(df)} connections ended normally or are still open.")
-    groups = sorted(bad.groupby(bad["cause"].astype(str)), key=lambda kv: (-len(kv[1]), kv[0]))
+    # what the packets show first, then the inferences; the largest first
+    groups = sorted(bad.groupby(bad["cause"].astype(str)),
+                    key=lambda kv: (_inferred(kv[1]), -len(kv[1]), kv[0]))
     for cause, g in groups:
         first = df.loc[g.sort_values("start").index[0]]
         servers = (g["server_ip"].astype(str).map(_host) + ":" + g["server_port"].astype(str)).value_counts()
         srv = ", ".join(f"{esc(s)} ({n})" for s, n in servers.head(3).items())
         if len(servers) > 3:
             srv += f" and {len(servers) - 3} more"
-        out.append(f"- **{len(g)} of {len(df)}** connections ended in **{cause}** (to {srv})")
+        if _inferred(g):
+            out.append(f"- **{len(g)} of {len(df)}** connections probably ended in **{cause}** (to {srv}; "
+                       f"inferred from timing, confidence {float(g['confidence'].iloc[0]):.2f})")
+        else:
+            out.append(f"- **{len(g)} of {len(df)}** connections ended in **{cause}** (to {srv})")
         out.append(f"  - {esc(first.cause_detail, redact, 300)} (e.g. stream {int(first.stream)})")
         ka = first.get("server_keepalive_timeout_s")
         if cause in ("keepalive-race", "idle-close") and ka is not None and not pd.isna(ka):
@@ -141,3 +149,8 @@ def render(analysis, *, redact: bool = True, top: int = 10) -> str:
     out.append(f"<sub>pcapsense · frame and stream numbers are Wireshark's"
                f"{' · credentials redacted' if redact else ''}</sub>")
     return "\n".join(out) + "\n"
+
+
+def _inferred(g: pd.DataFrame) -> bool:
+    """Every connection of the group's cause is an inference (no packet says it)."""
+    return "inferred" in g and bool(g["inferred"].astype(bool).all())

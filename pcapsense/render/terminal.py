@@ -50,8 +50,11 @@ def _verdict(df: pd.DataFrame, console: Console) -> None:
     ok = group >= 0                            # (a missing key: no group, as groupby drops it)
     bad, group = bad[ok], group[ok].astype(np.int64)
     sizes = np.bincount(group)
-    # groups by size, the largest first; equal sizes in order of first appearance
-    ranked = sorted(range(len(sizes)), key=lambda k: -sizes[k])
+    inferred = df["inferred"].to_numpy(dtype=bool)[bad] if "inferred" in df else np.zeros(len(bad), dtype=bool)
+    certain = np.bincount(group, weights=~inferred, minlength=len(sizes)) > 0
+    # what the packets show first, then the inferences; by size, the largest first; equal
+    # sizes in order of first appearance
+    ranked = sorted(range(len(sizes)), key=lambda k: (not certain[k], -sizes[k]))
     streams = df["stream"].to_numpy()
     for k in ranked[:8]:
         rows = bad[group == k]
@@ -60,7 +63,11 @@ def _verdict(df: pd.DataFrame, console: Console) -> None:
         total = int(((df["server_ip"] == ip) & (df["server_port"] == port)).sum())
         line = Text(f"  {len(rows)} of {total} connections to ", style="bold")
         line.append_text(safe(f"{_host(ip)}:{port}"))
-        line.append(f" ended in {cause}", style="bold red")
+        if certain[k]:
+            line.append(f" ended in {cause}", style="bold red")
+        else:
+            line.append(f" probably ended in {cause}", style="bold red")
+            line.append(f" (inferred from timing, confidence {float(first.confidence):.2f})", style="dim")
         console.print(line)
         console.print(Text("    ") + safe(first.cause_detail) + Text(f" (e.g. stream {first.stream})"))
         ka = first.get("server_keepalive_timeout_s")

@@ -1,0 +1,147 @@
+"""The pool-overflow rule: it is decided across connections, so it lives here and not in
+rules.py (whose rules read one connection at a time).
+
+urllib3 keeps at most `maxsize` idle connections per pool. A connection it cannot put
+back into a full pool is discarded ("Connection pool is full, discarding connection"):
+the client closes (FIN) a keep-alive connection right after a complete response although
+the server offered to keep it. One such close alone looks exactly like a client that
+ended its work (a session closed after its last response, a one-shot `requests.get`), and
+a capture of several client processes behind one address is full of those. What a full
+pool adds is a pattern across the client's connections to that server; either of:
+
+- **a full pool under load** (the pool is too small for the client's concurrency):
+  when urllib3 discards a connection its pool is full, so at that moment the client has
+  other keep-alive connections to the server sitting idle between exchanges that it
+  reuses afterwards (the pool's kept ones). A client ending its work has none (its
+  session's connections close with it); a second process or session of the same client
+  address has its own connections, busy or idle at random. So a discard is claimed when
+  at least POOL_IDLE_MIN other connections of the same client (address and User-Agent)
+  to that server were idle at its close and carried a request later, and this happened
+  again and again: at least MIN_DISCARDS such closes within CHURN_PERIOD_NS of each one.
+- **the end of a burst** (the workers finish together): several connections of the
+  client go idle within POOL_WINDOW_NS of each other; at least two are closed by the
+  client right after their responses, and at least one that went idle with them is kept
+  open (the pool kept it: the server later closes it as idle, or it is still open when
+  the capture ends) while none of the client's connections is still busy.
+
+`claims()` returns (row, (detail, confidence)) pairs; `apply()` writes them into classify.decide()'s
+output. Every threshold is a module constant, documented in README "Accuracy".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+POOL_WINDOW_NS = 50_000_000    # "right after the response", "went idle together"
+POOL_BUSY_NS = 50_000_000      # still carrying data this long after the close: busy
+POOL_IDLE_MIN = 2              # the pool's kept connections idle at a discard (maxsize >= 2)
+MIN_DISCARDS = 3               # discards that make a pattern
+CHURN_PERIOD_NS = 1_000_000_000  # the discards of one sustained overflow are this close together
+SURVIVORS = ("idle-close", "keepalive-race", "connection-leak", "incomplete")
+CONFIDENCE_FULL = 0.75
+CONFIDENCE_BURST = 0.65
+
+
+def _candidates(df: pd.DataFrame, cause: np.ndarray) -> np.ndarray:
+    """Rows the client closed (FIN) right after a complete response on a connection both
+    sides wanted to keep, and classified graceful before this pass."""
+    close = df["_close_ns"].to_numpy()
+    after_response = close - df["_server_last_data_ns"].to_numpy()
+    return (df["closer"].to_numpy() == "client") & (df["close_kind"].to_numpy() == "FIN") & (cause == "graceful") \
+        & df["http_server_keep_alive"].fillna(False).to_numpy().astype(bool) \
+        & df["http_client_keep_alive"].fillna(False).to_numpy().astype(bool) \
+        & (close > 0) & (after_response >= 0) & (after_response <= POOL_WINDOW_NS)
+
+
+def claims(df: pd.DataFrame, cause, keys: np.ndarray) -> list[tuple[int, str]]:
+    """`df`: the table or its CONTEXT_COLUMNS, `cause`: every row's cause before this pass,
+    `keys`: classify.server_keys(). Each row is claimed at most once."""
+    cause = np.asarray(cause, dtype=object)
+    cand = _candidates(df, cause)
+    if not cand.any():
+        return []
+    start = df["_start_ns"].to_numpy()
+    close = df["_close_ns"].to_numpy()
+    close = np.where(close > 0, close, df["_end_ns"].to_numpy())
+    sv_last = df["_server_last_data_ns"].to_numpy()
+    last_data = df["_last_data_ns"].to_numpy()
+    requests = df["http_requests"].fillna(0).to_numpy()
+    survivor = np.isin(cause, SURVIVORS)
+    client = df["client_ip"].to_numpy()
+    agent = df["http_user_agent"].to_numpy(dtype=object) if "http_user_agent" in df else np.full(len(df), None)
+    times = df["_exchange_times"].to_numpy(dtype=object) if "_exchange_times" in df else np.full(len(df), None)
+    out: list[tuple[int, tuple[str, float]]] = []
+    # one client: an address and a User-Agent (curl, httpx and requests processes behind
+    # one address are different clients; urllib3's pool is one library's)
+    agent = np.where(pd.isna(agent), "", agent)
+    groups = pd.Series(np.arange(len(df))).groupby([keys, client, agent], sort=False, dropna=False).indices
+    for idx in groups.values():
+        q = idx[cand[idx]]
+        if not len(q):
+            continue
+        st = np.sort(start[idx])
+        claimed: dict[int, str] = {}
+        # --- a full pool under load
+        n_idle = _idle_and_reused(q, idx, start, close, times)
+        full = n_idle >= POOL_IDLE_MIN
+        if full.sum() >= MIN_DISCARDS:
+            t_full = np.sort(close[q][full])
+            dense = (np.searchsorted(t_full, close[q] + CHURN_PERIOD_NS, side="right")
+                     - np.searchsorted(t_full, close[q] - CHURN_PERIOD_NS, side="left")) >= MIN_DISCARDS
+            for i, k in zip(q[full & dense].tolist(), n_idle[full & dense].tolist()):
+                claimed[i] = (f"inferred: the client closed this keep-alive connection right after a complete "
+                              f"response while {int(k)} other connection(s) of it to the server sat idle and were "
+                              f"used again afterwards, as for {int((full & dense).sum())} such closes: its pool was "
+                              f"full and discarded them", CONFIDENCE_FULL)
+        # --- the end of a burst
+        sv = idx[survivor[idx]]
+        rest = q[[i not in claimed for i in q.tolist()]] if claimed else q
+        if len(sv) and len(rest):
+            order = np.argsort(start[idx], kind="stable")
+            latest = np.maximum.accumulate(last_data[idx][order])
+            k = np.searchsorted(st, close[rest], side="right") - 1
+            busy = (k >= 0) & (latest[np.maximum(k, 0)] > close[rest] + POOL_BUSY_NS)
+            rest = rest[~busy]
+            for lo_ in range(0, len(rest), 128):        # bounded matrices (128 x group)
+                qq = rest[lo_:lo_ + 128]
+                alive = (start[sv][None, :] <= close[qq][:, None]) & (close[sv][None, :] > close[qq][:, None]) \
+                    & (np.abs(sv_last[sv][None, :] - sv_last[qq][:, None]) <= POOL_WINDOW_NS)
+                peers = (np.abs(close[q][None, :] - close[qq][:, None]) <= POOL_WINDOW_NS) \
+                    & (q[None, :] != qq[:, None])
+                n_alive, n_peers = alive.sum(axis=1), peers.sum(axis=1)
+                for i, a, p in zip(qq.tolist(), n_alive.tolist(), n_peers.tolist()):
+                    if a and p:
+                        claimed[i] = (f"inferred: the client closed this keep-alive connection right after a "
+                                      f"complete response, together with {p} other(s), while it kept {a} "
+                                      f"connection(s) to the server open and idle: its pool was full and "
+                                      f"discarded the rest", CONFIDENCE_BURST)
+        out += [(i, claimed[i]) for i in sorted(claimed)]
+    return out
+
+
+def _idle_and_reused(q: np.ndarray, idx: np.ndarray, start, close, times) -> np.ndarray:
+    """For each row of `q`: how many other connections of the group `idx` were idle
+    between two of their exchanges when it closed (a response before, a request after)."""
+    n = np.zeros(len(q), dtype=np.int64)
+    others = [j for j in idx.tolist() if times[j] is not None]
+    if not others:
+        return n
+    tq = close[q]
+    for j in others:
+        ex = np.frombuffer(times[j], dtype=np.int64).reshape(-1, 2)
+        req, resp = ex[:, 0], ex[:, 1]
+        k = np.searchsorted(req, tq, side="right")            # requests sent before the close
+        ok = (k >= 1) & (k < len(req))
+        prev = resp[np.clip(k - 1, 0, len(req) - 1)]
+        n += ok & (prev > 0) & (prev <= tq) & (q != j)
+    return n
+
+
+def apply(out: dict, found) -> None:
+    """Write claims() into classify.decide()'s `out` (rows: its positions)."""
+    for i, (detail, confidence) in found:
+        out["cause"][i] = "pool-overflow"
+        out["confidence"][i] = confidence
+        out["alternatives"][i] = ",".join(x for x in ("graceful", out["alternatives"][i]) if x)
+        out["cause_detail"][i] = detail

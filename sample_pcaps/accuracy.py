@@ -2,7 +2,12 @@
 """Accuracy of pcapsense on the labelled lab captures (sample_pcaps/captures/*.labels.json).
 
 For every labelled connection: is the cause right, the closer, the close kind? Prints the
-totals, the confusion table (label -> pcapsense) as Markdown, and every miss.
+totals; the false-alarm rate (normal connections, labelled graceful / idle-close /
+incomplete, given an abnormal cause), the missed failures (abnormal connections given a
+normal cause) and the macro recall over causes, for every capture and for the haystacks
+(`lh-*`: mixed traffic of many clients around a few failures) alone; how well the
+confidence is calibrated (per confidence band, how often the cause was right); the
+confusion table (label -> pcapsense) as Markdown, and every miss.
 
     python3 sample_pcaps/accuracy.py            # Markdown report on stdout
     python3 sample_pcaps/accuracy.py --json     # machine-readable
@@ -49,13 +54,81 @@ def evaluate(label_dir: pathlib.Path = HERE / "captures") -> dict:
                 "closer": c["closer"], "got_closer": None if got is None else str(got.closer),
                 "close_kind": c["close_kind"], "got_close_kind": None if got is None else str(got.close_kind),
                 "detail": None if got is None else got.cause_detail,
+                "confidence": None if got is None else float(got.confidence),
+                "inferred": None if got is None else bool(got.get("inferred", False)),
             })
     n = len(rows)
     ok_cause = sum(r["label"] == r["got"] for r in rows)
     ok_closer = sum(r["closer"] == r["got_closer"] for r in rows)
     ok_kind = sum(r["close_kind"] == r["got_close_kind"] for r in rows)
     return {"connections": n, "cause_ok": ok_cause, "closer_ok": ok_closer, "close_kind_ok": ok_kind,
-            "rows": rows}
+            "overall": rates(rows), "haystacks": rates([r for r in rows if is_haystack(r["capture"])]),
+            "scenarios": rates([r for r in rows if not is_haystack(r["capture"])]),
+            "calibration": calibration(rows), "rows": rows}
+
+
+NORMAL = ("graceful", "idle-close", "incomplete")
+
+
+def is_haystack(capture: str) -> bool:
+    return capture.startswith("lh-")
+
+
+def rates(rows: list[dict]) -> dict:
+    """Right cause, false alarms, missed failures and macro recall over `rows`."""
+    normal = [r for r in rows if r["label"] in NORMAL]
+    failures = [r for r in rows if r["label"] not in NORMAL]
+    false_alarms = [r for r in normal if r["got"] not in NORMAL]
+    missed = [r for r in failures if r["got"] in NORMAL or r["got"] == "missing"]
+    per_cause = collections.defaultdict(lambda: [0, 0])
+    for r in rows:
+        per_cause[r["label"]][0] += r["label"] == r["got"]
+        per_cause[r["label"]][1] += 1
+    recall = {c: ok / n for c, (ok, n) in per_cause.items()}
+    return {"connections": len(rows), "cause_ok": sum(r["label"] == r["got"] for r in rows),
+            "normal": len(normal), "false_alarms": len(false_alarms), "failures": len(failures),
+            "failures_right": sum(r["label"] == r["got"] for r in failures), "missed": len(missed),
+            "macro_recall": sum(recall.values()) / len(recall) if recall else None, "recall": recall}
+
+
+BANDS = ((0.0, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 1.01))
+
+
+def calibration(rows: list[dict]) -> list[dict]:
+    """Per confidence band of the abnormal verdicts: how many, how many right, and how
+    many of them were inferences."""
+    out = []
+    for lo, hi in BANDS:
+        band = [r for r in rows if r["got"] not in NORMAL and r["confidence"] is not None
+                and lo <= r["confidence"] < hi]
+        out.append({"band": f"{lo:.1f}-{min(hi, 1.0):.1f}", "verdicts": len(band),
+                    "right": sum(r["label"] == r["got"] for r in band),
+                    "inferred": sum(bool(r["inferred"]) for r in band)})
+    return out
+
+
+def _pct(a: int, b: int) -> str:
+    return f"{100 * a / b:.1f} %" if b else "-"
+
+
+def rates_table(res: dict) -> list[str]:
+    out = ["| captures | connections | right cause | false alarms (of normal) | failures right | missed failures "
+           "| macro recall |", "|---|--:|--:|--:|--:|--:|--:|"]
+    for name, key in (("all", "overall"), ("haystacks (lh-*)", "haystacks"), ("per-scenario (la-*, lb-*)", "scenarios")):
+        r = res[key]
+        if not r["connections"]:
+            continue
+        mr = "-" if r["macro_recall"] is None else f"{100 * r['macro_recall']:.1f} %"
+        out.append(f"| {name} | {r['connections']} | {r['cause_ok']} ({_pct(r['cause_ok'], r['connections'])}) "
+                   f"| {r['false_alarms']} of {r['normal']} ({_pct(r['false_alarms'], r['normal'])}) "
+                   f"| {r['failures_right']} of {r['failures']} ({_pct(r['failures_right'], r['failures'])}) "
+                   f"| {r['missed']} | {mr} |")
+    out += ["", "| confidence | abnormal verdicts | right | of them inferred |", "|---|--:|--:|--:|"]
+    for b in res["calibration"]:
+        if b["verdicts"]:
+            out.append(f"| {b['band']} | {b['verdicts']} | {b['right']} ({_pct(b['right'], b['verdicts'])}) "
+                       f"| {b['inferred']} |")
+    return out
 
 
 def markdown(res: dict) -> str:
@@ -63,6 +136,7 @@ def markdown(res: dict) -> str:
     out = [f"{res['connections']} labelled connections: cause {res['cause_ok']}/{res['connections']} "
            f"({100 * res['cause_ok'] / n:.1f} %), closer {res['closer_ok']} ({100 * res['closer_ok'] / n:.1f} %), "
            f"close kind {res['close_kind_ok']} ({100 * res['close_kind_ok'] / n:.1f} %)", ""]
+    out += rates_table(res) + [""]
     conf = collections.Counter((r["label"], r["got"]) for r in res["rows"])
     labels = [c for c in CAUSES if any(r["label"] == c for r in res["rows"])]
     got = [c for c in CAUSES + ["missing"] if any(r["got"] == c for r in res["rows"])]

@@ -262,44 +262,53 @@ def connection_leak(p):
 
 
 def pool_overflow(p):
-    conns = [Conn(p, cport=42000 + i) for i in range(4)]
-    for i, c in enumerate(conns[:3]):
-        c.handshake(0.0001 * i)
-    for i, c in enumerate(conns[:3]):
-        c.send("c", 0.01 + 0.0001 * i, GET)
-        c.send("s", 0.011 + 0.0001 * i, OK)
-    conns[0].fin("c", 0.012)                 # urllib3 discards: pool is full
-    conns[0].fin("s", 0.0121)
-    conns[3].handshake(0.02)                 # and opens another one afterwards
-    conns[3].send("c", 0.021, GET)
-    conns[3].send("s", 0.022, OK)
-    for i, c in enumerate(conns[1:3]):      # the pooled ones are reused
-        c.send("c", 0.5 + 0.001 * i, GET)
-        c.send("s", 0.5005 + 0.001 * i, OK)
-    for c in conns[1:]:
-        c.fin("c", 1.0)
-        c.fin("s", 1.0001)
+    """A full urllib3 pool under load: two pooled connections reused every 100 ms, and
+    three single-request connections closed by the client right after their responses
+    while both pooled ones sat idle between requests (the pool was full)."""
+    for k, first in enumerate((0.01, 0.06)):
+        c = Conn(p, cport=42000 + k)
+        c.handshake(first - 0.005)
+        for i in range(12):
+            c.send("c", first + 0.1 * i, GET)
+            c.send("s", first + 0.1 * i + 0.002, OK)
+        c.fin("c", 1.3)
+        c.fin("s", 1.3001)
+    for i, close in enumerate((0.3835, 0.5835, 0.7835)):
+        d = Conn(p, cport=42010 + i)
+        d.handshake(close - 0.010)
+        d.send("c", close - 0.006, GET)
+        d.send("s", close - 0.004, OK)
+        d.fin("c", close - 0.0035)              # "Connection pool is full, discarding connection"
+        d.fin("s", close - 0.0034)
 
 
 def _pool_end_of_work(p, busy: bool):
-    """Connection A (two requests) is closed by the client right after its last response,
-    while B, which went idle at the same moment, stays open until the server's idle
-    close: a pool that kept B and discarded A, when the workers were done. With `busy`,
+    """Connections A and A2 (two requests each) are closed by the client right after their
+    last responses, while B, which went idle at the same moment, stays open until the
+    server's idle close: a pool that kept B and discarded A and A2, when the workers were
+    done. With `busy`,
     a third connection C of the same client is still working after A closed: a client
     under steady load that closes connections by design, not a full pool."""
-    a, b = Conn(p, cport=43000), Conn(p, cport=43001)
+    a, b, a2 = Conn(p, cport=43000), Conn(p, cport=43001), Conn(p, cport=43003)
     a.handshake(0.0)
     b.handshake(0.0005)
+    a2.handshake(0.0007)
     a.send("c", 0.01, GET)
     a.send("s", 0.011, OK)
     b.send("c", 0.02, GET)
     b.send("s", 0.021, OK)
+    a2.send("c", 0.025, GET)
+    a2.send("s", 0.026, OK)
     a.send("c", 0.05, GET)
     a.send("s", 0.051, OK)
+    a2.send("c", 0.053, GET)
+    a2.send("s", 0.054, OK)
     b.send("c", 0.06, GET)
     b.send("s", 0.061, OK)
     a.fin("c", 0.052)                        # right after its complete response
     a.fin("s", 0.0521)
+    a2.fin("c", 0.0545)                      # and a second worker's connection
+    a2.fin("s", 0.0546)
     b.fin("s", 2.061)                        # idle close by the server (keep-alive 2 s)
     b.fin("c", 2.0612)
     if busy:

@@ -89,7 +89,7 @@ DEFAULT_DIR = "/tmp/pcapsense-bench"
 DEFAULT_FILES = ("bench-small.pcap", "bench-large.pcap", "bench-large.pcapng")
 DEFAULT_PCAPSENSE = "pcapsense analyze {f} --format json --quiet --output /dev/null"
 ANCHOR_VENV_PY = "/tmp/anchors-venv/bin/python"
-ALL_TOOLS = ("pcapsense", "pcapsense-j1", "pcapsense-tcp", "tshark", "scapy", "tcptrace", "dpkt")
+ALL_TOOLS = ("pcapsense", "pcapsense-j1", "pcapsense-tcp", "pcapsense-base", "tshark", "scapy", "tcptrace", "dpkt")
 DEFAULT_TOOLS = ("pcapsense", "pcapsense-j1", "tshark", "scapy", "tcptrace", "dpkt")
 # the pcapsense variants: --pcapsense-cmd plus these arguments
 PCAPSENSE_VARIANTS = {"pcapsense": "", "pcapsense-j1": " --jobs 1", "pcapsense-tcp": " --jobs 1 --tcp-only"}
@@ -411,6 +411,16 @@ def discover(a):
                           f"'{a.pcapsense_cmd}' as given", file=sys.stderr)
                 ver = first_line([argv[0], "--version"]) if os.path.basename(argv[0]) == "pcapsense" else None
                 tools[name] = {"argv": argv, "version": ver or shutil.which(argv[0])}
+        elif name == "pcapsense-base":
+            # the same job from another build (--baseline-cmd), interleaved in the same
+            # rounds: a change's cost as a ratio measured in one run
+            argv = shlex.split(a.baseline_cmd or "")
+            if not argv:
+                tools[name] = {"missing": "--baseline-cmd not given"}
+            elif not shutil.which(argv[0]):
+                tools[name] = {"missing": f"'{argv[0]}' not found"}
+            else:
+                tools[name] = {"argv": argv, "version": a.baseline_cmd}
         elif name == "tshark":
             if shutil.which("tshark"):
                 tools[name] = {"argv": ["tshark", "-r", "{f}", "-q", "-z", "conv,tcp"],
@@ -598,6 +608,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=1, help="unrecorded rounds first (default 1)")
     ap.add_argument("--pcapsense-cmd", default=DEFAULT_PCAPSENSE,
                     help="pcapsense command template, {f} = capture (default: %(default)s)")
+    ap.add_argument("--baseline-cmd", help="tool pcapsense-base: the same job from another build "
+                    "(e.g. a checkout of the previous commit), {f} = the capture")
     ap.add_argument("--tools", default=",".join(DEFAULT_TOOLS),
                     help="comma list, run in this order each round (default: %(default)s)")
     ap.add_argument("--python", help="interpreter for the scapy/dpkt children")

@@ -1,6 +1,8 @@
-"""The classifier on the lab's labelled real captures (sample_pcaps/captures): at least
-95 % of connections get the labelled cause, 99 % the labelled closer and close kind;
-and every cause the lab can produce has at least two captures."""
+"""The classifier on the lab's labelled real captures (sample_pcaps/captures): the
+per-scenario captures (la-*, lb-*) all right; on the haystacks (lh-*: mixed traffic of
+several client processes and libraries around a few failures) at least 97 % right, at
+most 1 % of the normal connections given an abnormal cause, every failure found; 99 %
+the labelled closer and close kind; every cause the lab can produce in two captures."""
 
 import collections
 import json
@@ -21,6 +23,23 @@ def test_accuracy_on_labelled_captures():
     assert res["cause_ok"] / n >= 0.95, misses
     assert res["closer_ok"] / n >= 0.99
     assert res["close_kind_ok"] / n >= 0.99
+
+
+def test_accuracy_on_the_haystacks():
+    res = accuracy.evaluate()
+    hay, lab = res["haystacks"], res["scenarios"]
+    assert hay["connections"] >= 600 and hay["normal"] >= 500
+    misses = [r for r in res["rows"] if accuracy.is_haystack(r["capture"]) and r["label"] != r["got"]]
+    assert hay["cause_ok"] / hay["connections"] >= 0.97, misses
+    assert hay["false_alarms"] <= 0.01 * hay["normal"], misses
+    assert hay["missed"] == 0, misses
+    assert lab["cause_ok"] == lab["connections"]
+    # an inference claims no more confidence than its verdicts earned on these captures
+    # (a cause the packets show, a RST to a SYN, is not held to its sample size)
+    from pcapsense.classify import INFERRED_CAUSES
+    for c in res["by_cause"]:
+        if c["verdicts"] >= 10 and c["cause"] in INFERRED_CAUSES:
+            assert max(c["confidences"]) <= c["precision_low"] + 0.1, c
 
 
 def test_two_captures_per_cause():

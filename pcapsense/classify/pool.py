@@ -17,7 +17,10 @@ pool adds is a pattern across the client's connections to that server; either of
   address has its own connections, busy or idle at random. So a discard is claimed when
   at least POOL_IDLE_MIN other connections of the same client (address and User-Agent)
   to that server were idle at its close and carried a request later, and this happened
-  again and again: at least MIN_DISCARDS such closes within CHURN_PERIOD_NS of each one.
+  again and again: at least MIN_DISCARDS such closes within CHURN_PERIOD_NS of each other.
+  Within CHURN_PERIOD_NS of those, the pool's last discards count too: at them the kept
+  connections sat idle and were not used again (the load ended; the server later closed
+  them as idle, or they were still open at the end).
 - **the end of a burst** (the workers finish together): several connections of the
   client go idle within POOL_WINDOW_NS of each other; at least two are closed by the
   client right after their responses, and at least one that went idle with them is kept
@@ -39,8 +42,8 @@ POOL_IDLE_MIN = 2              # the pool's kept connections idle at a discard (
 MIN_DISCARDS = 3               # discards that make a pattern
 CHURN_PERIOD_NS = 1_000_000_000  # the discards of one sustained overflow are this close together
 SURVIVORS = ("idle-close", "keepalive-race", "connection-leak", "incomplete")
-CONFIDENCE_FULL = 0.75
-CONFIDENCE_BURST = 0.65
+CONFIDENCE_FULL = 0.8
+CONFIDENCE_BURST = 0.7
 
 
 def _candidates(df: pd.DataFrame, cause: np.ndarray) -> np.ndarray:
@@ -83,17 +86,23 @@ def claims(df: pd.DataFrame, cause, keys: np.ndarray) -> list[tuple[int, str]]:
         st = np.sort(start[idx])
         claimed: dict[int, str] = {}
         # --- a full pool under load
-        n_idle = _idle_and_reused(q, idx, start, close, times)
+        n_idle, n_kept = _idle_and_reused(q, idx, close, times, survivor)
         full = n_idle >= POOL_IDLE_MIN
         if full.sum() >= MIN_DISCARDS:
             t_full = np.sort(close[q][full])
-            dense = (np.searchsorted(t_full, close[q] + CHURN_PERIOD_NS, side="right")
-                     - np.searchsorted(t_full, close[q] - CHURN_PERIOD_NS, side="left")) >= MIN_DISCARDS
-            for i, k in zip(q[full & dense].tolist(), n_idle[full & dense].tolist()):
+            t_dense = t_full[(np.searchsorted(t_full, t_full + CHURN_PERIOD_NS, side="right")
+                              - np.searchsorted(t_full, t_full - CHURN_PERIOD_NS, side="left")) >= MIN_DISCARDS]
+            near = (np.searchsorted(t_dense, close[q] + CHURN_PERIOD_NS, side="right")
+                    - np.searchsorted(t_dense, close[q] - CHURN_PERIOD_NS, side="left")) > 0
+            # within such a period, the pool's last discards: its kept connections sat idle
+            # and were not used again (the load ended; the server closed them as idle)
+            dense = near & (n_kept >= POOL_IDLE_MIN)
+            n_idle = n_kept
+            for i, k in zip(q[dense].tolist(), n_idle[dense].tolist()):
                 claimed[i] = (f"inferred: the client closed this keep-alive connection right after a complete "
-                              f"response while {int(k)} other connection(s) of it to the server sat idle and were "
-                              f"used again afterwards, as for {int((full & dense).sum())} such closes: its pool was "
-                              f"full and discarded them", CONFIDENCE_FULL)
+                              f"response while {int(k)} other connection(s) of it to the server sat idle in its "
+                              f"pool, as at {int(dense.sum())} such closes: its pool was full and discarded them",
+                              CONFIDENCE_FULL)
         # --- the end of a burst
         sv = idx[survivor[idx]]
         rest = q[[i not in claimed for i in q.tolist()]] if claimed else q
@@ -120,22 +129,25 @@ def claims(df: pd.DataFrame, cause, keys: np.ndarray) -> list[tuple[int, str]]:
     return out
 
 
-def _idle_and_reused(q: np.ndarray, idx: np.ndarray, start, close, times) -> np.ndarray:
-    """For each row of `q`: how many other connections of the group `idx` were idle
-    between two of their exchanges when it closed (a response before, a request after)."""
-    n = np.zeros(len(q), dtype=np.int64)
-    others = [j for j in idx.tolist() if times[j] is not None]
-    if not others:
-        return n
+def _idle_and_reused(q: np.ndarray, idx: np.ndarray, close, times, survivor) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of `q`: how many other connections of the group `idx` sat idle
+    between two of their exchanges when it closed (a response before, a request after:
+    reused), and how many sat idle and were kept (reused, or never used again and left
+    to the server's idle close or the capture's end)."""
+    reused = np.zeros(len(q), dtype=np.int64)
+    kept = np.zeros(len(q), dtype=np.int64)
     tq = close[q]
-    for j in others:
+    for j in idx.tolist():
+        if times[j] is None:
+            continue
         ex = np.frombuffer(times[j], dtype=np.int64).reshape(-1, 2)
         req, resp = ex[:, 0], ex[:, 1]
         k = np.searchsorted(req, tq, side="right")            # requests sent before the close
-        ok = (k >= 1) & (k < len(req))
         prev = resp[np.clip(k - 1, 0, len(req) - 1)]
-        n += ok & (prev > 0) & (prev <= tq) & (q != j)
-    return n
+        idle = (k >= 1) & (prev > 0) & (prev <= tq) & (q != j) & (close[j] > tq)
+        reused += idle & (k < len(req))
+        kept += idle & ((k < len(req)) | bool(survivor[j]))
+    return reused, kept
 
 
 def apply(out: dict, found) -> None:

@@ -85,7 +85,7 @@ def render(analysis, *, redact: bool = True, top: int = 10) -> str:
             srv += f" and {len(servers) - 3} more"
         if _inferred(g):
             out.append(f"- **{len(g)} of {len(df)}** connections probably ended in **{cause}** (to {srv}; "
-                       f"inferred from timing, confidence {float(g['confidence'].iloc[0]):.2f})")
+                       f"inferred, confidence {float(g['confidence'].iloc[0]):.2f})")
         else:
             out.append(f"- **{len(g)} of {len(df)}** connections ended in **{cause}** (to {srv})")
         out.append(f"  - {esc(first.cause_detail, redact, 300)} (e.g. stream {int(first.stream)})")

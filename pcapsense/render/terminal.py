@@ -67,7 +67,7 @@ def _verdict(df: pd.DataFrame, console: Console) -> None:
             line.append(f" ended in {cause}", style="bold red")
         else:
             line.append(f" probably ended in {cause}", style="bold red")
-            line.append(f" (inferred from timing, confidence {float(first.confidence):.2f})", style="dim")
+            line.append(f" (inferred, confidence {float(first.confidence):.2f})", style="dim")
         console.print(line)
         console.print(Text("    ") + safe(first.cause_detail) + Text(f" (e.g. stream {first.stream})"))
         ka = first.get("server_keepalive_timeout_s")

@@ -10,7 +10,8 @@ traffic; these pin where each line is:
 - pool-overflow: a full pool (the client's other connections idle and used again at each
   discard, three discards within a second) vs the same closes while those connections
   are busy, with only two discards, or with the idle connections of another client
-  (User-Agent); the end of a burst with two discards vs one;
+  (User-Agent); the pool's last discard (kept connections idle, not used again) 0.3 s vs
+  1.6 s after the others; the end of a burst with two discards vs one;
 - connection-leak: a dead connection held 40 s while the client opens new connections
   vs one closed 2 s later (its next checkout); CLOSE_WAIT at the end longer vs shorter
   than the client's own lazy closes;
@@ -100,6 +101,32 @@ def pool_other_agent(p):
     """The idle, reused connections belong to another client behind the same address
     (curl): not the pool of the requests connections that closed."""
     _pool(p, [0.3835, 0.5835, 0.7835, 0.9835], kept_agent=b"curl/8.0")
+
+
+def _pool_then_idle(p, last_discard):
+    """Three discards of a full pool, then the load ends: the kept connections go idle and
+    the server closes them 2 s later; one more discard at `last_discard`, while both sit
+    idle and are not used again."""
+    for k, first in enumerate((0.01, 0.06)):
+        c = Conn(p, cport=45000 + k)
+        c.handshake(first - 0.005)
+        for i in range(10):
+            c.send("c", first + 0.1 * i, get())
+            c.send("s", first + 0.1 * i + 0.002, OK)
+        c.fin("s", first + 0.9 + 2.002)
+        c.fin("c", first + 0.9 + 2.0025)
+    for i, t in enumerate([0.3835, 0.5835, 0.7835, last_discard]):
+        _discard(p, 45010 + i, t)
+
+
+def pool_last_discard(p):
+    """The last discard comes 0.3 s after the others: the pool's last one."""
+    _pool_then_idle(p, 1.0835)
+
+
+def pool_late_close(p):
+    """The same close 1.6 s after the pool's discards ended: no longer that pattern."""
+    _pool_then_idle(p, 2.3835)
 
 
 def _burst(p, discards):
@@ -327,6 +354,11 @@ EXPECT = {
     "pool-two-discards": (pool_two_discards, {45010: "graceful", 45011: "graceful"}),
     "pool-other-agent": (pool_other_agent, {45010: "graceful", 45011: "graceful", 45012: "graceful",
                                             45013: "graceful"}),
+    "pool-last-discard": (pool_last_discard, {45000: "idle-close", 45001: "idle-close", 45010: "pool-overflow",
+                                              45011: "pool-overflow", 45012: "pool-overflow",
+                                              45013: "pool-overflow"}),
+    "pool-late-close": (pool_late_close, {45010: "pool-overflow", 45011: "pool-overflow", 45012: "pool-overflow",
+                                          45013: "graceful"}),
     "burst-two": (burst_two, {46000: "pool-overflow", 46001: "pool-overflow", 46100: "idle-close"}),
     "burst-one": (burst_one, {46000: "graceful", 46100: "idle-close"}),
     "leak-held-while-busy": (leak_held_while_busy, {45500: "connection-leak"}),

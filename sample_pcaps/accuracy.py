@@ -64,7 +64,8 @@ def evaluate(label_dir: pathlib.Path = HERE / "captures") -> dict:
     return {"connections": n, "cause_ok": ok_cause, "closer_ok": ok_closer, "close_kind_ok": ok_kind,
             "overall": rates(rows), "haystacks": rates([r for r in rows if is_haystack(r["capture"])]),
             "scenarios": rates([r for r in rows if not is_haystack(r["capture"])]),
-            "calibration": calibration(rows), "rows": rows}
+            "calibration": calibration(rows), "by_cause": by_cause(rows),
+            "by_cause_haystacks": by_cause([r for r in rows if is_haystack(r["capture"])]), "rows": rows}
 
 
 NORMAL = ("graceful", "idle-close", "incomplete")
@@ -107,6 +108,29 @@ def calibration(rows: list[dict]) -> list[dict]:
     return out
 
 
+def wilson_low(right: int, n: int, z: float = 1.96) -> float:
+    """The lower end of the 95 % Wilson interval of right/n: what a confidence can claim
+    from n verdicts."""
+    if not n:
+        return 0.0
+    p = right / n
+    d = 1 + z * z / n
+    return (p + z * z / (2 * n) - z * ((p * (1 - p) + z * z / (4 * n)) / n) ** 0.5) / d
+
+
+def by_cause(rows: list[dict]) -> list[dict]:
+    """Per abnormal cause pcapsense gave: verdicts, right, the confidences it gave, and
+    the precision's lower bound (a calibrated confidence should not be far above it)."""
+    out = []
+    for cause in sorted({r["got"] for r in rows if r["got"] not in NORMAL and r["got"] != "missing"}):
+        v = [r for r in rows if r["got"] == cause]
+        right = sum(r["label"] == cause for r in v)
+        conf = sorted({round(r["confidence"], 2) for r in v if r["confidence"] is not None})
+        out.append({"cause": cause, "verdicts": len(v), "right": right, "confidences": conf,
+                    "precision_low": round(wilson_low(right, len(v)), 2)})
+    return out
+
+
 def _pct(a: int, b: int) -> str:
     return f"{100 * a / b:.1f} %" if b else "-"
 
@@ -128,6 +152,11 @@ def rates_table(res: dict) -> list[str]:
         if b["verdicts"]:
             out.append(f"| {b['band']} | {b['verdicts']} | {b['right']} ({_pct(b['right'], b['verdicts'])}) "
                        f"| {b['inferred']} |")
+    out += ["", "| cause given (all captures) | verdicts | right | confidence given | precision, 95 % lower bound |",
+            "|---|--:|--:|---|--:|"]
+    for c in res["by_cause"]:
+        out.append(f"| {c['cause']} | {c['verdicts']} | {c['right']} | "
+                   f"{', '.join(f'{x:.2f}' for x in c['confidences'])} | {c['precision_low']:.2f} |")
     return out
 
 
@@ -158,8 +187,11 @@ def markdown(res: dict) -> str:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--dir", type=pathlib.Path, default=HERE / "captures",
+                    help="folder of captures and their .labels.json (default: the lab's); e.g. a second "
+                         "recording of the haystacks made with the same scripts in a copy of the repo")
     args = ap.parse_args()
-    res = evaluate()
+    res = evaluate(args.dir)
     print(json.dumps(res, indent=1) if args.json else markdown(res))
 
 

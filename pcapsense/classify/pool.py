@@ -133,21 +133,36 @@ def _idle_and_reused(q: np.ndarray, idx: np.ndarray, close, times, survivor) -> 
     """For each row of `q`: how many other connections of the group `idx` sat idle
     between two of their exchanges when it closed (a response before, a request after:
     reused), and how many sat idle and were kept (reused, or never used again and left
-    to the server's idle close or the capture's end)."""
-    reused = np.zeros(len(q), dtype=np.int64)
-    kept = np.zeros(len(q), dtype=np.int64)
+    to the server's idle close or the capture's end). A connection's idle gaps do not
+    overlap, so counting the gaps that hold a time counts the connections; the gaps of
+    the whole group are swept at once (no loop over its connections)."""
+    have = [j for j in idx.tolist() if times[j] is not None]
     tq = close[q]
-    for j in idx.tolist():
-        if times[j] is None:
-            continue
-        ex = np.frombuffer(times[j], dtype=np.int64).reshape(-1, 2)
-        req, resp = ex[:, 0], ex[:, 1]
-        k = np.searchsorted(req, tq, side="right")            # requests sent before the close
-        prev = resp[np.clip(k - 1, 0, len(req) - 1)]
-        idle = (k >= 1) & (prev > 0) & (prev <= tq) & (q != j) & (close[j] > tq)
-        reused += idle & (k < len(req))
-        kept += idle & ((k < len(req)) | bool(survivor[j]))
-    return reused, kept
+    if not have:
+        return np.zeros(len(q), dtype=np.int64), np.zeros(len(q), dtype=np.int64)
+    blobs = [times[j] for j in have]
+    n_ex = np.fromiter((len(b) // 16 for b in blobs), dtype=np.int64, count=len(blobs))
+    ex = np.frombuffer(b"".join(blobs), dtype=np.int64).reshape(-1, 2)
+    owner = np.repeat(np.arange(len(have)), n_ex)
+    req, resp = ex[:, 0], ex[:, 1]
+    # reused: [a response, the same connection's next request)
+    nxt = np.flatnonzero(owner[1:] == owner[:-1])
+    r_start, r_end = resp[nxt], req[nxt + 1]
+    ok = (r_start > 0) & (r_start < r_end)
+    r_start, r_end = r_start[ok], r_end[ok]
+    # kept and never used again: [its last response, its close), for the group's survivors
+    last = np.cumsum(n_ex) - 1
+    surv = np.array([bool(survivor[j]) for j in have])
+    k_start = resp[last][surv]
+    k_end = close[np.asarray(have)[surv]]
+    ok = (k_start > 0) & (k_start < k_end)
+    k_start, k_end = k_start[ok], k_end[ok]
+
+    def holding(starts, ends):
+        return np.searchsorted(np.sort(starts), tq, side="right") - np.searchsorted(np.sort(ends), tq, side="right")
+
+    reused = holding(r_start, r_end)
+    return reused, reused + holding(k_start, k_end)
 
 
 def apply(out: dict, found) -> None:

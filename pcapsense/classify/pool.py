@@ -136,7 +136,7 @@ def _idle_and_reused(q: np.ndarray, idx: np.ndarray, close, times, survivor) -> 
     to the server's idle close or the capture's end). A connection's idle gaps do not
     overlap, so counting the gaps that hold a time counts the connections; the gaps of
     the whole group are swept at once (no loop over its connections)."""
-    have = [j for j in idx.tolist() if times[j] is not None]
+    have = [j for j in idx.tolist() if isinstance(times[j], bytes)]     # (missing: None or NaN)
     tq = close[q]
     if not have:
         return np.zeros(len(q), dtype=np.int64), np.zeros(len(q), dtype=np.int64)

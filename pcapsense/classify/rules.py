@@ -132,7 +132,6 @@ def tls_exchange_view(row: dict) -> None:
     cl = max(cl, req)
     answered = bool(sv) and sv > cl
     row["http_requests"] = 2 if (sv and req < sv < cl) else 1
-    row["http_last_method"] = "a request"
     row["http_last_request_ts"] = cl
     row["http_last_request_frame"] = row.get("_client_last_data_frame") or row.get("tls_client_request_frame")
     row["http_last_request_complete"] = True
@@ -325,7 +324,8 @@ def keepalive_race(f: Facts):
         idle = f.idle_before_close_s or 0.0
         return Match("keepalive-race", 0.9, _frames(f.close_frame, f.http_last_request_frame, f.first_rst_frame),
                      f"the server closed the idle connection after {idle:.3f} s and the client sent "
-                     f"{f.http_last_method} {(req - fin) / 1e6:+.1f} ms after that FIN; no response",
+                     f"{f.http_last_method or 'an encrypted request'} {(req - fin) / 1e6:+.1f} ms after that FIN; "
+                     f"no response",
                      extra={"idle_s": idle, "request_minus_fin_ms": (req - fin) / 1e6})
 
 
@@ -350,8 +350,8 @@ def request_rejected(f: Facts):
     wait = _no_response_close(f)
     if wait is not None and wait <= f.soon_s:
         return Match("request-rejected", 0.85, _frames(f.http_last_request_frame, f.close_frame),
-                     f"the server closed {wait * 1000:.1f} ms after a complete {f.http_last_method} request, "
-                     f"without a response byte")
+                     f"the server closed {wait * 1000:.1f} ms after a complete {f.http_last_method or 'encrypted'} "
+                     f"request, without a response byte")
 
 
 @rule("server-timeout")

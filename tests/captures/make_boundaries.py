@@ -23,7 +23,9 @@ traffic; these pin where each line is:
   close_notify right after the response (graceful), a request after the close_notify
   (keepalive-race), a close_notify 0.3 ms after a request (request-rejected);
 - a response whose head the snaplen cut: complete when the server stopped before the
-  client's FIN, flowing when it went on sending.
+  client's FIN, flowing when it went on sending; an upload whose head the snaplen cut:
+  too large when the server closed while it was arriving, not when it was answered and
+  the connection closed idle later.
 
     python3 tests/captures/make_boundaries.py
 """
@@ -344,6 +346,33 @@ def snaplen_flowing(p):
     _cut_response(p, True)
 
 
+POST_HEAD = b"POST /upload HTTP/1.1\r\nHost: api.example\r\nUser-Agent: python-requests/2.32\r\n" + \
+    b"X-Padding: " + b"p" * 200 + b"\r\nContent-Length: 100000\r\n\r\n"
+
+
+def _cut_upload(p, server_closes_while_sending: bool):
+    """A 100 kB POST whose head the snaplen cut (its Content-Length not captured)."""
+    c = Conn(p, cport=45950)
+    t = c.handshake(0.0)
+    c.send("c", t + 0.001, POST_HEAD + b"u" * 1000, push_ack=False)
+    for k in range(50):
+        c.send("c", t + 0.002 + 0.0001 * k, b"u" * 1400, push_ack=False)
+    if server_closes_while_sending:           # nginx 413-style: closes mid-body
+        c.rst("s", t + 0.0045)
+    else:                                     # answered, then idle 2 s, the server's idle close
+        c.send("s", t + 0.010, OK)
+        c.fin("s", t + 2.010)
+        c.fin("c", t + 2.0105)
+
+
+def snaplen_upload_cut(p):
+    _cut_upload(p, True)
+
+
+def snaplen_upload_answered(p):
+    _cut_upload(p, False)
+
+
 SNAPLEN = 128                                   # the captures of the snaplen_* scenarios
 
 #: scenario -> (function, {client port: expected cause})
@@ -375,6 +404,8 @@ EXPECT = {
     "tls-rejected": (tls_rejected, {45800: "request-rejected"}),
     "snaplen-complete": (snaplen_complete, {45900: "graceful"}),
     "snaplen-flowing": (snaplen_flowing, {45900: "client-abort"}),
+    "snaplen-upload-cut": (snaplen_upload_cut, {45950: "body-too-large"}),
+    "snaplen-upload-answered": (snaplen_upload_answered, {45950: "idle-close"}),
 }
 
 

@@ -38,9 +38,9 @@ that does not fit its design is reported (and labelled by what happened).
 
     python3 sample_pcaps/lab/lh-mixed-ipv6.py
 """
-import importlib.util, json, math, os, sys, time
-spec = importlib.util.spec_from_file_location("la_lib", os.path.join(os.path.dirname(os.path.abspath(__file__)), "la-lib.py"))
-L = importlib.util.module_from_spec(spec); spec.loader.exec_module(L)
+import os, time
+import lh_common as C
+L = C.L
 
 SCEN = "lh-mixed-ipv6"
 NGP, GUP, AIP, DEADP = 8080, 8081, 8082, 8089
@@ -132,58 +132,13 @@ for p in (NGP, GUP, AIP):
     lab.wait_listen(lab.ns_s, p)
 
 # ------------------------------------------------------------------ clients
+# argv: server address, process name, stop file, seconds of traffic
 COMMON = r'''
-import json, os, sys, time, socket, random, itertools
+import sys, time
 HOST, PROC, STOPFILE, DEADLINE = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 NG = "http://[%s]:8080" % HOST; GU = "http://[%s]:8081" % HOST; AI = "http://[%s]:8082" % HOST
 T0 = time.time(); END = T0 + DEADLINE
-RND = random.Random(PROC)
-CUR = {"sid": None}
-def emit(**d):
-    d.setdefault("proc", PROC); d.setdefault("t", time.time())
-    print(json.dumps(d), flush=True)
-def _log_sock(s):
-    try:
-        emit(type="conn", sid=CUR["sid"], lport=s.getsockname()[1], rport=s.getpeername()[1])
-    except Exception as e:
-        emit(type="hook-error", sid=CUR["sid"], err=repr(e))
-_orig_cc = socket.create_connection
-def _cc(*a, **kw):
-    s = _orig_cc(*a, **kw); _log_sock(s); return s
-socket.create_connection = _cc
-try:
-    import urllib3.util.connection as _uc
-    _uorig = _uc.create_connection
-    def _ucc(*a, **kw):
-        s = _uorig(*a, **kw); _log_sock(s); return s
-    _uc.create_connection = _ucc
-except ImportError:
-    pass
-_ids = itertools.count(1)
-class Sess:
-    """One client object's life: its role, the requests it made and what they saw."""
-    def __init__(self, lib, role="normal", note=""):
-        self.sid = "%s-%d" % (PROC, next(_ids)); self.lib, self.role, self.note = lib, role, note
-        self.reqs = []; CUR["sid"] = self.sid
-        emit(type="session-start", sid=self.sid, lib=lib, role=role, note=note)
-    def use(self):
-        CUR["sid"] = self.sid; return self
-    def rec(self, method, url, saw, ok, **kw):
-        d = dict(m=method, url=url, saw=saw, ok=ok, t=time.time()); d.update(kw); self.reqs.append(d)
-    def end(self):
-        emit(type="session", sid=self.sid, lib=self.lib, role=self.role, note=self.note, reqs=self.reqs,
-             all_ok=all(r["ok"] for r in self.reqs))
-def ename(e):
-    return "%s: %s" % (type(e).__name__, e)
-def gap(kind=None):
-    """idle gaps are either short (< 1 s) or long (> 4 s, past every server's 2 s keep-alive)"""
-    if kind is None:
-        kind = "long" if RND.random() < 0.25 else "short"
-    d = RND.uniform(0.1, 0.9) if kind == "short" else RND.uniform(4.2, 5.5)
-    time.sleep(max(0, min(d, END - time.time())))
-def left():
-    return END - time.time()
-'''
+''' + C.SESSION_CLIENT
 
 W_REQ = COMMON + r'''
 import requests
@@ -274,16 +229,7 @@ c1.close(); C1.end(); c2.close(); C2.end()
 emit(type="exit")
 '''
 
-W_AIO = COMMON + r'''
-import asyncio, aiohttp
-class LogConnector(aiohttp.TCPConnector):
-    def __init__(self, sess, **kw):
-        super().__init__(**kw); self.sess = sess
-    async def _wrap_create_connection(self, *a, **kw):
-        tr, pr = await super()._wrap_create_connection(*a, **kw)
-        sn, pn = tr.get_extra_info("sockname"), tr.get_extra_info("peername")
-        emit(type="conn", sid=self.sess.sid, lport=sn[1], rport=pn[1])
-        return tr, pr
+W_AIO = COMMON + C.SESSION_AIOHTTP + r'''
 async def do(s, sess, method, url, **kw):
     try:
         async with s.request(method, url, **kw) as r:
@@ -291,32 +237,24 @@ async def do(s, sess, method, url, **kw):
             sess.rec(method, url, "HTTP %d (%d B)" % (r.status, n), r.status < 400)
     except Exception as e:
         sess.rec(method, url, ename(e), False)
-async def main():
-    S = Sess("aiohttp.ClientSession")
-    s = aiohttp.ClientSession(connector=LogConnector(S, limit=10), timeout=aiohttp.ClientTimeout(total=15))
-    step = 0
-    while left() > 1.5:
-        step += 1
-        await asyncio.gather(*[do(s, S, "GET", AI + "/fast?i=%d" % i) for i in range(3)])
-        await do(s, S, "GET", AI + "/stream")
-        await asyncio.gather(do(s, S, "GET", GU + "/api/items?a=%d" % step), do(s, S, "GET", NG + "/static/app.js"))
-        if step % 3 == 0:
-            await do(s, S, "POST", GU + "/api/upload", data=b"a" * 30000)
-        if step == 2:
-            T = Sess("aiohttp.ClientSession", "client-timeout", "ClientTimeout(total=1) vs aiohttp /slow (3 s)")
-            async with aiohttp.ClientSession(connector=LogConnector(T), timeout=aiohttp.ClientTimeout(total=1)) as t:
-                await do(t, T, "GET", AI + "/slow")
-            T.end()
-        if step == 3:
-            # a short-lived session that does its work and closes (client FIN)
-            X = Sess("aiohttp.ClientSession")
-            async with aiohttp.ClientSession(connector=LogConnector(X)) as x:
-                await do(x, X, "GET", AI + "/fast?short=1"); await do(x, X, "GET", GU + "/api/report")
-            X.end()
-        d = RND.uniform(4.2, 5.5) if step % 2 else RND.uniform(0.2, 0.8)
-        await asyncio.sleep(max(0, min(d, left())))
-    await s.close(); S.end()
-asyncio.run(main())
+async def one_round(s, S, step):
+    await asyncio.gather(*[do(s, S, "GET", AI + "/fast?i=%d" % i) for i in range(3)])
+    await do(s, S, "GET", AI + "/stream")
+    await asyncio.gather(do(s, S, "GET", GU + "/api/items?a=%d" % step), do(s, S, "GET", NG + "/static/app.js"))
+    if step % 3 == 0:
+        await do(s, S, "POST", GU + "/api/upload", data=b"a" * 30000)
+    if step == 2:
+        T = Sess("aiohttp.ClientSession", "client-timeout", "ClientTimeout(total=1) vs aiohttp /slow (3 s)")
+        async with aiohttp.ClientSession(connector=LogConnector(T), timeout=aiohttp.ClientTimeout(total=1)) as t:
+            await do(t, T, "GET", AI + "/slow")
+        T.end()
+    if step == 3:
+        # a short-lived session that does its work and closes (client FIN)
+        X = Sess("aiohttp.ClientSession")
+        async with aiohttp.ClientSession(connector=LogConnector(X)) as x:
+            await do(x, X, "GET", AI + "/fast?short=1"); await do(x, X, "GET", GU + "/api/report")
+        X.end()
+asyncio.run(rounds(one_round))
 emit(type="exit")
 '''
 
@@ -370,10 +308,7 @@ while left() > 1.5:
     c.close(); S.end()
     gap("short")
 emit(type="done")
-# keep the leaked connections referenced until the capture has stopped
-t = time.time()
-while not os.path.exists(STOPFILE) and time.time() - t < 90:
-    time.sleep(0.2)
+wait_stop()       # the leaked connections stay referenced until the capture has stopped
 emit(type="exit", leaked=len(leaks))
 '''
 
@@ -458,9 +393,7 @@ ts = []
 for fn in (req_stream, hc_stream, curl_slow):
     t = threading.Thread(target=fn, daemon=True); t.start(); ts.append(t); time.sleep(0.3)
 emit(type="streams-started")
-t = time.time()
-while not os.path.exists(STOPFILE) and time.time() - t < 90:
-    time.sleep(0.2)
+wait_stop()
 emit(type="exit")
 '''
 
@@ -474,10 +407,7 @@ for name, code in (("req1", W_REQ), ("httpx1", W_HTTPX), ("aio1", W_AIO), ("hc1"
 t0 = time.time()
 for name in ("req1", "httpx1", "aio1", "curl1"):
     workers[name].wait(timeout=DUR + 30)
-def has(name, typ):
-    with open(lab.path(name + ".out")) as f:
-        return any(d.get("type") == typ for d in L.parse_jsonl(f.read()))
-while time.time() - t0 < DUR + 30 and not (has("hc1", "done") and has("strm1", "streams-started")):
+while time.time() - t0 < DUR + 30 and not (C.logged(lab, "hc1", "done") and C.logged(lab, "strm1", "streams-started")):
     time.sleep(0.2)
 time.sleep(2.0)
 lab.stop_capture(settle=0.2)
@@ -487,70 +417,22 @@ for name in ("hc1", "strm1"):
         workers[name].wait(timeout=10)
     except Exception:
         pass
-logs = []
-for name in workers:
-    with open(lab.path(name + ".out")) as f:
-        logs += L.parse_jsonl(f.read())
-    with open(lab.path(name + ".err")) as f:
-        e = f.read().strip()
-    if e:
-        L.log(name, "stderr:", e[-1500:])
+logs = C.worker_logs(lab, workers)
 V = L.versions()
 
 # ------------------------------------------------------------------ labels
-SESS = {}
-for d in logs:
-    if d["type"] in ("session-start", "session"):
-        SESS.setdefault(d["sid"], {}).update(d)
-CONNS = [d for d in logs if d["type"] == "conn"]
+SESS, CONNS = C.sessions(logs)
 unexpected = []
 
 
-def find_conn(c):
-    port = c["client_port"]
-    sport = int(c["server"].rsplit(":", 1)[1])
-    cands = [d for d in CONNS if d["lport"] == port and d["rport"] == sport]
-    if not cands:
-        return None
-    return min(cands, key=lambda d: abs(d["t"] - c["t0_epoch"]) if not math.isnan(c["t0_epoch"]) else 0)
-
-
-def server_fin_after_client_data(c):
-    """frames: the client sent payload after the server's first FIN"""
-    sf = [f for f in c["frames"] if f["fin"] and f["src"] == c["server"]]
-    if not sf:
-        return False
-    return any(f["len"] > 0 and f["src"] == c["client"] and f["n"] > sf[0]["n"] for f in c["frames"])
-
-
-def saw_of(s, c):
-    reqs = s.get("reqs", [])
-    if reqs and all(r.get("lport") is None for r in reqs) and len(reqs) > 1:
-        # pooled client: the log has the session's requests, the packets say which were on this connection
-        bad = [r for r in reqs if not r["ok"]]
-        head = ("all %d requests of the session answered" % len(reqs)) if not bad else \
-            "; ".join("%s %s -> %s" % (r["m"], r["url"].split("]", 1)[-1], r["saw"]) for r in bad)
-        return ("%s (this connection: responses %s)" % (head, ",".join(c["codes"]) or "not decoded by tshark at snaplen 256"))[:300]
-    mine = [r for r in reqs if r.get("lport") in (None, c["client_port"])]
-    return "; ".join("%s %s -> %s" % (r["m"], r["url"].split("]", 1)[-1], r["saw"]) for r in mine)[:300]
-
-
 def label(c, logs):
-    d = find_conn(c)
+    d, s = C.find_session(c, CONNS, SESS)
     if d is None:
         unexpected.append((c, "no client log"))
         return {"cause": "unknown", "client_saw": "", "how": "not matched to a client log (FAILED)"}
-    s = SESS.get(d["sid"], {})
-    role = s.get("role", "?")
-    who = "%s %s session %s" % (d["proc"], s.get("lib", "?"), d["sid"])
-    saw = saw_of(s, c)
+    saw, who, role = C.session_summary(c, d, s)
     closer, kind = c["closer"], c["close_kind"]
-    idle = None
-    if c["close_frame"]:
-        lt = L.last_data_before(c, "server", c["close_frame"])
-        lc = L.last_data_before(c, "client", c["close_frame"])
-        last = max([x for x in (lt, lc) if x is not None], default=None)
-        idle = c["close_t"] - last if last is not None else None
+    idle = C.idle_before_close(c)
 
     def normal(check_ok=True):
         if check_ok and not s.get("all_ok", True) and "all_ok" in s:
@@ -574,7 +456,7 @@ def label(c, logs):
     elif role == "incomplete":
         cause, how = ("incomplete", "Design (%s): %s." % (who, s.get("note"))) if closer == "none" else normal()
     elif role == "keepalive-race":
-        if server_fin_after_client_data(c) and not s.get("all_ok", True):
+        if C.client_data_after_server_fin(c) and not s.get("all_ok", True):
             cause, how = "keepalive-race", ("Design (%s): %s; nginx had closed the idle connection (FIN) before the "
                                             "second request, which got no response (the client logged: %s)." % (who, s["note"], saw))
         else:
@@ -619,15 +501,4 @@ out = L.write_labels(
          "rate-limited, body-too-large, client-timeout, connection-refused and connection-leak",
     [V["nginx"], V["gunicorn"], V["aiohttp"], V["requests"], V["urllib3"], V["httpx"], V["http.client"], V["curl"]],
     label, logs)
-cnt = {}
-for o in out:
-    cnt[o["cause"]] = cnt.get(o["cause"], 0) + 1
-L.log("label counts:", json.dumps(cnt, sort_keys=True))
-ps = L.pcapsense_view(os.path.join(L.CAPDIR, lab.capture_file))
-diff = [(o, ps.get(o["first_frame"], {})) for o in out if ps.get(o["first_frame"], {}).get("cause") != o["cause"]]
-L.log("pcapsense disagrees on %d connections:" % len(diff))
-for o, p in diff:
-    L.log("  f%d %s label=%s pcapsense=%s (%s/%s) %s" % (o["first_frame"], o["client"], o["cause"], p.get("cause"),
-                                                      p.get("closer"), p.get("close_kind"), str(p.get("cause_detail", ""))[:150]))
-for c, why in unexpected:
-    L.log("UNEXPECTED stream %d (%s): %s" % (c["stream"], c["client"], why))
+C.report(out, os.path.join(L.CAPDIR, lab.capture_file), unexpected)

@@ -43,9 +43,9 @@ Anything else would be "unknown" (none in the committed capture).
 
     python3 sample_pcaps/lab/lh-pool.py
 """
-import importlib.util, json, os, sys, time
-spec = importlib.util.spec_from_file_location("la_lib", os.path.join(os.path.dirname(os.path.abspath(__file__)), "la-lib.py"))
-L = importlib.util.module_from_spec(spec); spec.loader.exec_module(L)
+import os, time
+import lh_common as C
+L = C.L
 
 SCEN = "lh-pool"
 NGP, PYP, BACKP = 18080, 18081, 18090
@@ -57,31 +57,11 @@ H = lab.ip_s
 for v in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR", "SSLKEYLOGFILE",
           "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
     os.environ.pop(v, None)
-os.makedirs(lab.path("nginx/html"), exist_ok=True)
-with open(lab.path("nginx/html/big"), "wb") as f:
-    f.write(os.urandom(300 * 1024))
 
-BACKEND = r'''
-import asyncio, sys
-from aiohttp import web
-host = sys.argv[1]
-async def api(req):
-    return web.json_response({"ok": True, "q": req.query_string})
+BACKEND = (C.PATTERN_BACKEND + r'''
 async def work(req):
     await asyncio.sleep(float(req.query.get("d", "0.1")))
     return web.Response(text="worked %s\n" % req.query_string)
-async def upload(req):
-    body = await req.read()
-    return web.Response(text="stored %d bytes\n" % len(body))
-async def stream(req):
-    n, d = int(req.query.get("n", "5")), float(req.query.get("d", "0.1"))
-    r = web.StreamResponse(); r.content_type = "text/plain"
-    await r.prepare(req)
-    for i in range(n):
-        await r.write(b"chunk %d %s\n" % (i, b"x" * 200))
-        await asyncio.sleep(d)
-    await r.write_eof()
-    return r
 
 class Raw(asyncio.Protocol):
     """minimal HTTP/1.1 keep-alive server; /stall: 3 s, then close without a response"""
@@ -106,75 +86,32 @@ async def main():
     await asyncio.get_running_loop().create_server(Raw, host, __PYP__)
     await asyncio.Event().wait()
 asyncio.run(main())
-'''.replace("__BACKP__", str(BACKP)).replace("__PYP__", str(PYP))
+''').replace("__BACKP__", str(BACKP)).replace("__PYP__", str(PYP))
 
 PROXY = "proxy_pass http://127.0.0.1:%d;" % BACKP
 lab.nginx(lab.ns_s, """
         listen %(h)s:%(p)d;
         keepalive_timeout %(ka)ds;
         keepalive_requests 1000;
-        client_max_body_size 4m;
-        root %(root)s;
-        location = / { return 200 "hello from nginx\\n"; }
-        location = /big { }
-        location = /reject { return 444; }
-        location /api { %(px)s }
+        %(site)s
         location /work { %(px)s }
         location /upload { %(px)s }
         location /stream { %(px)s proxy_buffering off; }
-""" % {"h": H, "p": NGP, "ka": KA, "root": lab.path("nginx/html"), "px": PROXY},
+""" % {"h": H, "p": NGP, "ka": KA, "site": C.nginx_site(lab, 300, PROXY), "px": PROXY},
           http_extra="")
 lab.pyserver(lab.ns_s, BACKEND, [H], name="backend")
 lab.wait_listen(lab.ns_s, NGP)
 lab.wait_listen(lab.ns_s, BACKP)
 lab.wait_listen(lab.ns_s, PYP)
 
+# ---------------------------------------------------------------- clients
+# argv: server address, T0 (epoch start of the traffic), DUR, process name
 COMMON = r'''
-import json, os, random, socket, subprocess, sys, threading, time
+import sys
 HOST, T0, DUR, NAME = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 NG = "http://%s:18080" % HOST
 RAW = "http://%s:18081" % HOST
-rng = random.Random(NAME)
-_lock = threading.Lock()
-def emit(**d):
-    d.setdefault("proc", NAME); d.setdefault("t", time.time())
-    with _lock:
-        print(json.dumps(d), flush=True)
-PORTS = []
-_orig_cc = socket.create_connection
-def _cc(*a, **kw):
-    s = _orig_cc(*a, **kw); PORTS.append(s.getsockname()[1]); emit(ev="conn", lport=s.getsockname()[1]); return s
-socket.create_connection = _cc
-try:
-    import urllib3.util.connection as _uc
-    _u = _uc.create_connection
-    def _ucc(*a, **kw):
-        s = _u(*a, **kw); PORTS.append(s.getsockname()[1]); emit(ev="conn", lport=s.getsockname()[1]); return s
-    _uc.create_connection = _ucc
-except ImportError:
-    pass
-def now():
-    return time.time() - T0
-def left():
-    return DUR - now()
-def err(e):
-    return "%s: %s" % (type(e).__name__, e)
-def pattern(plan, desc, fn):
-    del PORTS[:]
-    saw = []
-    t0 = time.time(); ok = True
-    try:
-        fn(saw)
-    except Exception as e:
-        saw.append(err(e)); ok = False
-    emit(ev="pattern", plan=plan, desc=desc, ports=list(PORTS), t0=t0, t1=time.time(), saw=saw, ok=ok)
-    return ok
-def hold():
-    while True:
-        time.sleep(10)
-while time.time() < T0:
-    time.sleep(0.01)
-'''
+''' + C.PATTERN_CLIENT
 
 POOL = COMMON + r'''
 import logging, requests
@@ -249,17 +186,12 @@ def idle_end(saw):
     time.sleep(rng.uniform(2.3, 2.9)); s.close()
 def oneshot(saw):
     r = requests.get(NG + "/api?oneshot", timeout=5); saw.append("GET HTTP %d" % r.status_code)
-choices = [(quick, 4), (download, 1), (upload, 1), (idle_reuse, 1), (idle_end, 1), (oneshot, 2)]
-pool = [f for f, w in choices for _ in range(w)]
-while left() > 3.5:
-    f = rng.choice(pool)
-    pattern("normal", "requests " + f.__name__, f)
-    time.sleep(rng.uniform(0.1, 0.4))
+pool = weighted([(quick, 4), (download, 1), (upload, 1), (idle_reuse, 1), (idle_end, 1), (oneshot, 2)])
+run_patterns(3.5, (0.1, 0.4), lambda: one_of("requests ", pool))
 def last(saw):
     s = requests.Session(); r = s.get(NG + "/api?last", timeout=5); saw.append("GET HTTP %d" % r.status_code)
     globals()["KEEP"] = s
-while left() > 0.8:
-    time.sleep(0.05)
+sleep_until_left(0.8)
 pattern("normal", "requests session left open at the end", last)
 hold()
 '''
@@ -289,14 +221,9 @@ def raw(saw):
     with httpx.Client() as c:
         for i in range(2):
             r = c.get(RAW + "/hello"); saw.append("GET :18081 HTTP %d" % r.status_code)
-choices = [(quick, 4), (download, 1), (upload, 1), (idle_reuse, 1), (raw, 1)]
-pool = [f for f, w in choices for _ in range(w)]
-while left() > 3.0:
-    f = rng.choice(pool)
-    pattern("normal", "httpx " + f.__name__, f)
-    time.sleep(rng.uniform(0.1, 0.4))
-while left() > 1.2:
-    time.sleep(0.05)
+pool = weighted([(quick, 4), (download, 1), (upload, 1), (idle_reuse, 1), (raw, 1)])
+run_patterns(3.0, (0.1, 0.4), lambda: one_of("httpx ", pool))
+sleep_until_left(1.2)
 def last(saw):
     c = httpx.Client(); r = c.get(NG + "/api?httpx-last"); saw.append("GET HTTP %d" % r.status_code)
     globals()["KEEP"] = c
@@ -304,24 +231,7 @@ pattern("normal", "httpx client left open at the end", last)
 hold()
 '''
 
-AIO = COMMON + r'''
-import asyncio, aiohttp
-class Conn(aiohttp.TCPConnector):
-    async def _create_connection(self, req, traces, timeout):
-        proto = await super()._create_connection(req, traces, timeout)
-        p = proto.transport.get_extra_info("sockname")[1]
-        PORTS.append(p); emit(ev="conn", lport=p)
-        return proto
-def CS():
-    return aiohttp.ClientSession(connector=Conn())
-async def apattern(plan, desc, fn):
-    del PORTS[:]
-    saw = []; t0 = time.time(); ok = True
-    try:
-        await fn(saw)
-    except Exception as e:
-        saw.append(err(e)); ok = False
-    emit(ev="pattern", plan=plan, desc=desc, ports=list(PORTS), t0=t0, t1=time.time(), saw=saw, ok=ok)
+AIO = COMMON + C.PATTERN_AIOHTTP + r'''
 async def get(s, url, saw):
     async with s.get(url) as r:
         b = await r.read(); saw.append("GET %s HTTP %d %d B" % (url.split(":", 2)[2], r.status, len(b)))
@@ -339,35 +249,14 @@ async def parallel(saw):
     async with CS() as s:
         await asyncio.gather(*[get(s, NG + "/work?d=0.05&par=%d" % i, saw) for i in range(4)])
         await get(s, NG + "/", saw)
-async def main():
-    choices = [(burst, 3), (idle, 1), (parallel, 2)]
-    pool = [f for f, w in choices for _ in range(w)]
-    while left() > 3.0:
-        f = rng.choice(pool)
-        await apattern("normal", "aiohttp " + f.__name__, f)
-        await asyncio.sleep(rng.uniform(0.1, 0.4))
-asyncio.run(main())
+asyncio.run(apatterns(3.0, (0.1, 0.4), weighted([(burst, 3), (idle, 1), (parallel, 2)])))
 hold()
 '''
 
 CURL = COMMON + r'''
-def curl(args, plan="normal", desc="curl"):
-    t0 = time.time()
-    r = subprocess.run(["curl", "-sS", "-o", "/dev/null", "--max-time", "5",
-                        "-w", '{"code":%{http_code},"lport":%{local_port},"size":%{size_download}}\n'] + args,
-                       capture_output=True, text=True)
-    ports, codes = [], []
-    for line in r.stdout.splitlines():
-        try:
-            d = json.loads(line)
-        except ValueError:
-            continue
-        codes.append("HTTP %s %s B" % (d["code"], d["size"]))
-        if d["lport"] and d["lport"] not in ports:
-            ports.append(d["lport"])
-    saw = codes if r.returncode == 0 else codes + ["curl exit %d: %s" % (r.returncode, r.stderr.strip())]
-    emit(ev="pattern", plan=plan, desc=desc + " " + " ".join(args), ports=ports, t0=t0, t1=time.time(),
-         saw=saw, ok=r.returncode == 0)
+def curl(args):
+    t0 = time.time(); ports, saw, ok = run_curl(args)
+    emit(ev="pattern", plan="normal", desc="curl " + " ".join(args), ports=ports, t0=t0, t1=time.time(), saw=saw, ok=ok)
 while left() > 3.0:
     k = rng.random()
     if k < 0.2:
@@ -379,8 +268,7 @@ while left() > 3.0:
     else:
         curl([NG + "/api?curl"])
     time.sleep(rng.uniform(0.3, 0.8))
-while left() > 2.2:
-    time.sleep(0.05)
+sleep_until_left(2.2)
 # a slowly generated streaming response still flowing when the capture stops
 t0 = time.time()
 slow = subprocess.Popen(["curl", "-sS", "-o", "/dev/null", "--local-port", "46001", "--max-time", "60",
@@ -390,42 +278,22 @@ emit(ev="pattern", plan="incomplete", desc="curl /stream (a chunk every 0.25 s f
 hold()
 '''
 
-HC = COMMON + r'''
-import http.client
+HC = COMMON + C.PATTERN_HTTP_CLIENT + r'''
 def conn(port=18080):
     return http.client.HTTPConnection(HOST, port, timeout=5)
-def do(c, path, saw, method="GET", body=None):
-    c.request(method, path, body=body)
-    r = c.getresponse(); r.read(); saw.append("%s %s HTTP %d" % (method, path, r.status))
 def run(saw):
     c = conn()
     for i in range(rng.randint(2, 5)):
         do(c, "/api?hc=%d" % i, saw); time.sleep(rng.uniform(0.05, 0.4))
     c.close()
-def race(gap):
-    def f(saw):
-        c = conn(); do(c, "/api?r=1", saw); time.sleep(0.2); do(c, "/api?r=2", saw)
-        time.sleep(gap)
-        try:
-            do(c, "/api?r=3", saw)
-        finally:
-            c.close()
-    return f
 LEAKED = []
 def leak(saw):
     c = conn(); do(c, "/api?leak=1", saw); do(c, "/api?leak=2", saw)
     LEAKED.append(c)          # forgotten: never closed, never reused
 plan = {3.0: ("connection-leak", "http.client connection kept in a list, never closed", leak),
-        6.0: ("keepalive-race", "http.client reuse 2.05 s after the last response", race(2.05)),
-        15.0: ("keepalive-race", "http.client reuse 2.3 s after the last response", race(2.3))}
-while left() > 3.0:
-    due = [k for k in plan if now() >= k]
-    if due:
-        k = min(due); p, d, f = plan.pop(k)
-        pattern(p, d, f)
-        continue
-    pattern("normal", "http.client run", run)
-    time.sleep(rng.uniform(0.2, 0.6))
+        6.0: ("keepalive-race", "http.client reuse 2.05 s after the last response", race(conn, 2.05)),
+        15.0: ("keepalive-race", "http.client reuse 2.3 s after the last response", race(conn, 2.3))}
+run_patterns(3.0, (0.2, 0.6), lambda: pattern("normal", "http.client run", run), plan)
 hold()
 '''
 
@@ -452,14 +320,7 @@ def leak(saw):
 plan = {5.0: ("request-rejected", "requests GET /reject (nginx return 444)", reject),
         8.0: ("connection-leak", "requests stream=True response never read nor closed", leak),
         11.0: ("server-timeout", "requests GET :18081/stall (server closes after 3 s, no response)", stall)}
-while left() > 3.0:
-    due = [k for k in plan if now() >= k]
-    if due:
-        k = min(due); p, d, f = plan.pop(k)
-        pattern(p, d, f)
-        continue
-    pattern("normal", "requests normal", normal)
-    time.sleep(rng.uniform(0.3, 0.8))
+run_patterns(3.0, (0.3, 0.8), lambda: pattern("normal", "requests normal", normal), plan)
 hold()
 '''
 
@@ -471,21 +332,14 @@ procs = [(n, lab.client(code, [H, "%.3f" % T0, DUR, n], name="w-" + n, backgroun
 while time.time() < T0 + DUR + 0.3:
     time.sleep(0.2)
 lab.stop_capture(settle=0.2)
-logs = []
-for n, _ in procs:
-    with open(lab.path("w-%s.out" % n)) as f:
-        logs += L.parse_jsonl(f.read())
-    with open(lab.path("w-%s.err" % n)) as f:
-        e = f.read().strip()
-    if e:
-        L.log("worker", n, "stderr:", e[-1500:])
+logs = C.worker_logs(lab, [n for n, _ in procs], prefix="w-", tag="worker ")
 pats = [d for d in logs if d.get("ev") == "pattern"]
 discards = [d for d in logs if d.get("ev") == "discard"]
 L.log("%d patterns, %d discards logged" % (len(pats), len(discards)))
 
 CAP = os.path.join(L.CAPDIR, SCEN + ".pcap.gz")
 CAP_END = float(L.run(["tshark", "-r", CAP, "-T", "fields", "-e", "frame.time_relative"], timeout=120).stdout.split()[-1])
-first_epoch = float(L.run(["tshark", "-r", CAP, "-c", "1", "-T", "fields", "-e", "frame.time_epoch"]).stdout.strip())
+first_epoch = C.first_epoch(CAP)
 # request/response frames (all occurrences: pipelining-free HTTP/1.1, one per frame at most)
 HTTPF = {}
 r = L.run(["tshark", "-n", "-r", CAP, "-o", "tcp.desegment_tcp_streams:FALSE", "-d", "tcp.port==%d,http" % NGP,
@@ -504,44 +358,28 @@ def http_facts(c):
     return reqs, codes, close_hdr
 
 
-def find_pattern(c):
-    syn = first_epoch + c["t0"]
-    best, bd = None, 1e9
-    for d in pats:
-        if c["client_port"] in d["ports"]:
-            dist = max(d["t0"] - syn, syn - d["t1"], 0)
-            if dist < bd:
-                best, bd = d, dist
-    return best if bd <= 0.3 else None
-
-
 def ftime(c, n):
     return next(f["t"] for f in c["frames"] if f["n"] == n)
 
 
-CHECKS = []
-PEAK = {}
+PROBLEMS = []
 
 
 def label(c, logs_):
-    d = find_pattern(c)
+    d = C.find_pattern(c, pats, first_epoch)
     reqs, codes, close_hdr = http_facts(c)
     facts = "requests: %s; responses: %s" % (", ".join("%s (f%d)" % (q, n) for n, q in reqs) or "none",
                                            ", ".join("%s (f%d)" % (x, n) for n, x in codes) or "none")
     if d is None:
-        CHECKS.append((c["stream"], "no client log"))
-        return {"cause": "unknown", "client_saw": "", "how": "no client log matched (port %d). %s" % (c["client_port"], facts)}
-    saw = "; ".join(d["saw"])
-    who = "%s/%s" % (d["proc"], d["desc"])
-    plan = d["plan"]
+        return C.unmatched(c, PROBLEMS, facts)
+    saw, who, plan = C.pattern_summary(d)
     srv_fin = next((n for n, s in c["fin_frames"] if s == "server"), None)
     cli_fin = next((n for n, s in c["fin_frames"] if s == "client"), None)
     answered = len(codes) >= len(reqs) and (not reqs or codes[-1][0] > reqs[-1][0])
     end_t = c["frames"][-1]["t"]
 
     def bad(why):
-        CHECKS.append((c["stream"], "%s: %s (%s)" % (plan, why, who)))
-        return {"cause": "unknown", "client_saw": saw, "how": "design %s not confirmed: %s. %s" % (plan, why, facts)}
+        return C.unconfirmed(c, PROBLEMS, d, why, facts)
 
     if plan == "pool":
         disc = [x for x in discards if x["lport"] == c["client_port"] and
@@ -628,14 +466,4 @@ V = L.versions()
 out = L.write_labels(lab, "Haystack: cleartext HTTP/1.1 to nginx (keepalive_timeout 2s) and a plain asyncio server from seven client processes on one client IP; a requests.Session with pool_maxsize=2 shared by 10 threads overflows its pool (urllib3 'Connection pool is full, discarding connection') while other sessions end normally; injected keepalive-race, request-rejected, server-timeout, connection-leak",
                      [V["nginx"], V["requests"], V["urllib3"], V["httpx"], V["aiohttp"], V["http.client"], V["curl"], V["asyncio"]],
                      label, logs)
-counts = {}
-for o in out:
-    counts[o["cause"]] = counts.get(o["cause"], 0) + 1
-L.log("causes:", json.dumps(counts, sort_keys=True))
-ps = L.pcapsense_view(CAP)
-dis = [(o, ps.get(o["first_frame"], {})) for o in out if ps.get(o["first_frame"], {}).get("cause") != o["cause"]]
-L.log("%d disagreements with pcapsense:" % len(dis))
-for o, p in dis:
-    L.log("  f%d %s label=%s pcapsense=%s (%s/%s)" % (o["first_frame"], o["client"], o["cause"], p.get("cause"), p.get("closer"), p.get("close_kind")))
-for s, why in CHECKS:
-    L.log("CHECK stream", s, why)
+C.report(out, CAP, PROBLEMS)

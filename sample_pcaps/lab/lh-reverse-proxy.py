@@ -35,9 +35,9 @@ request are client-timeout, the ones to 127.0.0.6:8009 connection-refused.
 
     python3 sample_pcaps/lab/lh-reverse-proxy.py
 """
-import importlib.util, json, math, os, signal, sys, time
-spec = importlib.util.spec_from_file_location("la_lib", os.path.join(os.path.dirname(os.path.abspath(__file__)), "la-lib.py"))
-L = importlib.util.module_from_spec(spec); spec.loader.exec_module(L)
+import os, time
+import lh_common as C
+L = C.L
 
 SCEN = "lh-reverse-proxy"
 NGX, BIND, GUA, AIA, DEADA = "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"
@@ -164,60 +164,16 @@ for p in (NGP, GUP, AIP):
     lab.wait_listen(ns, p)
 
 # ------------------------------------------------------------------ clients
+# argv: process name, stop file, T0 (epoch start of the traffic), seconds of traffic, epoch of the worker kill
 COMMON = r'''
-import json, os, sys, time, socket, random, itertools
+import sys
 PROC, STOPFILE, T0, DEADLINE, KILL_T = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
 NG = "http://127.0.0.2:8080"
 END = T0 + DEADLINE
-RND = random.Random(PROC)
-CUR = {"sid": None}
+''' + C.SESSION_CLIENT + r'''
 _rids = itertools.count(1)
 def rid():
     return "%s-r%d" % (PROC, next(_rids))
-def emit(**d):
-    d.setdefault("proc", PROC); d.setdefault("t", time.time())
-    print(json.dumps(d), flush=True)
-def _log_sock(s):
-    try:
-        emit(type="conn", sid=CUR["sid"], lport=s.getsockname()[1], rport=s.getpeername()[1])
-    except Exception as e:
-        emit(type="hook-error", sid=CUR["sid"], err=repr(e))
-_orig_cc = socket.create_connection
-def _cc(*a, **kw):
-    s = _orig_cc(*a, **kw); _log_sock(s); return s
-socket.create_connection = _cc
-try:
-    import urllib3.util.connection as _uc
-    _uorig = _uc.create_connection
-    def _ucc(*a, **kw):
-        s = _uorig(*a, **kw); _log_sock(s); return s
-    _uc.create_connection = _ucc
-except ImportError:
-    pass
-_ids = itertools.count(1)
-class Sess:
-    def __init__(self, lib, role="normal", note=""):
-        self.sid = "%s-%d" % (PROC, next(_ids)); self.lib, self.role, self.note = lib, role, note
-        self.reqs = []; CUR["sid"] = self.sid
-        emit(type="session-start", sid=self.sid, lib=lib, role=role, note=note)
-    def use(self):
-        CUR["sid"] = self.sid; return self
-    def rec(self, method, url, saw, ok, **kw):
-        d = dict(m=method, url=url, saw=saw, ok=ok, t=time.time()); d.update(kw); self.reqs.append(d)
-    def end(self):
-        emit(type="session", sid=self.sid, lib=self.lib, role=self.role, note=self.note, reqs=self.reqs,
-             all_ok=all(r["ok"] for r in self.reqs))
-def ename(e):
-    return "%s: %s" % (type(e).__name__, e)
-def sleep(d):
-    time.sleep(max(0, min(d, END - time.time())))
-def gap(kind=None):
-    """idle gaps either short (< 1 s) or long (> 4.2 s, past every keep-alive timeout)"""
-    if kind is None:
-        kind = "long" if RND.random() < 0.25 else "short"
-    sleep(RND.uniform(0.1, 0.9) if kind == "short" else RND.uniform(4.2, 5.5))
-def left():
-    return END - time.time()
 def gu_ok():
     """normal traffic keeps away from gunicorn around the planned worker kill"""
     return abs(time.time() - KILL_T) > 2.5
@@ -289,16 +245,7 @@ c.close(); C.end()
 emit(type="exit")
 '''
 
-W_AIO = COMMON + r'''
-import asyncio, aiohttp
-class LogConnector(aiohttp.TCPConnector):
-    def __init__(self, sess, **kw):
-        super().__init__(**kw); self.sess = sess
-    async def _wrap_create_connection(self, *a, **kw):
-        tr, pr = await super()._wrap_create_connection(*a, **kw)
-        sn, pn = tr.get_extra_info("sockname"), tr.get_extra_info("peername")
-        emit(type="conn", sid=self.sess.sid, lport=sn[1], rport=pn[1])
-        return tr, pr
+W_AIO = COMMON + C.SESSION_AIOHTTP + r'''
 async def do(s, sess, method, path, **kw):
     r_id = rid()
     try:
@@ -307,30 +254,22 @@ async def do(s, sess, method, path, **kw):
             sess.rec(method, path, "HTTP %d (%d B)" % (r.status, n), r.status < 400, rid=r_id)
     except Exception as e:
         sess.rec(method, path, ename(e), False, rid=r_id)
-async def main():
-    S = Sess("aiohttp.ClientSession")
-    s = aiohttp.ClientSession(connector=LogConnector(S, limit=10), timeout=aiohttp.ClientTimeout(total=15))
-    step = 0
-    while left() > 1.5:
-        step += 1
-        await asyncio.gather(*[do(s, S, "GET", "/ai/fast?i=%d" % i) for i in range(3)])
-        await do(s, S, "GET", "/ai/stream")
-        if gu_ok():
-            await asyncio.gather(do(s, S, "GET", "/gu/api/items?a=%d" % step), do(s, S, "GET", "/static/app.js"))
-        if step == 2:
-            T = Sess("aiohttp.ClientSession", "client-timeout", "ClientTimeout(total=1) vs /ai/slow (3 s) through nginx")
-            async with aiohttp.ClientSession(connector=LogConnector(T), timeout=aiohttp.ClientTimeout(total=1)) as t:
-                await do(t, T, "GET", "/ai/slow")
-            T.end()
-        if step == 3:
-            X = Sess("aiohttp.ClientSession")
-            async with aiohttp.ClientSession(connector=LogConnector(X)) as x:
-                await do(x, X, "GET", "/ai/fast?short=1"); await do(x, X, "GET", "/")
-            X.end()
-        d = RND.uniform(4.2, 5.5) if step % 2 else RND.uniform(0.2, 0.8)
-        await asyncio.sleep(max(0, min(d, left())))
-    await s.close(); S.end()
-asyncio.run(main())
+async def one_round(s, S, step):
+    await asyncio.gather(*[do(s, S, "GET", "/ai/fast?i=%d" % i) for i in range(3)])
+    await do(s, S, "GET", "/ai/stream")
+    if gu_ok():
+        await asyncio.gather(do(s, S, "GET", "/gu/api/items?a=%d" % step), do(s, S, "GET", "/static/app.js"))
+    if step == 2:
+        T = Sess("aiohttp.ClientSession", "client-timeout", "ClientTimeout(total=1) vs /ai/slow (3 s) through nginx")
+        async with aiohttp.ClientSession(connector=LogConnector(T), timeout=aiohttp.ClientTimeout(total=1)) as t:
+            await do(t, T, "GET", "/ai/slow")
+        T.end()
+    if step == 3:
+        X = Sess("aiohttp.ClientSession")
+        async with aiohttp.ClientSession(connector=LogConnector(X)) as x:
+            await do(x, X, "GET", "/ai/fast?short=1"); await do(x, X, "GET", "/")
+        X.end()
+asyncio.run(rounds(one_round))
 emit(type="exit")
 '''
 
@@ -462,9 +401,7 @@ def curl_stream():
 for fn in (req_stream, curl_stream):
     threading.Thread(target=fn, daemon=True).start(); time.sleep(0.3)
 emit(type="streams-started")
-t = time.time()
-while not os.path.exists(STOPFILE) and time.time() - t < 90:
-    time.sleep(0.2)
+wait_stop()
 emit(type="exit")
 '''
 
@@ -479,10 +416,7 @@ for name, code, extra in (("req1", W_REQ, []), ("httpx1", W_HTTPX, []), ("aio1",
     workers[name] = lab.client(code, [name, stopfile, T0, DUR, KILL_T] + extra, name=name, background=True)
 for name in ("req1", "httpx1", "aio1", "hc1", "curl1", "ingest1"):
     workers[name].wait(timeout=DUR + 40)
-def has(name, typ):
-    with open(lab.path(name + ".out")) as f:
-        return any(d.get("type") == typ for d in L.parse_jsonl(f.read()))
-while time.time() - T0 < DUR + 30 and not has("strm1", "streams-started"):
+while time.time() - T0 < DUR + 30 and not C.logged(lab, "strm1", "streams-started"):
     time.sleep(0.2)
 time.sleep(2.0)
 lab.stop_capture(settle=0.2)
@@ -491,14 +425,7 @@ try:
     workers["strm1"].wait(timeout=10)
 except Exception:
     pass
-logs = []
-for name in workers:
-    with open(lab.path(name + ".out")) as f:
-        logs += L.parse_jsonl(f.read())
-    with open(lab.path(name + ".err")) as f:
-        e = f.read().strip()
-    if e:
-        L.log(name, "stderr:", e[-1500:])
+logs = C.worker_logs(lab, workers)
 with open(BLOG) as f:
     BACK = L.parse_jsonl(f.read())
 with open(lab.path("nginx/error.log")) as f:
@@ -510,11 +437,7 @@ kill_epoch = KILLED[0]["t"] if KILLED else None
 V = L.versions()
 
 # ------------------------------------------------------------------ labels
-SESS = {}
-for d in logs:
-    if d["type"] in ("session-start", "session"):
-        SESS.setdefault(d["sid"], {}).update(d)
-CONNS = [d for d in logs if d["type"] == "conn"]
+SESS, CONNS = C.sessions(logs)
 RIDS = {}
 for s in SESS.values():
     for r in s.get("reqs", []):
@@ -527,18 +450,9 @@ def epoch(c, t):
     return c["t0_epoch"] - c["t0"] + t
 
 
-def idle_before_close(c):
-    if not c["close_frame"]:
-        return None
-    lt = L.last_data_before(c, "server", c["close_frame"])
-    lc = L.last_data_before(c, "client", c["close_frame"])
-    last = max([x for x in (lt, lc) if x is not None], default=None)
-    return c["close_t"] - last if last is not None else None
-
-
 def by_packets(c, who, what_ok):
     """normal shapes, from the packets"""
-    idle = idle_before_close(c)
+    idle = C.idle_before_close(c)
     if c["closer"] == "none":
         return "incomplete", "Design (%s): %s; the connection was still open when the capture stopped." % (who, what_ok)
     if c["close_kind"] == "RST":
@@ -552,28 +466,13 @@ def by_packets(c, who, what_ok):
     return "graceful", "Design (%s): %s; the client closed when its work was done (FIN exchange)." % (who, what_ok)
 
 
-def saw_of(s, c):
-    reqs = s.get("reqs", [])
-    if reqs and all(r.get("lport") is None for r in reqs) and len(reqs) > 1:
-        bad = [r for r in reqs if not r["ok"]]
-        head = ("all %d requests of the session answered" % len(reqs)) if not bad else \
-            "; ".join("%s %s -> %s" % (r["m"], r["url"], r["saw"]) for r in bad)
-        return ("%s (this connection: responses %s)" % (head, ",".join(c["codes"]) or "not decoded by tshark at snaplen 256"))[:300]
-    mine = [r for r in reqs if r.get("lport") in (None, c["client_port"])]
-    return "; ".join("%s %s -> %s" % (r["m"], r["url"], r["saw"]) for r in mine)[:300]
-
-
 def client_leg(c):
-    port = c["client_port"]
-    cands = [d for d in CONNS if d["lport"] == port and d["rport"] == NGP]
-    if not cands:
+    d, s = C.find_session(c, CONNS, SESS)
+    if d is None:
         unexpected.append((c, "no client log"))
         return {"cause": "unknown", "client_saw": "", "how": "client leg connection not matched to a client log (FAILED)"}
-    d = min(cands, key=lambda d: abs(d["t"] - c["t0_epoch"]))
-    s = SESS.get(d["sid"], {})
-    role = s.get("role", "?")
-    who = "client leg, %s %s session %s" % (d["proc"], s.get("lib", "?"), d["sid"])
-    saw = saw_of(s, c)
+    saw, who, role = C.session_summary(c, d, s)
+    who = "client leg, " + who
     ok = "every request answered"
     if role == "normal":
         if "all_ok" in s and not s["all_ok"]:
@@ -587,9 +486,7 @@ def client_leg(c):
     elif role in ("proxied-502", "proxied-504"):
         cause, how = by_packets(c, who, "%s; the client got that complete error response (%s), which is not a disconnect" % (s["note"], saw))
     elif role == "keepalive-race":
-        sf = [f for f in c["frames"] if f["fin"] and f["src"] == c["server"]]
-        late = sf and any(f["len"] > 0 and f["src"] == c["client"] and f["n"] > sf[0]["n"] for f in c["frames"])
-        if late and not s.get("all_ok", True):
+        if C.client_data_after_server_fin(c) and not s.get("all_ok", True):
             cause, how = "keepalive-race", ("Design (%s): %s; nginx had closed the idle connection (FIN) before the "
                                             "second request, which got no response (the client logged: %s)." % (who, s["note"], saw))
         else:
@@ -667,15 +564,4 @@ out = L.write_labels(
          "keepalive-race, request-rejected (444), connection-refused (dead upstream), idle closes on both legs",
     [V["nginx"], V["gunicorn"], V["aiohttp"], V["requests"], V["urllib3"], V["httpx"], V["http.client"], V["curl"]],
     label, logs)
-cnt = {}
-for o in out:
-    cnt[o["cause"]] = cnt.get(o["cause"], 0) + 1
-L.log("label counts:", json.dumps(cnt, sort_keys=True))
-ps = L.pcapsense_view(os.path.join(L.CAPDIR, lab.capture_file))
-diff = [(o, ps.get(o["first_frame"], {})) for o in out if ps.get(o["first_frame"], {}).get("cause") != o["cause"]]
-L.log("pcapsense disagrees on %d connections:" % len(diff))
-for o, p in diff:
-    L.log("  f%d %s->%s label=%s pcapsense=%s (%s/%s) %s" % (o["first_frame"], o["client"], o["server"], o["cause"], p.get("cause"),
-                                                          p.get("closer"), p.get("close_kind"), str(p.get("cause_detail", ""))[:150]))
-for c, why in unexpected:
-    L.log("UNEXPECTED stream %d (%s -> %s): %s" % (c["stream"], c["client"], c["server"], why))
+C.report(out, os.path.join(L.CAPDIR, lab.capture_file), unexpected)

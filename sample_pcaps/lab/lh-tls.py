@@ -44,9 +44,9 @@ after >= its keep-alive timeout of idleness -> idle-close.  Any mismatch is repo
 
     python3 sample_pcaps/lab/lh-tls.py
 """
-import importlib.util, json, os, shutil, sys, time
-spec = importlib.util.spec_from_file_location("la_lib", os.path.join(os.path.dirname(os.path.abspath(__file__)), "la-lib.py"))
-L = importlib.util.module_from_spec(spec); spec.loader.exec_module(L)
+import os, shutil, time
+import lh_common as C
+L = C.L
 
 SCEN = "lh-tls"
 TLSP, CLRP, PYTLSP, BACKP, REFP = 18443, 18080, 18444, 18090, 18445
@@ -68,31 +68,11 @@ os.environ["SSLKEYLOGFILE"] = KEYLOG
 for v in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR"):
     os.environ.pop(v, None)
 
-os.makedirs(lab.path("nginx/html"), exist_ok=True)
-with open(lab.path("nginx/html/big"), "wb") as f:
-    f.write(os.urandom(120 * 1024))
-
-BACKEND = r'''
-import asyncio, ssl, sys
-from aiohttp import web
-host = sys.argv[1]
-async def api(req):
-    return web.json_response({"ok": True, "q": req.query_string})
-async def upload(req):
-    body = await req.read()
-    return web.Response(text="stored %d bytes\n" % len(body))
+BACKEND = (C.PATTERN_BACKEND + r'''
+import ssl
 async def slow(req):
     await asyncio.sleep(3.0)
     return web.Response(text="slow answer\n")
-async def stream(req):
-    n, d = int(req.query.get("n", "5")), float(req.query.get("d", "0.1"))
-    r = web.StreamResponse(); r.content_type = "text/plain"
-    await r.prepare(req)
-    for i in range(n):
-        await r.write(b"chunk %d %s\n" % (i, b"x" * 200))
-        await asyncio.sleep(d)
-    await r.write_eof()
-    return r
 async def hello(req):
     return web.Response(text="hello from aiohttp tls\n")
 async def main():
@@ -107,7 +87,7 @@ async def main():
     await web.TCPSite(runner, host, __PYTLSP__, ssl_context=ctx).start()
     await asyncio.Event().wait()
 asyncio.run(main())
-'''.replace("__PYKA__", str(PYKA)).replace("__BACKP__", str(BACKP)).replace("__PYTLSP__", str(PYTLSP))
+''').replace("__PYKA__", str(PYKA)).replace("__BACKP__", str(BACKP)).replace("__PYTLSP__", str(PYTLSP))
 
 PROXY = "proxy_pass http://127.0.0.1:%d; proxy_buffering off;" % BACKP
 lab.nginx(lab.ns_s, """
@@ -119,17 +99,12 @@ lab.nginx(lab.ns_s, """
         ssl_protocols TLSv1.2 TLSv1.3;
         ssl_ciphers ECDHE+AESGCM:ECDHE+CHACHA20;
         keepalive_timeout %(ka)ds;
-        client_max_body_size 4m;
-        root %(root)s;
-        location = / { return 200 "hello from nginx\\n"; }
-        location = /big { }
-        location = /reject { return 444; }
-        location /api { %(px)s }
+        %(site)s
         location /upload { %(px)s }
         location /slow { %(px)s }
         location /stream { %(px)s }
 """ % {"h": H, "tls": TLSP, "clr": CLRP, "cert": CERT, "key": KEY, "ka": KA,
-       "root": lab.path("nginx/html"), "px": PROXY})
+       "site": C.nginx_site(lab, 120, PROXY), "px": PROXY})
 lab.pyserver(lab.ns_s, BACKEND, [H, CERT, KEY], name="backend")
 for p in (TLSP, CLRP):
     lab.wait_listen(lab.ns_s, p)
@@ -137,53 +112,14 @@ lab.wait_listen(lab.ns_s, BACKP)
 lab.wait_listen(lab.ns_s, PYTLSP)
 
 # ---------------------------------------------------------------- clients
+# argv: server address, certificate, T0 (epoch start of the traffic), DUR, process name
 COMMON = r'''
-import json, os, random, socket, ssl, subprocess, sys, threading, time
+import ssl, sys
 HOST, CERT, T0, DUR, NAME = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 TLS = "https://%s:18443" % HOST
 CLEAR = "http://%s:18080" % HOST
 PYTLS = "https://%s:18444" % HOST
-rng = random.Random(NAME)
-_lock = threading.Lock()
-def emit(**d):
-    d.setdefault("proc", NAME); d.setdefault("t", time.time())
-    with _lock:
-        print(json.dumps(d), flush=True)
-PORTS = []
-_orig_cc = socket.create_connection
-def _cc(*a, **kw):
-    s = _orig_cc(*a, **kw); PORTS.append(s.getsockname()[1]); emit(ev="conn", lport=s.getsockname()[1]); return s
-socket.create_connection = _cc
-try:
-    import urllib3.util.connection as _uc
-    _u = _uc.create_connection
-    def _ucc(*a, **kw):
-        s = _u(*a, **kw); PORTS.append(s.getsockname()[1]); emit(ev="conn", lport=s.getsockname()[1]); return s
-    _uc.create_connection = _ucc
-except ImportError:
-    pass
-def now():
-    return time.time() - T0
-def left():
-    return DUR - now()
-def err(e):
-    return "%s: %s" % (type(e).__name__, e)
-def pattern(plan, desc, fn):
-    del PORTS[:]
-    saw = []
-    t0 = time.time(); ok = True
-    try:
-        fn(saw)
-    except Exception as e:
-        saw.append(err(e)); ok = False
-    emit(ev="pattern", plan=plan, desc=desc, ports=list(PORTS), t0=t0, t1=time.time(), saw=saw, ok=ok)
-    return ok
-def hold():
-    while True:
-        time.sleep(10)
-while time.time() < T0:
-    time.sleep(0.01)
-'''
+''' + C.PATTERN_CLIENT
 
 REQ = COMMON + r'''
 import requests
@@ -217,18 +153,13 @@ def clear(saw):
     with requests.Session() as s:
         for i in range(rng.randint(1, 3)):
             r = s.get(CLEAR + "/api?c=%d" % i, timeout=5); saw.append("GET http:// HTTP %d" % r.status_code)
-choices = [(quick, 4), (download, 1), (upload, 1), (idle_reuse, 1), (idle_end, 1), (oneshot, 2), (clear, 1)]
-pool = [f for f, w in choices for _ in range(w)]
-while left() > 3.5:
-    f = rng.choice(pool)
-    pattern("normal", "requests " + f.__name__, f)
-    time.sleep(rng.uniform(0.05, 0.3))
+pool = weighted([(quick, 4), (download, 1), (upload, 1), (idle_reuse, 1), (idle_end, 1), (oneshot, 2), (clear, 1)])
+run_patterns(3.5, (0.05, 0.3), lambda: one_of("requests ", pool))
 # last one: a session that stays open past the end of the capture
 def last(saw):
     s = S(); r = s.get(TLS + "/api?last", timeout=5); saw.append("GET HTTP %d" % r.status_code)
     globals()["KEEP"] = s
-while left() > 0.8:
-    time.sleep(0.05)
+sleep_until_left(0.8)
 pattern("normal", "requests session left open at the end", last)
 hold()
 '''
@@ -269,16 +200,9 @@ def timeout(saw):
     with C(timeout=httpx.Timeout(5.0, read=1.0)) as c:
         r = c.get(TLS + "/api?before-slow"); saw.append("GET HTTP %d" % r.status_code)
         c.get(TLS + "/slow")
-choices = [(quick, 4), (streamed, 2), (download, 1), (upload, 1), (idle_reuse, 1), (clear, 1)]
-pool = [f for f, w in choices for _ in range(w)]
-did_timeout = False
-while left() > 5.0:
-    if not did_timeout and now() > 11:
-        pattern("client-timeout", "httpx read timeout 1 s on /slow (3 s)", timeout); did_timeout = True
-        continue
-    f = rng.choice(pool)
-    pattern("normal", "httpx " + f.__name__, f)
-    time.sleep(rng.uniform(0.05, 0.3))
+pool = weighted([(quick, 4), (streamed, 2), (download, 1), (upload, 1), (idle_reuse, 1), (clear, 1)])
+run_patterns(5.0, (0.05, 0.3), lambda: one_of("httpx ", pool),
+             {11.0: ("client-timeout", "httpx read timeout 1 s on /slow (3 s)", timeout)})
 def endless(saw):
     c = C(timeout=30)
     r = c.send(c.build_request("GET", TLS + "/stream?n=600&d=0.25"), stream=True)
@@ -286,38 +210,17 @@ def endless(saw):
     emit(ev="pattern", plan="incomplete", desc="httpx long stream", ports=list(PORTS), t0=time.time(), t1=time.time(), saw=saw, ok=True)
     for b in r.iter_bytes():
         pass
-while left() > 3.0:
-    time.sleep(0.05)
+sleep_until_left(3.0)
 del PORTS[:]
 endless([])
 hold()
 '''
 
-AIO = COMMON + r'''
-import asyncio, aiohttp
+AIO = COMMON + C.PATTERN_AIOHTTP + r'''
 ctx = ssl.create_default_context(cafile=CERT)
-class Conn(aiohttp.TCPConnector):
-    """records the local port of every new connection"""
-    async def _create_connection(self, req, traces, timeout):
-        proto = await super()._create_connection(req, traces, timeout)
-        p = proto.transport.get_extra_info("sockname")[1]
-        PORTS.append(p); emit(ev="conn", lport=p)
-        return proto
-def CS():
-    return aiohttp.ClientSession(connector=Conn())
-def port_of(resp):
-    pass
-async def apattern(plan, desc, fn):
-    del PORTS[:]
-    saw = []; t0 = time.time(); ok = True
-    try:
-        await fn(saw)
-    except Exception as e:
-        saw.append(err(e)); ok = False
-    emit(ev="pattern", plan=plan, desc=desc, ports=list(PORTS), t0=t0, t1=time.time(), saw=saw, ok=ok)
 async def get(s, url, saw):
     async with s.get(url, ssl=ctx) as r:
-        port_of(r); b = await r.read(); saw.append("GET %s HTTP %d %d B" % (url.split(":", 2)[2], r.status, len(b)))
+        b = await r.read(); saw.append("GET %s HTTP %d %d B" % (url.split(":", 2)[2], r.status, len(b)))
 async def burst(saw):
     async with CS() as s:
         for i in range(rng.randint(2, 5)):
@@ -351,12 +254,7 @@ async def endless():
     async for chunk in r.content.iter_any():
         pass
 async def main():
-    choices = [(burst, 3), (pyburst, 2), (pyidle, 1), (idle, 1), (parallel, 1)]
-    pool = [f for f, w in choices for _ in range(w)]
-    while left() > 4.0:
-        f = rng.choice(pool)
-        await apattern("normal", "aiohttp " + f.__name__, f)
-        await asyncio.sleep(rng.uniform(0.1, 0.4))
+    await apatterns(4.0, (0.1, 0.4), weighted([(burst, 3), (pyburst, 2), (pyidle, 1), (idle, 1), (parallel, 1)]))
     while left() > 2.5:
         await asyncio.sleep(0.05)
     await endless()
@@ -364,16 +262,12 @@ asyncio.run(main())
 hold()
 '''
 
-HC = COMMON + r'''
-import http.client
+HC = COMMON + C.PATTERN_HTTP_CLIENT + r'''
 ctx = ssl.create_default_context(cafile=CERT)
 def conn(tls=True):
     if tls:
         return http.client.HTTPSConnection(HOST, 18443, context=ctx, timeout=5)
     return http.client.HTTPConnection(HOST, 18080, timeout=5)
-def do(c, path, saw, method="GET", body=None):
-    c.request(method, path, body=body)
-    r = c.getresponse(); b = r.read(); saw.append("%s %s HTTP %d" % (method, path, r.status))
 def run(saw, tls=True):
     c = conn(tls)
     for i in range(rng.randint(2, 5)):
@@ -385,78 +279,45 @@ def post(saw):
     c = conn(); do(c, "/upload", saw, "POST", os.urandom(40000)); do(c, "/", saw); c.close()
 def idle_end(saw):
     c = conn(); do(c, "/", saw); time.sleep(rng.uniform(2.3, 2.8)); c.close()
-def race(gap):
-    def f(saw):
-        c = conn(); do(c, "/api?r=1", saw); time.sleep(0.2); do(c, "/api?r=2", saw)
-        time.sleep(gap)
-        try:
-            do(c, "/api?r=3", saw)
-        finally:
-            c.close()
-    return f
 def reject(saw):
     c = conn(); do(c, "/", saw)
     try:
         do(c, "/reject", saw)
     finally:
         c.close()
-plan = {5.0: ("keepalive-race", "http.client reuse 2.05 s after the last response", race(2.05)),
+plan = {5.0: ("keepalive-race", "http.client reuse 2.05 s after the last response", race(conn, 2.05)),
         10.0: ("request-rejected", "http.client GET /reject (nginx return 444)", reject),
-        16.0: ("keepalive-race", "http.client reuse 2.2 s after the last response", race(2.2))}
-choices = [(run, 4), (run_clear, 1), (post, 1), (idle_end, 1)]
-pool = [f for f, w in choices for _ in range(w)]
-while left() > 3.0:
-    due = [k for k in plan if now() >= k]
-    if due:
-        k = min(due); p, d, f = plan.pop(k)
-        pattern(p, d, f)
-        continue
-    f = rng.choice(pool)
-    pattern("normal", "http.client " + f.__name__, f)
-    time.sleep(rng.uniform(0.1, 0.4))
+        16.0: ("keepalive-race", "http.client reuse 2.2 s after the last response", race(conn, 2.2))}
+pool = weighted([(run, 4), (run_clear, 1), (post, 1), (idle_end, 1)])
+run_patterns(3.0, (0.1, 0.4), lambda: one_of("http.client ", pool), plan)
 hold()
 '''
 
 CURL = COMMON + r'''
-def curl(args, saw, plan="normal", desc="curl"):
-    t0 = time.time()
-    r = subprocess.run(["curl", "-sS", "-o", "/dev/null", "--max-time", "5",
-                        "-w", '{"code":%{http_code},"lport":%{local_port},"size":%{size_download}}\n'] + args,
-                       capture_output=True, text=True)
-    ports, codes = [], []
-    for line in r.stdout.splitlines():
-        try:
-            d = json.loads(line)
-        except ValueError:
-            continue
-        codes.append("HTTP %s %s B" % (d["code"], d["size"]))
-        if d["lport"] and d["lport"] not in ports:
-            ports.append(d["lport"])
-    if "--local-port" in args and not ports:
-        ports.append(int(args[args.index("--local-port") + 1]))
-    saw = codes if r.returncode == 0 else codes + ["curl exit %d: %s" % (r.returncode, r.stderr.strip())]
+def curl(args, plan="normal", desc="curl"):
+    t0 = time.time(); ports, saw, ok = run_curl(args)
     emit(ev="pattern", plan=plan, desc=desc + " " + " ".join(args).replace(CERT, "cert.pem"), ports=ports, t0=t0, t1=time.time(),
-         saw=saw, ok=r.returncode == 0)
+         saw=saw, ok=ok)
 did_reject = False
 i = 0
 while left() > 3.0:
     i += 1
     if not did_reject and now() > 13:
-        curl(["--local-port", "45124", "--tls-max", "1.2", TLS + "/"], [], "tls-certificate-rejected", "curl without --cacert")
+        curl(["--local-port", "45124", "--tls-max", "1.2", TLS + "/"], "tls-certificate-rejected", "curl without --cacert")
         did_reject = True
         continue
     ver = ["--tlsv1.3"] if i % 2 else ["--tlsv1.2", "--tls-max", "1.2"]
     k = rng.random()
     if k < 0.15:
-        curl([CLEAR + "/", CLEAR + "/api?curl"], [])
+        curl([CLEAR + "/", CLEAR + "/api?curl"])
     elif k < 0.25:
-        curl(["--cacert", CERT] + ver + [TLS + "/big"], [])
+        curl(["--cacert", CERT] + ver + [TLS + "/big"])
     elif k < 0.35:
-        curl(["--cacert", CERT] + ver + ["-X", "POST", "--data-binary", "@" + CERT, TLS + "/upload"], [])
+        curl(["--cacert", CERT] + ver + ["-X", "POST", "--data-binary", "@" + CERT, TLS + "/upload"])
     elif k < 0.6:
-        curl(["--cacert", CERT] + ver + [TLS + "/", TLS + "/api?curl=1", TLS + "/api?curl=2"], [])
+        curl(["--cacert", CERT] + ver + [TLS + "/", TLS + "/api?curl=1", TLS + "/api?curl=2"])
     else:
-        curl(["--cacert", CERT] + ver + [TLS + "/api?curl"], [])
+        curl(["--cacert", CERT] + ver + [TLS + "/api?curl"])
     time.sleep(rng.uniform(0.2, 0.6))
 hold()
 '''
@@ -502,14 +363,7 @@ plan = {3.0: ("tls-certificate-rejected", "requests verify=True against the self
         18.0: ("tls-handshake-failure", "python ssl TLS 1.2 offering only cipher AES256-SHA256",
                hs(ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_2, "AES256-SHA256")),
         21.0: ("client-timeout", "requests read timeout 1 s on /slow (3 s)", slow)}
-while left() > 3.0:
-    due = [k for k in plan if now() >= k]
-    if due:
-        k = min(due); p, d, f = plan.pop(k)
-        pattern(p, d, f)
-        continue
-    pattern("normal", "requests normal", normal)
-    time.sleep(rng.uniform(0.3, 0.8))
+run_patterns(3.0, (0.3, 0.8), lambda: pattern("normal", "requests normal", normal), plan)
 hold()
 '''
 
@@ -523,21 +377,14 @@ while time.time() < T0 + DUR + 0.3:
     time.sleep(0.2)
 lab.stop_capture(settle=0.2)
 shutil.copy(KEYLOG, os.path.join(L.CAPDIR, SCEN + ".keys"))
-logs = []
-for n, _ in procs:
-    with open(lab.path("w-%s.out" % n)) as f:
-        logs += L.parse_jsonl(f.read())
-    with open(lab.path("w-%s.err" % n)) as f:
-        e = f.read().strip()
-    if e:
-        L.log("worker", n, "stderr:", e[-1500:])
+logs = C.worker_logs(lab, [n for n, _ in procs], prefix="w-", tag="worker ")
 pats = [d for d in logs if d.get("ev") == "pattern"]
 L.log("%d patterns logged" % len(pats))
 
 # ------------------------------------------------------------ packet facts (decrypted)
 CAP = os.path.join(L.CAPDIR, SCEN + ".pcap.gz")
 KEYS = os.path.join(L.CAPDIR, SCEN + ".keys")
-first_epoch = float(L.run(["tshark", "-r", CAP, "-c", "1", "-T", "fields", "-e", "frame.time_epoch"]).stdout.strip())
+first_epoch = C.first_epoch(CAP)
 TF = ["frame.number", "tcp.stream", "tls.record.content_type", "tls.handshake.type", "tls.alert_message.desc",
       "http.request.method", "http.request.uri", "http.response.code"]
 cmd = ["tshark", "-n", "-r", CAP, "-o", "tls.keylog_file:" + KEYS, "-o", "tls.desegment_ssl_records:TRUE",
@@ -574,17 +421,6 @@ def tls_facts(c):
     return out
 
 
-def find_pattern(c):
-    syn = first_epoch + c["t0"]
-    best, bd = None, 1e9
-    for d in pats:
-        if c["client_port"] in d["ports"]:
-            dist = max(d["t0"] - syn, syn - d["t1"], 0)
-            if dist < bd:
-                best, bd = d, dist
-    return best if bd <= 0.3 else None
-
-
 def describe(tf):
     s = []
     if tf["reqs"]:
@@ -596,19 +432,16 @@ def describe(tf):
     return "; ".join(s)
 
 
-CHECKS = []
+PROBLEMS = []
 
 
 def label(c, logs_):
-    d = find_pattern(c)
+    d = C.find_pattern(c, pats, first_epoch)
     tf = tls_facts(c)
     facts = describe(tf)
     if d is None:
-        CHECKS.append((c["stream"], "no client log"))
-        return {"cause": "unknown", "client_saw": "", "how": "no client log matched (port %d). %s" % (c["client_port"], facts)}
-    saw = "; ".join(d["saw"])
-    who = "%s/%s" % (d["proc"], d["desc"])
-    plan = d["plan"]
+        return C.unmatched(c, PROBLEMS, facts)
+    saw, who, plan = C.pattern_summary(d)
     srv = c["server"].rsplit(":", 1)[1]
     ka = PYKA if srv == str(PYTLSP) else KA
     fins = c["fin_frames"]
@@ -616,8 +449,7 @@ def label(c, logs_):
     cli_fin = next((n for n, s in fins if s == "client"), None)
 
     def bad(why):
-        CHECKS.append((c["stream"], "%s: %s (%s)" % (plan, why, who)))
-        return {"cause": "unknown", "client_saw": saw, "how": "design %s not confirmed: %s. %s" % (plan, why, facts)}
+        return C.unconfirmed(c, PROBLEMS, d, why, facts)
 
     if plan == "connection-refused":
         if len(c["frames"]) <= 3 and c["rst_frames"] and c["closer"] == "server" and c["server_data"] == 0:
@@ -712,14 +544,4 @@ V = L.versions()
 out = L.write_labels(lab, "Haystack: mostly HTTPS (nginx TLS 1.2+1.3 keepalive_timeout 2s, an aiohttp TLS server, a few cleartext) from six client processes (requests, httpx TLS1.2, aiohttp, http.client, curl, a failure injector) on one client IP; 10 injected failures",
                      [V["nginx"], V["requests"], V["urllib3"], V["httpx"], V["aiohttp"], V["http.client"], V["curl"],
                       "OpenSSL " + L.run(["openssl", "version"]).stdout.split()[1]], label, logs)
-counts = {}
-for o in out:
-    counts[o["cause"]] = counts.get(o["cause"], 0) + 1
-L.log("causes:", json.dumps(counts, sort_keys=True))
-ps = L.pcapsense_view(CAP)
-dis = [(o, ps.get(o["first_frame"], {})) for o in out if ps.get(o["first_frame"], {}).get("cause") != o["cause"]]
-L.log("%d disagreements with pcapsense:" % len(dis))
-for o, p in dis:
-    L.log("  f%d %s label=%s pcapsense=%s (%s/%s)" % (o["first_frame"], o["client"], o["cause"], p.get("cause"), p.get("closer"), p.get("close_kind")))
-for s, why in CHECKS:
-    L.log("CHECK stream", s, why)
+C.report(out, CAP, PROBLEMS)

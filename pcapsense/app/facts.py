@@ -140,10 +140,12 @@ def rows_for(stream_rows: np.ndarray, pieces: dict) -> tuple[list[dict], list[tu
             out.append(_one(st, pieces, client_dir, tot))
         except Exception as exc:  # noqa: BLE001 - hostile bytes must not stop the analysis
             out.append({"stream": st, "app_protocol": "unknown", "app_error": f"{type(exc).__name__}: {exc}"[:200]})
+    req_ts, resp_ts = EXCHANGE_COLUMNS.index("request_time"), EXCHANGE_COLUMNS.index("response_time")
     for row in out:                  # the times a pooled connection was idle (classify.pool)
         ex = row.get("_exchanges")
         if ex and len(ex) >= 2:
-            row["_exchange_times"] = np.array([(x[6] or 0, x[12] or 0) for x in ex], dtype=np.int64).tobytes()
+            row["_exchange_times"] = np.array([(x[req_ts] or 0, x[resp_ts] or 0) for x in ex],
+                                              dtype=np.int64).tobytes()
     exchanges = [x for row in out for x in row.pop("_exchanges", [])]
     return out, exchanges
 

@@ -48,10 +48,13 @@ class TlsSide:
     ciphers: int = 0
     certificate: dict | None = None
     ccs_frame: int | None = None
-    first_app_data_frame: int | None = None
     app_data: list[tuple[int, int]] = field(default_factory=list)   # (frame, ts) of the first 2 records
     alerts: list[Alert] = field(default_factory=list)
     handshake_msgs: list[int] = field(default_factory=list)
+
+    @property
+    def first_app_data_frame(self) -> int | None:
+        return self.app_data[0][0] if self.app_data else None
 
 
 def looks_like_tls(data: bytes) -> bool:
@@ -177,8 +180,6 @@ def parse_direction(pieces: list[Piece], client: bool) -> TlsSide:
             else:
                 side.alerts.append(Alert(fr, ts, None, "encrypted alert", encrypted=True))
         elif ctype == 23:
-            if side.first_app_data_frame is None:
-                side.first_app_data_frame = fr
             if len(side.app_data) < 2:
                 side.app_data.append((fr, ts))
         pos += 5 + ln

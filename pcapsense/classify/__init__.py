@@ -53,8 +53,7 @@ def _server_context(df: pd.DataFrame, keys: np.ndarray, codes: np.ndarray) \
     requests = df["http_requests"].fillna(0).to_numpy() if "http_requests" in df else np.zeros(len(df))
     # resets of established connections (not refused SYNs)
     server_rst = ((df["close_kind"] == "RST") & (df["closer"] == "server")).to_numpy() \
-        & ~np.isin(df["closer_state"].astype(str).to_numpy(), ["LISTEN", "NONE", "SYN_RECEIVED"]) \
-        if "closer_state" in df else ((df["close_kind"] == "RST") & (df["closer"] == "server")).to_numpy()
+        & ~np.isin(df["closer_state"].astype(str).to_numpy(), ["LISTEN", "NONE", "SYN_RECEIVED"])
     close_ns = df["_close_ns"].to_numpy()
     order = np.argsort(codes, kind="stable")
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
@@ -116,11 +115,12 @@ def _held_context(df: pd.DataFrame, keys: np.ndarray) -> tuple[np.ndarray, np.nd
             continue
         st = np.sort(start[idx])
         opened[h] = np.searchsorted(st, until[h], side="right") - np.searchsorted(st, fin[h], side="right")
-        lz = lazy_close[idx]
-        if lz.max() > 0:
-            top2 = np.sort(lz)[-2:]
-            # the longest lazy close among the group's other connections
-            lazy[h] = np.where(lazy_close[h] == top2[-1], top2[0] if len(top2) > 1 else 0.0, top2[-1])
+        # the longest lazy close among the group's other connections: the longest, or
+        # for the one that has it the second longest
+        top = np.sort(lazy_close[idx])[::-1][:2]
+        if top[0] > 0:
+            second = top[1] if len(top) > 1 else 0.0
+            lazy[h] = np.where(lazy_close[h] == top[0], second, top[0])
     return opened, lazy
 
 
@@ -315,7 +315,7 @@ def prepare(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.D
     idle = (fin_ts - np.maximum(sv_last, cl_last)) / NS
     df["idle_before_close_s"] = np.where((fin_ts > 0) & (np.maximum(sv_last, cl_last) > 0), idle, np.nan)
     df["_client_last_data_ns"] = d["last_data_ts"][idx, cd]
-    df["_client_last_data_frame"] = d["last_data_frame"][idx, cd] if "last_data_frame" in d.dtype.names else 0
+    df["_client_last_data_frame"] = d["last_data_frame"][idx, cd]
     _add_app_columns(df, app)
     release()                  # (the facts' columns, freed as they were added, back to the OS)
     df["app_protocol"] = df["app_protocol"].fillna("none")
@@ -358,16 +358,14 @@ class Context:
     """What each connection's decision needs to know of the others (context()):
     `keys` (per row, its server as "ip|port"), `servers` (per server key: peak
     concurrency, reset burst, connections, reused connections), per row
-    `conc_at_close`, `later`, `reused_open`, and the capture's end in seconds."""
+    `conc_at_close`, `later`, `reused_open`, `rst_burst`, `opened_while_held`,
+    `lazy_close_s` (rows() names them as columns), and the capture's end in seconds."""
 
-    def __init__(self, keys, servers, conc_at_close, later, reused_open, capture_end_s, rst_burst=None,
-                 opened_while_held=None, lazy_close_s=None):
+    def __init__(self, keys, servers, conc_at_close, later, reused_open, capture_end_s, rst_burst,
+                 opened_while_held, lazy_close_s):
         self.keys, self.servers = keys, servers
         self.conc_at_close, self.later, self.reused_open = conc_at_close, later, reused_open
-        n = len(keys)
-        self.rst_burst = np.zeros(n, dtype=np.int64) if rst_burst is None else rst_burst
-        self.opened_while_held = np.zeros(n, dtype=np.int64) if opened_while_held is None else opened_while_held
-        self.lazy_close_s = np.zeros(n) if lazy_close_s is None else lazy_close_s
+        self.rst_burst, self.opened_while_held, self.lazy_close_s = rst_burst, opened_while_held, lazy_close_s
         self.capture_end_s = capture_end_s
 
     def rows(self, g=slice(None)) -> dict:
@@ -477,14 +475,17 @@ INFERRED_CAUSES = ("idle-close", "request-rejected", "server-timeout", "pool-ove
 INFERRED_BELOW = 0.75
 
 
-def inferred(cause: np.ndarray, confidence: np.ndarray, tls_view=None) -> np.ndarray:
+def inferred(cause: np.ndarray, confidence: np.ndarray, tls_view: np.ndarray) -> np.ndarray:
     """Per row: the cause is an inference (the `inferred` column; the verdict says what
     is certain first and words an inference as one). A TLS connection read without its
-    keys is decided from its records' timing: every cause but graceful is inferred."""
-    out = np.isin(cause, INFERRED_CAUSES) | (confidence < INFERRED_BELOW)
-    if tls_view is not None:
-        out |= np.asarray(tls_view, dtype=bool) & (cause != "graceful")
+    keys (`tls_view`) is decided from its records' timing: every cause is inferred."""
+    out = np.isin(cause, INFERRED_CAUSES) | (confidence < INFERRED_BELOW) | tls_view
     return out & (cause != "graceful") & (cause != "incomplete")
+
+
+def all_inferred(group: pd.DataFrame) -> bool:
+    """Every connection of a verdict's group is an inference (the reports word it so)."""
+    return "inferred" in group and bool(group["inferred"].astype(bool).all())
 
 
 def keepalive_timeouts(keys: np.ndarray, idle_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -518,6 +519,6 @@ def finish(df: pd.DataFrame, out: dict, keepalive_timeout_s, keepalive_closes, p
     df["server_peak_concurrency"] = peak_concurrency
     df["abnormal"] = ~df["cause"].isin(["graceful", "idle-close", "incomplete"]).to_numpy()
     df["inferred"] = inferred(np.asarray(out["cause"], dtype=object), np.asarray(out["confidence"]),
-                              out.get("_tls_view"))
+                              out["_tls_view"])
     drop = [c for c in df.columns if c.startswith("_") and c not in ("_client_dir",)]
     return df.drop(columns=drop)

@@ -57,7 +57,7 @@ def _candidates(df: pd.DataFrame, cause: np.ndarray) -> np.ndarray:
         & (close > 0) & (after_response >= 0) & (after_response <= POOL_WINDOW_NS)
 
 
-def claims(df: pd.DataFrame, cause, keys: np.ndarray) -> list[tuple[int, str]]:
+def claims(df: pd.DataFrame, cause, keys: np.ndarray) -> list[tuple[int, tuple[str, float]]]:
     """`df`: the table or its CONTEXT_COLUMNS, `cause`: every row's cause before this pass,
     `keys`: classify.server_keys(). Each row is claimed at most once."""
     cause = np.asarray(cause, dtype=object)
@@ -69,11 +69,10 @@ def claims(df: pd.DataFrame, cause, keys: np.ndarray) -> list[tuple[int, str]]:
     close = np.where(close > 0, close, df["_end_ns"].to_numpy())
     sv_last = df["_server_last_data_ns"].to_numpy()
     last_data = df["_last_data_ns"].to_numpy()
-    requests = df["http_requests"].fillna(0).to_numpy()
     survivor = np.isin(cause, SURVIVORS)
     client = df["client_ip"].to_numpy()
-    agent = df["http_user_agent"].to_numpy(dtype=object) if "http_user_agent" in df else np.full(len(df), None)
-    times = df["_exchange_times"].to_numpy(dtype=object) if "_exchange_times" in df else np.full(len(df), None)
+    agent = df["http_user_agent"].to_numpy(dtype=object)
+    times = df["_exchange_times"].to_numpy(dtype=object)
     out: list[tuple[int, tuple[str, float]]] = []
     # one client: an address and a User-Agent (curl, httpx and requests processes behind
     # one address are different clients; urllib3's pool is one library's)
@@ -84,10 +83,10 @@ def claims(df: pd.DataFrame, cause, keys: np.ndarray) -> list[tuple[int, str]]:
         if not len(q):
             continue
         st = np.sort(start[idx])
-        claimed: dict[int, str] = {}
+        claimed: dict[int, tuple[str, float]] = {}
         # --- a full pool under load
-        n_idle, n_kept = _idle_and_reused(q, idx, close, times, survivor)
-        full = n_idle >= POOL_IDLE_MIN
+        n_reused, n_kept = _idle_and_reused(q, idx, close, times, survivor)
+        full = n_reused >= POOL_IDLE_MIN
         if full.sum() >= MIN_DISCARDS:
             t_full = np.sort(close[q][full])
             t_dense = t_full[(np.searchsorted(t_full, t_full + CHURN_PERIOD_NS, side="right")
@@ -97,8 +96,7 @@ def claims(df: pd.DataFrame, cause, keys: np.ndarray) -> list[tuple[int, str]]:
             # within such a period, the pool's last discards: its kept connections sat idle
             # and were not used again (the load ended; the server closed them as idle)
             dense = near & (n_kept >= POOL_IDLE_MIN)
-            n_idle = n_kept
-            for i, k in zip(q[dense].tolist(), n_idle[dense].tolist()):
+            for i, k in zip(q[dense].tolist(), n_kept[dense].tolist()):
                 claimed[i] = (f"inferred: the client closed this keep-alive connection right after a complete "
                               f"response while {int(k)} other connection(s) of it to the server sat idle in its "
                               f"pool, as at {int(dense.sum())} such closes: its pool was full and discarded them",

@@ -117,7 +117,6 @@ def tls_exchange_view(row: dict) -> None:
     """
     req, cl, sv = row.get("tls_client_request_ts"), row.get("_client_last_data_ns"), row.get("_server_last_data_ns")
     by, close_ns = row.get("tls_close_by"), row.get("_tls_close_ns") or 0
-    row["_tls_view"] = True
     if by is not None and close_ns > 0:
         wire = row.get("close_time")
         wire_ns = None if wire is None else wire.value

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from ..classify import all_inferred
 from ..memory import only_columns, release
 from .redact import redact_frame, redact_text
 
@@ -142,17 +143,15 @@ def _verdict(df: pd.DataFrame, red: bool) -> list[dict]:
     df = only_columns(df, _VERDICT_COLUMNS)
     bad = df[df["abnormal"].astype(bool)]
     out = []
-    def inferred(g):        # every connection of the group: an inference (no packet says it)
-        return "inferred" in g and bool(g["inferred"].astype(bool).all())
-    for cause, g in sorted(bad.groupby(bad["cause"].astype(str)), key=lambda kv: (inferred(kv[1]), -len(kv[1]),
-                                                                                  kv[0])):
+    for cause, g in sorted(bad.groupby(bad["cause"].astype(str)),
+                           key=lambda kv: (all_inferred(kv[1]), -len(kv[1]), kv[0])):
         first = g.sort_values("start").iloc[0]
         servers = server_keys(g).value_counts()
         ka = first.get("server_keepalive_timeout_s")
         streams = g["stream"].sort_values().tolist()
         shown = streams[:30]
         out.append({
-            "cause": cause, "count": len(g), "total": len(df), "inferred": inferred(g),
+            "cause": cause, "count": len(g), "total": len(df), "inferred": all_inferred(g),
             "confidence": float(first.confidence) if "confidence" in g else None,
             "servers": [{"name": s, "count": int(c)} for s, c in servers.head(5).items()],
             "more_servers": max(0, len(servers) - 5),

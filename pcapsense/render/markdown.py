@@ -12,6 +12,7 @@ import re
 
 import pandas as pd
 
+from ..classify import all_inferred
 from ..memory import only_columns
 from .redact import redact_frame, redact_text
 
@@ -76,14 +77,14 @@ def render(analysis, *, redact: bool = True, top: int = 10) -> str:
         out.append(f"No abnormal disconnect: {len(df)} connections ended normally or are still open.")
     # what the packets show first, then the inferences; the largest first
     groups = sorted(bad.groupby(bad["cause"].astype(str)),
-                    key=lambda kv: (_inferred(kv[1]), -len(kv[1]), kv[0]))
+                    key=lambda kv: (all_inferred(kv[1]), -len(kv[1]), kv[0]))
     for cause, g in groups:
         first = df.loc[g.sort_values("start").index[0]]
         servers = (g["server_ip"].astype(str).map(_host) + ":" + g["server_port"].astype(str)).value_counts()
         srv = ", ".join(f"{esc(s)} ({n})" for s, n in servers.head(3).items())
         if len(servers) > 3:
             srv += f" and {len(servers) - 3} more"
-        if _inferred(g):
+        if all_inferred(g):
             out.append(f"- **{len(g)} of {len(df)}** connections probably ended in **{cause}** (to {srv}; "
                        f"inferred, confidence {float(g['confidence'].iloc[0]):.2f})")
         else:
@@ -149,8 +150,3 @@ def render(analysis, *, redact: bool = True, top: int = 10) -> str:
     out.append(f"<sub>pcapsense · frame and stream numbers are Wireshark's"
                f"{' · credentials redacted' if redact else ''}</sub>")
     return "\n".join(out) + "\n"
-
-
-def _inferred(g: pd.DataFrame) -> bool:
-    """Every connection of the group's cause is an inference (no packet says it)."""
-    return "inferred" in g and bool(g["inferred"].astype(bool).all())

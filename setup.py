@@ -1,5 +1,6 @@
 """Build script for the compiled modules (pcapsense/capture/_engine.c,
-pcapsense/app/_segments.c, pcapsense/app/_http1.c); all metadata
+pcapsense/app/_segments.c, pcapsense/app/_http1.c,
+pcapsense/render/_jsonrows.c); all metadata
 lives in pyproject.toml."""
 from setuptools import Extension, setup
 
@@ -13,5 +14,6 @@ setup(
         _ext("pcapsense.capture._engine", "pcapsense/capture/_engine.c"),
         _ext("pcapsense.app._segments", "pcapsense/app/_segments.c"),
         _ext("pcapsense.app._http1", "pcapsense/app/_http1.c"),
+        _ext("pcapsense.render._jsonrows", "pcapsense/render/_jsonrows.c"),
     ]
 )

@@ -281,8 +281,8 @@ class _Run:
                 _dump(df, _path(tmp, "final", k))
             if lines:
                 with _spilling(path), open(path, "wb") as fh:    # (the pass's rows are done: its lines replace them)
-                    for lines in jsonout.record_lines(df):
-                        fh.write(b"\n".join(lines) + b"\n")
+                    for block in jsonout.record_blocks(df):
+                        fh.write(block + b"\n")
             report = df[[col for col in columns if col in df]].copy()
             for col in SHARED_TEXT:
                 if col in report:
@@ -309,10 +309,11 @@ class _Run:
                 s.close()
 
     def _merged_lines(self, sources, chunk: int = 512):
-        """The passes' lines (`sources`: their files) in stream order, `chunk` a list."""
+        """The passes' lines (`sources`: their files) in stream order, `chunk` lines a
+        block (joined as write_records() wants them)."""
         order = self.shard_of.tolist()
         for lo in range(0, len(order), chunk):
-            yield [sources[k].readline()[:-1] for k in order[lo:lo + chunk]]
+            yield jsonout.RECORD_SEP.join([sources[k].readline()[:-1] for k in order[lo:lo + chunk]])
 
     def write_html(self, res: Result, dest, redact: bool, html_options: dict) -> None:
         """The HTML report from `res` (its HTML_COLUMNS of every connection), the

@@ -72,3 +72,15 @@ def test_document_is_chunk_independent():
     blocks = [b"".join(jsonout.record_blocks(df, jsonout.RECORD_SEP, k)) for k in (1, 3, 10, 4096)]
     joined = [jsonout.RECORD_SEP.join(jsonout.record_blocks(df, jsonout.RECORD_SEP, k)) for k in (1, 3, 10)]
     assert len(set(joined)) == 1 and joined[0] == blocks[-1]
+
+
+def test_rounded_floats_as_orjson_writes_them():
+    """The writer's own layout of values with 6 decimals (no Python formatter) against
+    orjson, over every magnitude, signs and the smallest steps."""
+    rng = np.random.default_rng(11)
+    xs = np.concatenate([rng.uniform(-1, 1, 20000) * 10.0 ** rng.integers(-7, 10, 20000),
+                         np.arange(-30, 30) / 1e6, [0.0, -0.0, 1e9 - 1e-6, 999999999.999999, 123.1, 0.1 + 0.2]])
+    r = jsonout._rounded_array(xs)
+    df = pd.DataFrame({"x": r})
+    got = b"\n".join(jsonout.record_blocks(df, b"\n")).split(b"\n")
+    assert got == [orjson.dumps({"x": v}) for v in r.tolist()]

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..memory import release, shared_strings
-from . import advice, pool
+from . import advice, pool, vector
 from .rules import RULES, Facts, Match, idle_threshold_s, tls_exchange_view
 
 NS = 1_000_000_000
@@ -394,13 +394,32 @@ def add_context(df: pd.DataFrame, columns: dict) -> None:
         df[name] = values
 
 
-def decide(df: pd.DataFrame, keys: np.ndarray, servers: dict, cap_end) -> dict:
+def _tls_view_rows(df: pd.DataFrame) -> np.ndarray:
+    """The rows whose facts rules.tls_exchange_view() rewrites before the rules run: TLS
+    connections past the handshake, no HTTP seen (no key log), app_protocol tls."""
+    tls = df["tls"].fillna(False).to_numpy().astype(bool) if "tls" in df else np.zeros(len(df), dtype=bool)
+    done = df["tls_handshake_complete"].fillna(False).to_numpy().astype(bool) \
+        if "tls_handshake_complete" in df else np.zeros(len(df), dtype=bool)
+    http = df["http_requests"].fillna(0).to_numpy() > 0 if "http_requests" in df else np.zeros(len(df), dtype=bool)
+    return tls & done & ~http & (df["app_protocol"].to_numpy(dtype=object) == "tls")
+
+
+def decide(df: pd.DataFrame, keys: np.ndarray, servers: dict, cap_end, per_row: bool = False) -> dict:
     """Each row's cause, before the pool-overflow pass: the vectorised fast path, then
-    the rules of rules.py for the rest (`keys`: the rows' server keys; `servers`:
-    Context.servers). Returns the output columns as arrays of len(df)."""
+    the rules over columns (vector.py) for the rest, and rules.py's per-row rules for
+    the keyless TLS rows (their exchange view rewrites a row's facts first) or, with
+    `per_row`, for every row the fast path leaves (the reference the tests compare the
+    columns against). `keys`: the rows' server keys; `servers`: Context.servers.
+    Returns the output columns as arrays of len(df)."""
     n = len(df)
     fast = _fast_path(df)
     slow_idx = np.flatnonzero(fast == "")
+    if not per_row and len(slow_idx):
+        view = _tls_view_rows(df)
+        vec_idx = slow_idx[~view[slow_idx]]
+        slow_idx = slow_idx[view[slow_idx]]
+    else:
+        vec_idx = slow_idx[:0]
     arrays = {c: df[c].array for c in df.columns}
     recs: dict[int, dict] = {}
     next_slow = 0                        # rows for the rules are made SLOW_CHUNK at a time
@@ -426,6 +445,8 @@ def decide(df: pd.DataFrame, keys: np.ndarray, servers: dict, cap_end) -> dict:
     out["_idle_s"][idle_ix] = idle_col[idle_ix]
     out["phase"][fast_ix] = "idle"
     out["closer"][fast_ix] = closer_col[fast_ix]
+    vector.decide(df, vec_idx, out, lambda ix: [servers.get(keys[i], {}).get("peak_concurrency", "?")
+                                                for i in ix.tolist()], cap_end)
     for i in slow_idx.tolist():
         if i not in recs:
             recs = _row_dicts(arrays, slow_idx[next_slow:next_slow + SLOW_CHUNK])

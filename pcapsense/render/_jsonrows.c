@@ -68,9 +68,51 @@ static int put_i64(buf_t *b, int64_t v) {
     return put(b, tmp + i, 24 - i);
 }
 
+static inline void digits(char *o, int64_t v, int width) {
+    for (int i = width - 1; i >= 0; i--) { o[i] = (char)('0' + v % 10); v /= 10; }
+}
+
+/* A value that is k / 10^6 for an integer |k| < 10^15 (what the renderer's rounding to
+ * 6 decimals gives): its shortest repr is that decimal with the trailing zeros dropped
+ * (two decimals of at most 15 digits never make the same double), written here
+ * without Python's formatter. Returns 0 when the value is not such a one. */
+static int put_micro(buf_t *b, double v) {
+    if (!(fabs(v) < 1e9)) return 0;
+    double kd = rint(v * 1e6);
+    int64_t k = (int64_t)kd;
+    if ((double)k / 1e6 != v) return 0;
+    char out[40];
+    int n = 0;
+    if (signbit(v)) out[n++] = '-';
+    uint64_t u = k < 0 ? (uint64_t)(-k) : (uint64_t)k;
+    if (u > 0 && u < 10) {                           /* 1e-6 .. 9e-6: orjson's "Ne-6" */
+        out[n++] = (char)('0' + u);
+        memcpy(out + n, "e-6", 3);
+        return put(b, out, n + 3) < 0 ? -1 : 1;
+    }
+    uint64_t ip = u / 1000000, fp = u % 1000000;
+    char tmp[24];
+    int i = 24;
+    do { tmp[--i] = (char)('0' + ip % 10); ip /= 10; } while (ip);
+    memcpy(out + n, tmp + i, 24 - i);
+    n += 24 - i;
+    out[n++] = '.';
+    if (!fp) {
+        out[n++] = '0';
+    } else {
+        int w = 6;
+        while (fp % 10 == 0) { fp /= 10; w--; }
+        digits(out + n, (int64_t)fp, w);
+        n += w;
+    }
+    return put(b, out, n) < 0 ? -1 : 1;
+}
+
 /* orjson's float layout from Python's shortest repr. */
 static int put_f64(buf_t *b, double v) {
     if (!isfinite(v)) return put_null(b);
+    int fast = put_micro(b, v);
+    if (fast) return fast < 0 ? -1 : 0;
     char *r = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
     if (!r) return -1;
     int rc;
@@ -133,6 +175,8 @@ static int put_str(buf_t *b, const char *s, Py_ssize_t n) {
     return 0;
 }
 
+static inline void digits(char *o, int64_t v, int width);
+
 /* days since 1970-01-01 -> civil date (Howard Hinnant's algorithm) */
 static void civil(int64_t z, int *y, unsigned *m, unsigned *d) {
     z += 719468;
@@ -157,10 +201,11 @@ static int put_time(buf_t *b, int64_t ns) {
     int y; unsigned m, d;
     civil(days, &y, &m, &d);
     if (y < 0 || y > 9999) return put_null(b);     /* (not reached by capture times) */
-    char out[32];
-    int n = snprintf(out, sizeof out, "\"%04d-%02u-%02uT%02d:%02d:%02d.%06dZ\"", y, m, d,
-                     (int)(sod / 3600), (int)(sod / 60 % 60), (int)(sod % 60), (int)frac);
-    return put(b, out, n);
+    char o[29] = "\"0000-00-00T00:00:00.000000Z\"";
+    digits(o + 1, y, 4); digits(o + 6, m, 2); digits(o + 9, d, 2);
+    digits(o + 12, sod / 3600, 2); digits(o + 15, sod / 60 % 60, 2); digits(o + 18, sod % 60, 2);
+    digits(o + 21, frac, 6);
+    return put(b, o, 29);
 }
 
 typedef struct {

@@ -37,17 +37,33 @@ def _looks_like(head: bytes) -> int:
     return 0
 
 
+_OCTETS = np.array([str(i) for i in range(256)], dtype="U3")
+
+
+def _ipv4_text(addrs: np.ndarray) -> np.ndarray:
+    """Distinct IPv4 addresses (uint32) as dotted-quad text (what ipaddress prints),
+    with numpy's string ufuncs: a SYN flood has a distinct source per connection."""
+    out = _OCTETS[addrs >> 24]
+    for shift in (16, 8, 0):
+        out = np.strings.add(np.strings.add(out, "."), _OCTETS[(addrs >> shift) & 255])
+    return out.astype(object)
+
+
 def _addr_strings(addr: np.ndarray, ipver: np.ndarray) -> np.ndarray:
+    """The engine's 16-byte addresses as text, one string object per distinct address
+    (a connection's rows share it)."""
     out = np.empty(len(addr), dtype=object)
-    cache: dict[bytes, str] = {}
-    for i in range(len(addr)):
-        raw = addr[i].tobytes()
-        key = raw[:4] if ipver[i] == 4 else raw
-        s = cache.get(key)
-        if s is None:
-            s = str(ipaddress.IPv4Address(key)) if ipver[i] == 4 else str(ipaddress.IPv6Address(key))
-            cache[key] = s
-        out[i] = s
+    v4 = ipver == 4
+    if v4.any():
+        raw = np.ascontiguousarray(addr[v4][:, :4])
+        ints = raw.view(">u4").ravel().astype(np.uint32)
+        uniq, inverse = np.unique(ints, return_inverse=True)
+        out[v4] = _ipv4_text(uniq)[inverse.ravel()]
+    if (~v4).any():
+        raw = np.ascontiguousarray(addr[~v4]).view("V16").ravel()
+        uniq, inverse = np.unique(raw, return_inverse=True)
+        text = np.array([str(ipaddress.IPv6Address(u.tobytes())) for u in uniq], dtype=object)
+        out[~v4] = text[inverse.ravel()]
     return out
 
 

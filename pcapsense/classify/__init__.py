@@ -528,13 +528,22 @@ def finish(df: pd.DataFrame, out: dict, keepalive_timeout_s, keepalive_closes, p
     df["cause_detail"] = out["cause_detail"]
     df["phase"] = pd.Categorical(out["phase"], categories=PHASES)
     df["closer"] = pd.Categorical(out["closer"], categories=["client", "server", "middlebox", "none"])
+    # the advice per distinct (cause, User-Agent, method), not per row
     ua = df["http_user_agent"].to_numpy(dtype=object)
     meth = df["http_last_method"].to_numpy(dtype=object)
-    df["python_error"] = [advice.python_error(c, u if isinstance(u, str) else None, m if isinstance(m, str) else None)
-                          for c, u, m in zip(out["cause"], ua, meth)]
-    df["fix_section"] = [advice.FIX[c][0] for c in out["cause"]]
-    df["fix"] = [advice.FIX[c][1] for c in out["cause"]]
-    df["fix_snippet"] = [advice.FIX[c][2] for c in out["cause"]]
+    cause_codes = df["cause"].cat.codes.to_numpy()
+    ua_codes, ua_vals = pd.factorize(ua, use_na_sentinel=True)
+    meth_codes, meth_vals = pd.factorize(meth, use_na_sentinel=True)
+    triple = (cause_codes.astype(np.int64) * (len(ua_vals) + 1) + ua_codes + 1) * (len(meth_vals) + 1) \
+        + meth_codes + 1
+    uniq, first, inverse = np.unique(triple, return_index=True, return_inverse=True)
+    texts = np.array([advice.python_error(out["cause"][i], u if isinstance(u, str) else None,
+                                          m if isinstance(m, str) else None)
+                      for i, u, m in zip(first.tolist(), ua[first].tolist(), meth[first].tolist())], dtype=object)
+    df["python_error"] = texts[inverse.ravel()].tolist()
+    for k, col in enumerate(("fix_section", "fix", "fix_snippet")):
+        per_cause = np.array([advice.FIX[c][k] for c in advice.CAUSES], dtype=object)
+        df[col] = per_cause[cause_codes].tolist()
     df["server_keepalive_timeout_s"] = keepalive_timeout_s
     df["server_keepalive_closes"] = keepalive_closes
     df["server_peak_concurrency"] = peak_concurrency

@@ -80,7 +80,16 @@ def _nullable(arr: np.ndarray, missing: np.ndarray) -> pd.arrays.IntegerArray:
 
 
 def _cat(values, categories) -> pd.Categorical:
-    return pd.Categorical(values, categories=categories)
+    """Text values (a numpy str array) as a categorical of `categories`, the codes
+    found by a sorted search (numpy's string compares; pandas would hash every row)."""
+    values = np.asarray(values)
+    cats = np.asarray(categories, dtype=values.dtype if values.dtype.kind == "U" else None)
+    if values.dtype.kind != "U" or not len(values):
+        return pd.Categorical(values, categories=categories)
+    order = np.argsort(cats)
+    pos = np.minimum(np.searchsorted(cats[order], values), len(cats) - 1)
+    codes = np.where(cats[order][pos] == values, order[pos], -1)
+    return pd.Categorical.from_codes(codes, categories=categories)
 
 
 def state_categorical(codes: np.ndarray) -> pd.Categorical:

@@ -139,9 +139,14 @@ _SERVER_COLUMNS = ("server_ip", "server_port", "client_ip", "http_host", "tls_sn
                    "server_keepalive_closes", "abnormal", "cause", "server_peak_concurrency")
 
 
-def _verdict(df: pd.DataFrame, red: bool) -> list[dict]:
+def _verdict(df: pd.DataFrame, red: bool, mass=None) -> list[dict]:
+    """The verdict's (cause) groups; the connections of `mass` (floods and scans, told
+    in one line each by _mass) are left out."""
     df = only_columns(df, _VERDICT_COLUMNS)
-    bad = df[df["abnormal"].astype(bool)]
+    abnormal = df["abnormal"].to_numpy(dtype=bool)
+    if mass:
+        abnormal = abnormal & ~mass.rows
+    bad = df[abnormal]
     out = []
     for cause, g in sorted(bad.groupby(bad["cause"].astype(str)),
                            key=lambda kv: (all_inferred(kv[1]), -len(kv[1]), kv[0])):
@@ -165,6 +170,14 @@ def _verdict(df: pd.DataFrame, red: bool) -> list[dict]:
             "filter_more": len(streams) - len(shown),
         })
     return out
+
+
+def _mass(mass) -> dict:
+    """Floods and scans for the template, one line each (pcapsense/render/findings.py)."""
+    from .findings import ROWS_NOTE
+    return {"findings": [{"kind": f.kind, "count": f.count, "head": f.head(), "what": f.what, "note": ROWS_NOTE,
+                          "filter": f.wireshark} for f in mass.findings] if mass else [],
+            "more": mass.more if mass else 0}
 
 
 def server_keys(df: pd.DataFrame) -> pd.Series:
@@ -273,6 +286,8 @@ def context(analysis, *, redact: bool = True, max_cards: int = MAX_CARDS, charts
     cards = [_card(SimpleNamespace(**r), pks.get(int(r["stream"])) if pks else None, redact)
              for r in chosen.to_dict("records")]
     servers, more_servers = _servers(df, redact) if len(df) else ([], 0)
+    from .findings import mass_findings
+    mass = mass_findings(df) if len(df) else None
     return {
         "title": os.path.basename(_s(cap.path, redact)) or "capture",
         "version": __version__,
@@ -280,7 +295,8 @@ def context(analysis, *, redact: bool = True, max_cards: int = MAX_CARDS, charts
         "facts": facts, "warnings": [_s(w, redact) for w in cap.warnings],
         "error": _s(cap.error, redact) if cap.error else "",
         "connections": len(df), "abnormal": n_abn,
-        "verdict": _verdict(df, redact) if len(df) else [],
+        "verdict": _verdict(df, redact, mass) if len(df) else [],
+        "mass": _mass(mass),
         "all_causes": [{"cause": c, "count": int(n), "abnormal": c not in ("graceful", "idle-close", "incomplete")}
                        for c, n in causes_all.items() if n],
         "keepalive": [s for s in servers if s["keepalive"] is not None][:5],

@@ -69,14 +69,27 @@ def render(analysis, *, redact: bool = True, top: int = 10) -> str:
     # columns are read only for the rows shown (df.loc)
     cols = ("cause", "start", "stream", "server_ip", "server_port", "confidence") + \
         (("inferred",) if "inferred" in df else ())
+    from .findings import ROWS_NOTE, mass_findings
+    abnormal = df["abnormal"].to_numpy(dtype=bool)
     bad = only_columns(df, cols)
-    bad = bad[df["abnormal"].astype(bool)]
+    bad = bad[abnormal]
+    mass = mass_findings(df)
     out.append("#### Verdict")
     out.append("")
-    if not len(bad):
+    if not len(bad) and not mass:
         out.append(f"No abnormal disconnect: {len(df)} connections ended normally or are still open.")
+    # floods and scans first, one line each; their connections are left out of the causes
+    for f in mass.findings:
+        out.append(f"- **{f.head(lambda a: esc(a))}: {f.what}**; {ROWS_NOTE}")
+        out.append(f"  - Wireshark: {code(f.wireshark, False, 300)}")
+    if mass.more:
+        out.append(f"- … and {mass.more} more floods or scans")
+    grouped = bad[~mass.rows[abnormal]] if mass else bad
+    rest = len(df) - int(mass.rows.sum())
+    if mass and not len(grouped) and rest:
+        out.append(f"- no other abnormal disconnect: the other {rest} connections ended normally or are still open")
     # what the packets show first, then the inferences; the largest first
-    groups = sorted(bad.groupby(bad["cause"].astype(str)),
+    groups = sorted(grouped.groupby(grouped["cause"].astype(str)),
                     key=lambda kv: (all_inferred(kv[1]), -len(kv[1]), kv[0]))
     for cause, g in groups:
         first = df.loc[g.sort_values("start").index[0]]

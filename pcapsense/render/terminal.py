@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..classify import keepalive_servers
+from ..memory import only_columns
 
 _CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -35,16 +36,30 @@ def _verdict(df: pd.DataFrame, console: Console) -> None:
     """The block a developer acts on: per server and cause, how many, why, the fix.
     Memory: only the three key columns of the abnormal rows are grouped, and only the
     rows shown are taken from the table (a groupby of the table itself copied every
-    column of every group: 100 MiB at 10M packets)."""
+    column of every group: 100 MiB at 10M packets). Floods and scans come first, one line
+    each (findings.mass_findings), and their connections are left out of the groups."""
     if "cause" not in df or not len(df):
         return
+    from .findings import mass_findings
     bad = np.flatnonzero(df["abnormal"].to_numpy(dtype=bool))
-    if not len(bad):
+    mass = mass_findings(df)
+    if not len(bad) and not mass:
         console.print(Text("Verdict: no abnormal disconnect. ", style="bold green") +
                       Text(f"{len(df)} connections ended normally or are still open."))
         _keepalive_note(df, console)
         return
     console.print(Text("Verdict", style="bold"))
+    if mass:
+        # floods and scans: one line each, and their connections out of the groups below
+        _mass_lines(mass, console)
+        bad = bad[~mass.rows[bad]]
+        if not len(bad):
+            rest = len(df) - int(mass.rows.sum())
+            if rest:
+                console.print(f"  no other abnormal disconnect: the other {rest} connections ended normally "
+                              f"or are still open")
+            _keepalive_note(df, console)
+            return
     keys = ["server_ip", "server_port", "cause"]
     group = df[keys].iloc[bad].groupby(keys, observed=True, sort=False).ngroup().to_numpy()
     ok = group >= 0                            # (a missing key: no group, as groupby drops it)
@@ -88,6 +103,22 @@ def _verdict(df: pd.DataFrame, console: Console) -> None:
     _keepalive_note(df, console)
 
 
+def _mass_lines(mass, console: Console) -> None:
+    """A flood or a scan in one line (counted, timed, named), and the display filter that
+    selects its connections (pcapsense/render/findings.py)."""
+    from .findings import ROWS_NOTE
+    for f in mass.findings:
+        line = Text("  ") + safe(f.head())
+        line.stylize("bold")
+        line.append(": ")
+        line.append(f.what, style="bold red")
+        line.append(f"; {ROWS_NOTE}")
+        console.print(line, soft_wrap=True)
+        console.print(Text("    Wireshark: ", style="dim") + safe(f.wireshark), soft_wrap=True)
+    if mass.more:
+        console.print(f"  ... and {mass.more} more floods or scans", soft_wrap=True)
+
+
 def _keepalive_note(df: pd.DataFrame, console: Console) -> None:
     if "server_keepalive_timeout_s" not in df:
         return
@@ -121,7 +152,9 @@ def render(analysis, console: Console, *, limit: int = 50) -> None:
         return
     _verdict(df, console)
     order = _row_order(df)
-    shown = df.iloc[order[:limit]]
+    # only the columns the table reads: itertuples makes every row of every column
+    # (150), 20 ms for the table of a small capture
+    shown = only_columns(df, _TABLE_COLUMNS).iloc[order[:limit]]
     t = Table(show_lines=False, header_style="bold", pad_edge=False, box=None)
     for col, just in (("stream", "right"), ("client -> server", "left"), ("cause", "left"), ("ended by", "left"),
                       ("frame", "right"), ("closer/peer state", "left"), ("phase", "left"),
@@ -145,8 +178,14 @@ def render(analysis, console: Console, *, limit: int = 50) -> None:
     if len(order) > limit:
         console.print(f"  ... {len(order) - limit} more connections (use --limit, or --format json)")
     if n_abn:
-        first = df.iloc[order[0]]
-        console.print(Text(f"  Inspect in Wireshark: {first.wireshark_filter}", style="dim"))
+        first = df["wireshark_filter"].iloc[order[0]]
+        console.print(Text(f"  Inspect in Wireshark: {first}", style="dim"))
+
+
+#: the columns of the connections table's rows (render)
+_TABLE_COLUMNS = ("stream", "client_ip", "client_port", "server_ip", "server_port", "cause", "abnormal", "close_kind",
+                  "closer", "close_frame", "closer_state", "peer_state", "phase", "conn_state", "duration_s",
+                  "client_bytes", "server_bytes")
 
 
 def _row_order(df: pd.DataFrame) -> np.ndarray:

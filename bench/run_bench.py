@@ -6,9 +6,10 @@ Usage:
                        [--pcapsense-cmd 'pcapsense analyze {f} --format json --quiet --output /dev/null']
                        [--tools pcapsense,pcapsense-j1,tshark,scapy,tcptrace,dpkt] [--all]
 
-Default FILEs: bench-small.pcap, bench-large.pcap and bench-large.pcapng in
---dir (default /tmp/pcapsense-bench, made by /work/shared/bench/make-corpus),
-whichever are present.
+Default FILEs: bench-small.pcap, bench-large.pcap and bench-large.pcapng (made by
+/work/shared/bench/make-corpus), bench-short.pcap (make-corpus --short: connection
+heavy) and synflood-1m.pcap (bench/make_synflood.py: 1M one-SYN connections) in --dir
+(default /tmp/pcapsense-bench), whichever are present.
 
 For each file the tools run in the SAME invocation, interleaved: one run of
 every tool in a fixed order (pcapsense, tshark, scapy, tcptrace, dpkt), and
@@ -86,7 +87,7 @@ import threading
 import time
 
 DEFAULT_DIR = "/tmp/pcapsense-bench"
-DEFAULT_FILES = ("bench-small.pcap", "bench-large.pcap", "bench-large.pcapng")
+DEFAULT_FILES = ("bench-small.pcap", "bench-large.pcap", "bench-large.pcapng", "bench-short.pcap", "synflood-1m.pcap")
 DEFAULT_PCAPSENSE = "pcapsense analyze {f} --format json --quiet --output /dev/null"
 ANCHOR_VENV_PY = "/tmp/anchors-venv/bin/python"
 ALL_TOOLS = ("pcapsense", "pcapsense-j1", "pcapsense-tcp", "pcapsense-base", "tshark", "scapy", "tcptrace", "dpkt")

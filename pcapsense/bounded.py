@@ -62,7 +62,7 @@ PASS_BYTES = 5 << 29
 #: the columns the terminal and Markdown reports and `--fail-on` read
 REPORT_COLUMNS = ("stream", "client_ip", "client_port", "server_ip", "server_port", "start", "duration_s",
                   "client_bytes", "server_bytes", "close_kind", "closer", "close_frame", "closer_state",
-                  "peer_state", "conn_state", "phase", "cause", "confidence", "cause_detail", "python_error",
+                  "peer_state", "conn_state", "history", "packets", "phase", "cause", "confidence", "cause_detail", "python_error",
                   "fix_section", "fix", "fix_snippet", "abnormal", "inferred", "wireshark_filter", "http_host", "tls_sni",
                   "server_keepalive_timeout_s", "server_keepalive_closes", "server_peak_concurrency")
 
@@ -73,7 +73,8 @@ MINIMAL_COLUMNS = ("stream", "close_kind", "cause", "abnormal")
 #: what the HTML report reads of every connection (its verdict and server table,
 #: html._VERDICT_COLUMNS and _SERVER_COLUMNS; its figures; the choice of its cards;
 #: Analysis.packets_of); a card's row is read whole from its pass's file
-HTML_COLUMNS = ("stream", "abnormal", "cause", "inferred", "confidence", "start", "end", "close_time", "close_kind", "closer", "server_ip",
+HTML_COLUMNS = ("stream", "abnormal", "cause", "inferred", "confidence", "start", "end", "close_time", "close_kind", "closer", "conn_state",
+                "history", "packets", "server_ip",
                 "server_port", "client_ip", "client_port", "http_host", "tls_sni", "server_keepalive_timeout_s",
                 "server_keepalive_closes", "server_peak_concurrency", "cause_detail", "python_error", "fix",
                 "fix_section", "fix_snippet", "idle_before_close_s", "max_idle_s", "first_frame", "last_frame",

@@ -27,16 +27,13 @@ Dask do the scheduling; this module only decides what a shard is and how to redu
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import pickle
 import struct
 import tempfile
 import threading
-from concurrent.futures import Executor, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
@@ -47,6 +44,9 @@ from .capture.reader import CaptureError
 from .app import facts as app_facts
 from .app.stage import AppStage
 from .tcp import connections as conn_table
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
 
 #: below this many capture bytes per job, one more process costs more than it saves
 MIN_BYTES_PER_JOB = 256 << 20
@@ -248,6 +248,9 @@ def _cgroup1_quota(text: str) -> float | None:
 
 
 def _executor(jobs: int) -> Executor:
+    # (imported here: a capture read in one process, the usual small one, needs no pool)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
     # fork is cheap (the parent's imports are inherited) and safe while the parent has
     # no other thread; otherwise a fresh forkserver with the package preloaded
     if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
@@ -356,6 +359,7 @@ def run(files: list[str], opts: Options, *, jobs: int = 1, client=None,
             raise WorkerError(f"the Dask cluster failed: {type(exc).__name__}: {msg}") from None
     if jobs <= 1 or "-" in files:
         return read_shard(files, opts, (0, 1), progress)
+    from concurrent.futures.process import BrokenProcessPool
     futures, loaded = [], set()
     try:
         with worker_pool(jobs - 1) as pool:

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .rules import LEAK_HOLD_S, NS, RST_BURST, idle_threshold_s
+from .rules import LEAK_HOLD_S, NS, RST_BURST, _n, idle_threshold_s
 
 
 class Cols:
@@ -310,10 +310,6 @@ def _status_in(c: Cols, code: str) -> np.ndarray:
     if has.any():
         out[has] = pd.Series(s[has]).str.contains(rf"(?:^|,){code}(?:,|$)", regex=True).to_numpy(dtype=bool)
     return out
-
-
-def _n(x) -> str:
-    return "?" if x is None else str(int(x))
 
 
 def _rule_body_too_large(c: Cols):

@@ -120,8 +120,7 @@ def _column(arr) -> Callable[[int, int], tuple]:
         return lambda lo, hi: (_jsonrows.BOOL, np.ascontiguousarray(data[lo:hi]).view(np.uint8),
                                np.ascontiguousarray(mask[lo:hi]).view(np.uint8))
     if isinstance(arr, pd.Categorical):
-        cats = tuple(orjson.dumps(v, default=_other)
-                     for v in arr.categories.to_numpy(dtype=object, na_value=None).tolist())
+        cats = tuple(_dump_other(v) for v in arr.categories.to_numpy(dtype=object, na_value=None).tolist())
         codes = arr.codes
         return lambda lo, hi: (_jsonrows.CAT, np.ascontiguousarray(codes[lo:hi], dtype=np.int32), cats)
     if isinstance(arr.dtype, pd.DatetimeTZDtype):

@@ -8,6 +8,8 @@ applies the rules of `rules.py` in order; the first match is the `cause`, the ot
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -157,6 +159,9 @@ def _phase(f: Facts) -> str:
     return "data"
 
 
+_ODD_STATUS = re.compile(r"(?:^|,)(?:4\d\d|5\d\d)")
+
+
 def _fast_path(df: pd.DataFrame) -> np.ndarray:
     """Vectorised decision for the connections no specific rule can claim: a FIN
     exchange (Zeek SF, no RST), plain HTTP/1 or no payload, every request answered with
@@ -169,12 +174,14 @@ def _fast_path(df: pd.DataFrame) -> np.ndarray:
     answered = (df["http_unanswered"].fillna(0).to_numpy() == 0) \
         & df["http_last_response_complete"].fillna(True).to_numpy().astype(bool) \
         & df["http_last_request_complete"].fillna(True).to_numpy().astype(bool)
-    statuses = df["http_statuses"].fillna("").astype(str)
-    odd_status = statuses.str.contains(r"(?:^|,)(?:4\d\d|5\d\d)", regex=True).to_numpy()
+    # (each distinct status list matched once: a flood's million rows have none)
+    codes, lists = pd.factorize(df["http_statuses"].to_numpy(dtype=object), use_na_sentinel=True)
+    odd_list = np.array([bool(_ODD_STATUS.search(str(x))) for x in lists] + [False], dtype=bool)
+    odd_status = odd_list[codes]                 # (-1, no list: the appended False)
     plain = (proto == "http1") | (proto == "none")
     ok = sf & plain & answered & ~odd_status & (df["retransmissions"].to_numpy() < 3) \
-        & (df["client_state"].astype(str).to_numpy() != "CLOSE_WAIT")
-    closer = df["closer"].astype(str).to_numpy()
+        & ~(df["client_state"] == "CLOSE_WAIT").to_numpy()
+    closer = df["closer"].to_numpy(dtype=object)
     idle = df["idle_before_close_s"].to_numpy()
     rtt = df["rtt_ms"].fillna(1.0).to_numpy() / 1000
     ka = df["http_server_keep_alive"].fillna(False).to_numpy().astype(bool) \
@@ -237,19 +244,43 @@ def _add_app_columns(df: pd.DataFrame, app: pd.DataFrame) -> None:
     out of `app` as it is added, so the facts are not held twice."""
     from ..app.facts import COLUMNS as APP_COLUMNS
     pos = app.index.get_indexer(df["stream"].to_numpy())          # -1: no payload
+    missing = pos < 0
+    none_present = bool(missing.all())
     for col, kind in APP_COLUMNS.items():
-        src = app.pop(col).array if col in app else pd.array(np.full(len(app), None, dtype=object), dtype=object)
-        s = pd.Series(src.take(pos, allow_fill=True), index=df.index)
+        src = app.pop(col).array if col in app else None
+        df[col] = _app_column(src, pos, missing, none_present, kind, df.index)
         del src
+
+
+def _app_column(src, pos: np.ndarray, missing: np.ndarray, none_present: bool, kind: str,
+                index: pd.Index) -> pd.Series:
+    """One application column of the table: `src` (the facts' array, None when no row
+    has the column) taken at `pos` (-1: the connection has no facts), as its kind's
+    dtype. Built from numpy arrays: a flood's million connections without payload take
+    no per-element pandas conversion."""
+    n = len(pos)
+    if src is None or none_present:
         if kind == "bool":
-            if not isinstance(s.dtype, pd.BooleanDtype):
-                s = s.astype("boolean")
-        elif kind == "int":
-            if not isinstance(s.dtype, pd.Int64Dtype):      # (facts_frame's are already)
-                s = pd.to_numeric(s, errors="coerce").astype("Int64")
-        elif kind == "str":
-            s = pd.Series(shared_strings(s), index=df.index, dtype=object)
-        df[col] = s
+            return pd.Series(pd.arrays.BooleanArray(np.zeros(n, bool), np.ones(n, bool)), index=index)
+        if kind == "int":
+            return pd.Series(pd.arrays.IntegerArray(np.zeros(n, np.int64), np.ones(n, bool)), index=index)
+        # (text: None; an "obj" column's missing rows are NaN, as take() fills them)
+        return pd.Series(np.full(n, None if kind == "str" else np.nan, dtype=object), index=index, dtype=object)
+    at = np.where(missing, 0, pos)
+    if kind == "bool" and isinstance(src, pd.arrays.BooleanArray):
+        return pd.Series(pd.arrays.BooleanArray(src._data.take(at), src._mask.take(at) | missing), index=index)
+    if kind == "int" and isinstance(src, pd.arrays.IntegerArray) and src.dtype == "Int64":
+        return pd.Series(pd.arrays.IntegerArray(src._data.take(at), src._mask.take(at) | missing), index=index)
+    s = pd.Series(src.take(pos, allow_fill=True), index=index)
+    if kind == "bool":
+        if not isinstance(s.dtype, pd.BooleanDtype):
+            s = s.astype("boolean")
+    elif kind == "int":
+        if not isinstance(s.dtype, pd.Int64Dtype):      # (facts_frame's are already)
+            s = pd.to_numeric(s, errors="coerce").astype("Int64")
+    elif kind == "str":
+        s = pd.Series(shared_strings(s), index=index, dtype=object)
+    return s
 
 
 #: the columns the cross-connection context reads (context(), pool.claims()):

@@ -547,8 +547,30 @@ def decide(df: pd.DataFrame, rows: np.ndarray, out: dict, peak_of: Callable[[np.
     rate-limited detail)."""
     if not len(rows):
         return
+    quiet = _quiet(Cols(df, rows, cap_end))
+    if quiet.any():
+        # (the rules of the others would each read their columns for every row)
+        _decide(df, rows[quiet], out, [("incomplete", _rule_incomplete)], cap_end)
+        rows = rows[~quiet]
+        if not len(rows):
+            return
+    _decide(df, rows, out, _rules(lambda m: peak_of(rows[m])), cap_end)
+
+
+def _quiet(c: Cols) -> np.ndarray:
+    """The connections only `incomplete` can claim: still open when the capture ended,
+    no RST, not a byte of payload either way, no retransmission. Each other rule needs
+    a FIN or a RST, payload (HTTP, TLS, a proxy) or retransmitted segments (a flood's
+    or a scan's million unanswered SYNs are such rows; tests/test_vector_rules.py
+    compares them with every per-row rule)."""
+    return c.eq("close_kind", "none") & c.na("first_rst_frame") & c.eq("app_protocol", "none") \
+        & (c.z("client_payload_bytes") == 0) & (c.z("server_payload_bytes") == 0) \
+        & (c.z("retransmissions") == 0) & (c.z("syn_retransmits") == 0)
+
+
+def _decide(df: pd.DataFrame, rows: np.ndarray, out: dict, rules: list, cap_end: float) -> None:
+    """decide() of `rows` with `rules` (name, column function) in their order."""
     c = Cols(df, rows, cap_end)
-    rules = _rules(lambda m: peak_of(rows[m]))
     branches = [b for _, fn in rules for b in fn(c)]
     n = len(rows)
     chosen = np.full(n, -1, dtype=np.int64)

@@ -258,6 +258,63 @@ static void release_cols(col_t *cols, Py_ssize_t k) {
     PyMem_Free(cols);
 }
 
+/* Column i of row r: its comma (unless the first), key and value. */
+static int put_col(buf_t *b, const col_t *c, Py_ssize_t r, int first) {
+    if (!first && put(b, ",", 1) < 0) return -1;
+    if (put(b, c->key, c->key_len) < 0) return -1;
+    const uint8_t *mask = c->has_mask ? (const uint8_t *)c->mask.buf : NULL;
+    switch (c->kind) {
+    case K_INT:
+        return (mask && mask[r]) ? put_null(b) : put_i64(b, ((const int64_t *)c->values.buf)[r]);
+    case K_FLOAT:
+        return put_f64(b, ((const double *)c->values.buf)[r]);
+    case K_BOOL:
+        return (mask && mask[r]) ? put_null(b)
+               : ((const uint8_t *)c->values.buf)[r] ? put(b, "true", 4) : put(b, "false", 5);
+    case K_CAT: {
+        int32_t code = ((const int32_t *)c->values.buf)[r];
+        if (code < 0 || code >= PyTuple_GET_SIZE(c->cats)) return put_null(b);
+        PyObject *t = PyTuple_GET_ITEM(c->cats, code);
+        return put(b, PyBytes_AS_STRING(t), PyBytes_GET_SIZE(t));
+    }
+    case K_TIME:
+        return put_time(b, ((const int64_t *)c->values.buf)[r]);
+    default:
+        return put_obj(b, c->objs[r], c->fallback);
+    }
+}
+
+/* Whether every one of the n rows of the column writes the same text as row 0: the
+ * same value (bit for bit; a missing one where the mask says so), the same code, the
+ * same object. */
+static int col_const(const col_t *c, Py_ssize_t n) {
+    const uint8_t *mask = c->has_mask ? (const uint8_t *)c->mask.buf : NULL;
+    if (mask) {
+        for (Py_ssize_t r = 1; r < n; r++) if (mask[r] != mask[0]) return 0;
+        if (mask[0]) return 1;                       /* missing in every row */
+    }
+    switch (c->kind) {
+    case K_BOOL: {
+        const uint8_t *v = (const uint8_t *)c->values.buf;
+        for (Py_ssize_t r = 1; r < n; r++) if ((v[r] != 0) != (v[0] != 0)) return 0;
+        return 1;
+    }
+    case K_CAT: {
+        const int32_t *v = (const int32_t *)c->values.buf;
+        for (Py_ssize_t r = 1; r < n; r++) if (v[r] != v[0]) return 0;
+        return 1;
+    }
+    case K_OBJ:
+        for (Py_ssize_t r = 1; r < n; r++) if (c->objs[r] != c->objs[0]) return 0;
+        return 1;
+    default: {                                       /* INT, FLOAT, TIME: 8 bytes */
+        const uint64_t *v = (const uint64_t *)c->values.buf;
+        for (Py_ssize_t r = 1; r < n; r++) if (v[r] != v[0]) return 0;
+        return 1;
+    }
+    }
+}
+
 static PyObject *rows(PyObject *self, PyObject *args) {
     PyObject *spec;
     Py_ssize_t n;
@@ -306,49 +363,49 @@ static PyObject *rows(PyObject *self, PyObject *args) {
             goto fail;
         }
     }
-    buf_t b = {0};
-    for (Py_ssize_t r = 0; r < n; r++) {
-        if (r && put(&b, sep, sep_len) < 0) goto fail_buf;
-        if (put(&b, "{", 1) < 0) goto fail_buf;
-        for (Py_ssize_t i = 0; i < k; i++) {
-            col_t *c = &cols[i];
-            if (i && put(&b, ",", 1) < 0) goto fail_buf;
-            if (put(&b, c->key, c->key_len) < 0) goto fail_buf;
-            int rc;
-            const uint8_t *mask = c->has_mask ? (const uint8_t *)c->mask.buf : NULL;
-            switch (c->kind) {
-            case K_INT:
-                rc = (mask && mask[r]) ? put_null(&b) : put_i64(&b, ((const int64_t *)c->values.buf)[r]);
-                break;
-            case K_FLOAT:
-                rc = put_f64(&b, ((const double *)c->values.buf)[r]);
-                break;
-            case K_BOOL:
-                rc = (mask && mask[r]) ? put_null(&b)
-                     : ((const uint8_t *)c->values.buf)[r] ? put(&b, "true", 4) : put(&b, "false", 5);
-                break;
-            case K_CAT: {
-                int32_t code = ((const int32_t *)c->values.buf)[r];
-                if (code < 0 || code >= PyTuple_GET_SIZE(c->cats)) { rc = put_null(&b); break; }
-                PyObject *t = PyTuple_GET_ITEM(c->cats, code);
-                rc = put(&b, PyBytes_AS_STRING(t), PyBytes_GET_SIZE(t));
-                break;
+    /* A column of one value in every row of the call (a flood's hundred empty
+     * application columns, one state, one cause) is written once into `tmpl`, with
+     * its neighbours of one value: each row then copies those spans whole. */
+    buf_t b = {0}, tmpl = {0};
+    Py_ssize_t *seg = PyMem_Calloc(2 * (k ? k : 1), sizeof(Py_ssize_t));  /* (column or -1-span start, span end) */
+    if (!seg) { PyErr_NoMemory(); goto fail; }
+    Py_ssize_t nseg = 0;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        if (n > 1 && col_const(&cols[i], n)) {
+            Py_ssize_t at = tmpl.len;
+            if (put_col(&tmpl, &cols[i], 0, i == 0) < 0) goto fail_seg;
+            if (nseg && seg[2 * (nseg - 1)] < 0 && seg[2 * (nseg - 1) + 1] == at) {
+                seg[2 * (nseg - 1) + 1] = tmpl.len;          /* (extends the span before) */
+            } else {
+                seg[2 * nseg] = -1 - at; seg[2 * nseg + 1] = tmpl.len; nseg++;
             }
-            case K_TIME:
-                rc = put_time(&b, ((const int64_t *)c->values.buf)[r]);
-                break;
-            default:
-                rc = put_obj(&b, c->objs[r], c->fallback);
-            }
-            if (rc < 0) goto fail_buf;
+        } else {
+            seg[2 * nseg] = i; seg[2 * nseg + 1] = 0; nseg++;
         }
-        if (put(&b, "}", 1) < 0) goto fail_buf;
     }
+    for (Py_ssize_t r = 0; r < n; r++) {
+        if (r && put(&b, sep, sep_len) < 0) goto fail_seg;
+        if (put(&b, "{", 1) < 0) goto fail_seg;
+        for (Py_ssize_t j = 0; j < nseg; j++) {
+            Py_ssize_t i = seg[2 * j];
+            if (i < 0) {
+                Py_ssize_t at = -1 - i;
+                if (put(&b, tmpl.p + at, seg[2 * j + 1] - at) < 0) goto fail_seg;
+            } else if (put_col(&b, &cols[i], r, i == 0) < 0) {
+                goto fail_seg;
+            }
+        }
+        if (put(&b, "}", 1) < 0) goto fail_seg;
+    }
+    PyMem_Free(seg);
+    PyMem_Free(tmpl.p);
     release_cols(cols, k);
     PyObject *out = PyBytes_FromStringAndSize(b.p ? b.p : "", b.len);
     PyMem_Free(b.p);
     return out;
-fail_buf:
+fail_seg:
+    PyMem_Free(seg);
+    PyMem_Free(tmpl.p);
     PyMem_Free(b.p);
 fail:
     release_cols(cols, k);

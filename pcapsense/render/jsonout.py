@@ -167,15 +167,15 @@ def write_head(analysis, fh) -> None:
 RECORD_SEP = b",\n  "
 
 
-def _write_bytes(fh, data: bytes) -> None:
-    """UTF-8 bytes to a text file (through its binary buffer when it has one: a report
-    of a million connections is GBs, not decoded and encoded again) or a StringIO."""
+def _write_block(fh, sep: bytes, block: bytes) -> None:
+    """`sep` then `block` (not their concatenation: a block is MBs, copied once more)."""
     buffer = getattr(fh, "buffer", None)
     if buffer is not None:
         fh.flush()
-        buffer.write(data)
+        buffer.write(sep)
+        buffer.write(block)
     else:
-        fh.write(data.decode())
+        fh.write(sep.decode() + block.decode())
 
 
 def write_records(fh, blocks) -> None:
@@ -185,7 +185,7 @@ def write_records(fh, blocks) -> None:
     first = True
     for block in blocks:
         if block:
-            _write_bytes(fh, (b"\n  " if first else RECORD_SEP) + block)
+            _write_block(fh, b"\n  " if first else RECORD_SEP, block)
             first = False
     fh.write("]\n}\n" if first else "\n ]\n}\n")
 

@@ -67,6 +67,17 @@ def _addr_strings(addr: np.ndarray, ipver: np.ndarray) -> np.ndarray:
     return out
 
 
+def _text_array(codes: np.ndarray, texts: list[str]):
+    """pd.array(texts[codes], dtype="str") without a Python string per row (pyarrow's
+    dictionary decoding when the str dtype is pyarrow's)."""
+    want = pd.StringDtype(na_value=np.nan)
+    if want.storage == "pyarrow":
+        import pyarrow as pa
+        arr = pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(texts, pa.large_string()))
+        return pd.array(arr.dictionary_decode(), dtype="str")
+    return pd.array(np.array(texts, dtype=object)[codes], dtype="str")
+
+
 def _pick(cond: np.ndarray, a, b):
     return np.where(cond, a, b)
 
@@ -202,7 +213,7 @@ def build(streams: np.ndarray, transitions: np.ndarray) -> pd.DataFrame:
     first_is_synack = (d0["first_synack_frame"] == streams["first_frame"]) & (d0["first_synack_frame"] > 0)
     n_pk = d0["packets"] + d1["packets"]
     flipped = zeek.originator_is_dir1(first_is_syn, first_is_synack, n_pk, port0, port1)
-    hist = zeek.history([h.decode("ascii", "replace") for h in streams["history"]], flipped)
+    hist = zeek.history(streams["history"], flipped)
     zo = np.where(flipped, d1["zstate"], d0["zstate"])
     zr = np.where(flipped, d0["zstate"], d1["zstate"])
 
@@ -215,7 +226,7 @@ def build(streams: np.ndarray, transitions: np.ndarray) -> pd.DataFrame:
     zb_r = np.where(flipped, bytes0, bytes1)
     conn_state = _cat(zeek.conn_state(zo, zr, zb_o, zb_r, hist), zeek.CONN_STATES)
     del zo, zr, zb_o, zb_r
-    hist = pd.array(hist, dtype="str")
+    hist = _text_array(*hist)
 
     start_ns, end_ns = streams["first_ts"], streams["last_ts"]
     handshake_seen = by_syn

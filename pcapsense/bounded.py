@@ -59,6 +59,12 @@ from .tcp import connections as conn_table
 #: connections as the 2M-packet capture
 PASS_BYTES = 5 << 29
 
+#: connections a CLI run holds at once by default, in memory or in the passes read at
+#: once (about 1.8 KiB each, plus what every pass keeps of each, see below): a capture
+#: seen to hold more is read again in passes (passes_for), so its connection count does
+#: not set the peak: a million-SYN flood stays near 500 MB as an ordinary capture does
+CONNECTION_BUDGET = 150_000
+
 #: the columns the terminal and Markdown reports and `--fail-on` read
 REPORT_COLUMNS = ("stream", "client_ip", "client_port", "server_ip", "server_port", "start", "duration_s",
                   "client_bytes", "server_bytes", "close_kind", "closer", "close_frame", "closer_state",
@@ -99,17 +105,27 @@ def auto_passes(files: list[str]) -> int:
     return max(1, math.ceil(reader.input_bytes(files) / PASS_BYTES))
 
 
+def passes_for(exc: parallel.TooManyConnections, budget: int, jobs: int) -> int:
+    """The passes for a capture whose reading stopped at `exc` (more connections than
+    its share of `budget`), read `jobs` at once, each pass then holding at most its
+    share of `budget` were the rest of the capture like what was read (15 % spare; a
+    pass that still holds more stops the same way and is read again in more)."""
+    return max(2, math.ceil(exc.estimate() * 1.15 * max(1, jobs) / budget))
+
+
 def run(path, *, passes: int, json_out=None, html_out=None, html_options: dict | None = None,
         columns=REPORT_COLUMNS, redact: bool = True, jobs: int = 1,
         progress: Callable[[int], None] | None = None, verify_checksums: bool = False, strict: bool = False,
         split: str = "wireshark", layers: str = "all", max_packets: int | None = None,
-        since=None, until=None, tmpdir: str | None = None) -> Result:
+        since=None, until=None, tmpdir: str | None = None, connection_budget: int = 0) -> Result:
     """Analyse `path` (as `analyze()`) in `passes` passes, reading up to `jobs` of them
     at once in worker processes; write the JSON document to the text file `json_out`
     and the HTML report (render.html.write, with `html_options`) to `html_out` when
     given, credentials redacted unless `redact=False` (as the CLI does); keep `columns`
     of every connection in the result (MINIMAL_COLUMNS when only the JSON is wanted).
-    Raises as `analyze()`."""
+    `connection_budget`: the connections the passes read at once may hold together
+    (0: no limit); a pass that holds more raises parallel.TooManyConnections (see
+    passes_for). Raises as `analyze()`."""
     window = time_window(since, until)
     max_frames = frame_limit(max_packets)
     files, unopened = input_files(path, window)
@@ -125,6 +141,8 @@ def run(path, *, passes: int, json_out=None, html_out=None, html_options: dict |
     except OSError as exc:
         raise SpillError(f"cannot make a temporary directory in {tmpdir or tempfile.gettempdir()}: "
                          f"{exc.strerror or exc} (--passes keeps each pass's rows there; set TMPDIR)") from None
+    if connection_budget:
+        opts.max_streams = max(1, connection_budget // (min(jobs, passes) if jobs > 1 and passes > 1 else 1))
     with memory.no_cyclic_gc(), spool as tmp:
         read = _read_in_workers if jobs > 1 and passes > 1 else _read_here
         contexts, first_part = read(files, opts, passes, tmp, progress, min(jobs, passes))
@@ -221,7 +239,7 @@ class _Run:
         for k, g in enumerate(self.gids):
             self.shard_of[g] = k
             self.pos_of[g] = np.arange(len(g))
-        self.ctx_cols = pd.concat(contexts, ignore_index=True).take(order).reset_index(drop=True) if n else None
+        self.ctx_cols = _in_order(contexts, order) if n else None
         del order
         counters = dict(first_part.counters)
         counters["streams"] = n
@@ -248,13 +266,10 @@ class _Run:
             g = gids[k]
             if not len(g):                       # (a pass can hold no connection at all)
                 continue
-            path = _path(tmp, "pass", k)
-            df = _load(path)
-            conn_table.renumber(df, g)
-            classify.add_context(df, c.rows(g))
+            df = self._pass_rows(k, c)
             out = classify.decide(df, c.keys[g], c.servers, c.capture_end_s)
             cause[g], idle_s[g] = out["cause"], out["_idle_s"]
-            _dump((df, out), path)
+            _dump(out, _path(tmp, "out", k))     # (the rows are made again from the pass's file)
             del df, out
             memory.release()
         # 4. across connections, then each pass finished and written
@@ -271,7 +286,7 @@ class _Run:
             if not len(g):
                 continue
             path = _path(tmp, "pass", k)
-            df, out = _load(path)
+            df, out = self._pass_rows(k, c), _load(_path(tmp, "out", k))
             classify.pool.apply(out, claimed[k])
             df = classify.finish(df, out, timeout[g], closes[g], peak[g])
             del out
@@ -283,8 +298,9 @@ class _Run:
             if lines:
                 with _spilling(path), open(path, "wb") as fh:    # (the pass's rows are done: its lines replace them)
                     for block in jsonout.record_blocks(df):
-                        fh.write(block + b"\n")
-            report = df[[col for col in columns if col in df]].copy()
+                        fh.write(block)
+                        fh.write(b"\n")
+            report = pd.DataFrame({col: df[col] for col in columns if col in df})
             for col in SHARED_TEXT:
                 if col in report:
                     report[col] = report[col].astype("category")
@@ -293,6 +309,15 @@ class _Run:
             memory.release()
         table = _concat(reports).take(np.argsort(np.concatenate(gids), kind="stable")).reset_index(drop=True)
         return Result(self.cap, table)
+
+    def _pass_rows(self, k: int, c) -> pd.DataFrame:
+        """Pass k's prepared rows (step 1's file) with their global stream numbers and
+        the cross-connection context `c` (classify.context)."""
+        g = self.gids[k]
+        df = _load(_path(self.tmp, "pass", k))
+        conn_table.renumber(df, g)
+        classify.add_context(df, c.rows(g))
+        return df
 
     def write_json(self, res: Result, fh) -> None:
         """Step 5: the document: the head, then every pass's lines in stream order (each
@@ -309,12 +334,32 @@ class _Run:
             for s in sources:
                 s.close()
 
-    def _merged_lines(self, sources, chunk: int = 512):
+    def _merged_lines(self, sources, chunk: int = 8192, read_bytes: int = 1 << 20):
         """The passes' lines (`sources`: their files) in stream order, `chunk` lines a
-        block (joined as write_records() wants them)."""
-        order = self.shard_of.tolist()
+        block (joined as write_records() wants them), put in order by the C writer
+        (_jsonrows.interleave) from what is read of each pass's file: per pass, a
+        buffer of its next lines and where they start."""
+        from .render import _jsonrows
+        order = self.shard_of
+        bufs, starts = [b""] * len(sources), [0] * len(sources)
         for lo in range(0, len(order), chunk):
-            yield jsonout.RECORD_SEP.join([sources[k].readline()[:-1] for k in order[lo:lo + chunk]])
+            part = np.ascontiguousarray(order[lo:lo + chunk], dtype=np.int32)
+            counts = np.bincount(part, minlength=len(sources))
+            for k in np.flatnonzero(counts).tolist():
+                have = bufs[k].count(b"\n", starts[k])
+                if have >= counts[k]:
+                    continue
+                pieces = [bufs[k][starts[k]:]]
+                width = max(1, (len(bufs[k]) - starts[k]) // max(1, have))       # (bytes a line, so far)
+                while have < counts[k]:
+                    more = sources[k].read(max(read_bytes, int((counts[k] - have) * width * 1.25)))
+                    if not more:
+                        raise SpillError(f"{sources[k].name}: a pass's JSON lines end early")
+                    have += more.count(b"\n")
+                    pieces.append(more)
+                bufs[k], starts[k] = b"".join(pieces), 0
+            block, starts = _jsonrows.interleave(part, bufs, starts, jsonout.RECORD_SEP)
+            yield block
 
     def write_html(self, res: Result, dest, redact: bool, html_options: dict) -> None:
         """The HTML report from `res` (its HTML_COLUMNS of every connection), the
@@ -364,6 +409,23 @@ class _Run:
 #: as categories, one string per distinct value (as Arrow text, every row's copy of
 #: the fix and the Python error took 35 MiB at 10M packets)
 SHARED_TEXT = ("cause_detail", "python_error", "fix_section", "fix", "fix_snippet")
+
+
+def _in_order(parts: list[pd.DataFrame], order: np.ndarray) -> pd.DataFrame:
+    """pd.concat(parts).take(order), a column at a time, each taken out of `parts` as
+    it is done (the whole concatenation and its reordered copy were twice the context
+    columns of every connection at once: 300 MB at a million)."""
+    keep = [p for p in parts if len(p)]            # (a pass without a connection has no columns)
+    names = list(dict.fromkeys(c for p in keep for c in p.columns))
+    if any(len(p.columns) != len(names) for p in keep):           # (columns some passes lack)
+        out = pd.concat(parts, ignore_index=True).take(order).reset_index(drop=True)
+        parts.clear()
+        return out
+    cols = {}
+    for col in names:
+        cols[col] = pd.concat([p.pop(col) for p in keep], ignore_index=True).take(order).reset_index(drop=True)
+    parts.clear()
+    return pd.DataFrame(cols)
 
 
 def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:

@@ -20,7 +20,7 @@ from . import __version__
 from .analysis import analyze as run_analysis, time_window
 from .capture.reader import CaptureError
 from .bounded import SpillError
-from .parallel import WorkerError
+from .parallel import TooManyConnections, WorkerError
 
 # options shared by `analyze` and `report`
 JobsOption = Annotated[int, typer.Option(
@@ -101,21 +101,28 @@ def analyze(
     target = capture if len(capture) > 1 else capture[0]
     layers = "tcp" if tcp_only else "all"
     n_passes = 1 if format is Format.parquet or scheduler else _passes(target, passes)
-    if n_passes > 1:
-        # out of core (pcapsense/bounded.py): the JSON and HTML are written as the passes end
-        from .bounded import MINIMAL_COLUMNS, REPORT_COLUMNS
-        result = _run_bounded(
-            target, quiet, err, passes=n_passes, jobs=jobs, redact=not no_redact,
-            columns=MINIMAL_COLUMNS if format is Format.json else REPORT_COLUMNS,
-            json_to=(output or "-") if format is Format.json else None, html_to=html,
-            verify_checksums=verify_checksums, strict=strict, layers=layers, max_packets=max_packets,
-            since=since, until=until)
-        _emit(result, format, output, redact=not no_redact, limit=limit, quiet=quiet, wanted=wanted,
-              json_written=True)
-        return
-    result = _run(target, quiet, err, verify_checksums=verify_checksums,
-                  strict=strict, layers=layers, jobs=jobs, scheduler=scheduler,
-                  tables=tables, max_packets=max_packets, since=since, until=until)
+    budget = 0 if format is Format.parquet else _budget(target, passes, scheduler)
+    while True:
+        try:
+            if n_passes > 1:
+                # out of core (pcapsense/bounded.py): the JSON and HTML are written as the passes end
+                from .bounded import MINIMAL_COLUMNS, REPORT_COLUMNS
+                result = _run_bounded(
+                    target, quiet, err, passes=n_passes, jobs=jobs, redact=not no_redact,
+                    columns=MINIMAL_COLUMNS if format is Format.json else REPORT_COLUMNS,
+                    json_to=(output or "-") if format is Format.json else None, html_to=html,
+                    verify_checksums=verify_checksums, strict=strict, layers=layers, max_packets=max_packets,
+                    since=since, until=until, connection_budget=budget)
+                _emit(result, format, output, redact=not no_redact, limit=limit, quiet=quiet, wanted=wanted,
+                      json_written=True)
+                return
+            result = _run(target, quiet, err, verify_checksums=verify_checksums,
+                          strict=strict, layers=layers, jobs=jobs, scheduler=scheduler,
+                          tables=tables, max_packets=max_packets, since=since, until=until,
+                          connection_budget=budget)
+            break
+        except TooManyConnections as exc:
+            n_passes = _more_passes(exc, budget, jobs, n_passes, quiet)
     if not no_redact:
         from .render.redact import redact_frame
         result.connections = redact_frame(result.connections)
@@ -204,19 +211,26 @@ def report(
     if output is None:
         output = Path("pcapsense-report.html" if capture == "-" else Path(capture).name + ".html")
     n_passes = 1 if scheduler else _passes(capture, passes)
-    if n_passes > 1:
-        from .bounded import MINIMAL_COLUMNS
-        result = _run_bounded(capture, quiet, err, passes=n_passes, jobs=jobs,
-                              redact=not no_redact, columns=MINIMAL_COLUMNS, html_to=output, max_cards=max_cards,
-                              verify_checksums=verify_checksums, strict=strict, max_packets=max_packets,
-                              since=since, until=until)
-        if result.capture.error:
-            if not quiet:
-                _stderr(f"pcapsense: error: {result.capture.error}")
-            raise typer.Exit(EXIT_BAD_INPUT)
-        return
-    result = _run(capture, quiet, err, verify_checksums=verify_checksums, strict=strict, jobs=jobs,
-                  scheduler=scheduler, max_packets=max_packets, since=since, until=until)
+    budget = _budget(capture, passes, scheduler)
+    while True:
+        try:
+            if n_passes > 1:
+                from .bounded import MINIMAL_COLUMNS
+                result = _run_bounded(capture, quiet, err, passes=n_passes, jobs=jobs,
+                                      redact=not no_redact, columns=MINIMAL_COLUMNS, html_to=output,
+                                      max_cards=max_cards, verify_checksums=verify_checksums, strict=strict,
+                                      max_packets=max_packets, since=since, until=until, connection_budget=budget)
+                if result.capture.error:
+                    if not quiet:
+                        _stderr(f"pcapsense: error: {result.capture.error}")
+                    raise typer.Exit(EXIT_BAD_INPUT)
+                return
+            result = _run(capture, quiet, err, verify_checksums=verify_checksums, strict=strict, jobs=jobs,
+                          scheduler=scheduler, max_packets=max_packets, since=since, until=until,
+                          connection_budget=budget)
+            break
+        except TooManyConnections as exc:
+            n_passes = _more_passes(exc, budget, jobs, n_passes, quiet)
     if not no_redact:
         from .render.redact import redact_frame
         result.connections = redact_frame(result.connections)
@@ -248,6 +262,27 @@ def _passes(capture, passes: int) -> int:
         return auto_passes(expand_inputs(capture))
     except (OSError, CaptureError, ValueError):      # (reported by the analysis itself)
         return 1
+
+
+def _budget(capture, passes: int, scheduler) -> int:
+    """The connections a run may hold at once (bounded.CONNECTION_BUDGET), unless
+    --passes or --scheduler says how to read, or the input is standard input (it cannot
+    be read again in passes): 0, no limit."""
+    if passes or scheduler or capture == "-" or (isinstance(capture, list) and "-" in capture):
+        return 0
+    from . import bounded
+    return bounded.CONNECTION_BUDGET
+
+
+def _more_passes(exc: TooManyConnections, budget: int, jobs: int, passes: int, quiet: bool) -> int:
+    """The passes to read the capture in again after `exc` (said on stderr)."""
+    from . import bounded
+    from .parallel import usable_cores
+    more = max(passes + 1, bounded.passes_for(exc, budget, jobs or usable_cores()))
+    if not quiet:
+        _stderr(f"pcapsense: about {exc.estimate():,} connections, more than {budget:,} at once: "
+                f"reading the capture again in {more} passes (--passes)")
+    return more
 
 
 def _run_bounded(capture, quiet: bool, err: Console, *, passes: int, jobs: int, redact: bool, columns,

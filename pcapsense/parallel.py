@@ -27,6 +27,7 @@ Dask do the scheduling; this module only decides what a shard is and how to redu
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import pickle
 import struct
@@ -62,6 +63,26 @@ class Options:
                                    # the connections table reads (connections.handshake_acks)
     window: tuple[int, int] = (reader.TS_MIN, reader.TS_MAX)    # frames read: from_ns <= time < to_ns
     max_frames: int = 0            # stop after this many frames (0: all)
+    max_streams: int = 0           # a shard tracking more connections raises TooManyConnections (0: no limit)
+
+
+class TooManyConnections(Exception):
+    """A shard's engine passed `Options.max_streams` connections: `streams` of them after
+    `fraction` of the input's bytes, in shard `shard` of `shards`. The reading stops
+    there (no memory is spent on the rest); the CLI reads the capture again in more
+    passes (bounded.passes_for)."""
+
+    def __init__(self, streams: int, fraction: float, shards: int):
+        super().__init__(streams, fraction, shards)      # (the args: it pickles from a worker)
+        self.streams, self.fraction, self.shards = streams, fraction, shards
+
+    def __str__(self) -> str:
+        return (f"more than {self.streams - 1} connections in 1/{self.shards} of the capture after "
+                f"{self.fraction:.0%} of it")
+
+    def estimate(self) -> int:
+        """The connections of the whole capture, were the rest like what was read."""
+        return math.ceil(self.streams * self.shards / max(self.fraction, 1e-6))
 
 
 @dataclass
@@ -108,10 +129,21 @@ def read_shard(files: list[str], opts: Options, shard: tuple[int, int] = (0, 1),
     results = []
     formats = set()
     before = 0                      # bytes of the files already read (progress is cumulative)
+    total = reader.input_bytes(files) if opts.max_streams and "-" not in files else 0
+
+    def step(pos: int) -> None:
+        drain()
+        if progress:
+            progress(before + pos)
+        if opts.max_streams:
+            n = eng.counters()["streams"]
+            if n > opts.max_streams:
+                raise TooManyConnections(n, min(1.0, (before + pos) / total) if total else 1.0, shard[1])
+
     for f in files:
         eng.new_file()
         try:
-            res = reader.run(f, eng, progress=(lambda pos: (drain(), progress(before + pos) if progress else None)))
+            res = reader.run(f, eng, progress=step)
         except CaptureError as exc:
             if len(files) == 1 or opts.strict:
                 raise

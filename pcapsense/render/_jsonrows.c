@@ -412,8 +412,59 @@ fail:
     return NULL;
 }
 
+/* interleave(part, bufs, starts, sep) -> (bytes, ends): the lines of several files put in one
+ * order (an out-of-core run's passes, each holding its connections' lines in stream
+ * order: bounded.py). `part`: int32 buffer, the pass of each output line in turn;
+ * `bufs`: per pass, bytes whose next lines (each ending in '\n') start at `starts`;
+ * the lines are joined by `sep` without their '\n'. `ends`: where each buffer's lines
+ * not taken start. A ValueError when a buffer holds fewer lines than `part` asks. */
+static PyObject *interleave(PyObject *self, PyObject *args) {
+    Py_buffer part;
+    PyObject *bufs, *starts;
+    const char *sep;
+    Py_ssize_t sep_len;
+    if (!PyArg_ParseTuple(args, "y*O!O!y#", &part, &PyList_Type, &bufs, &PyList_Type, &starts, &sep, &sep_len))
+        return NULL;
+    Py_ssize_t k = PyList_GET_SIZE(bufs), n = part.len / (Py_ssize_t)sizeof(int32_t);
+    Py_ssize_t *at = PyMem_Calloc(k ? k : 1, sizeof(Py_ssize_t));
+    buf_t b = {0};
+    PyObject *out = NULL, *used = NULL;
+    if (!at) { PyErr_NoMemory(); goto done; }
+    if (PyList_GET_SIZE(starts) != k) { PyErr_SetString(PyExc_ValueError, "interleave: one start per buffer"); goto done; }
+    for (Py_ssize_t i = 0; i < k; i++) {
+        if (!PyBytes_Check(PyList_GET_ITEM(bufs, i))) { PyErr_SetString(PyExc_TypeError, "interleave: bytes"); goto done; }
+        at[i] = PyLong_AsSsize_t(PyList_GET_ITEM(starts, i));
+        if (at[i] < 0) { if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "interleave: start"); goto done; }
+    }
+    const int32_t *pp = (const int32_t *)part.buf;
+    for (Py_ssize_t r = 0; r < n; r++) {
+        int32_t j = pp[r];
+        if (j < 0 || j >= k) { PyErr_SetString(PyExc_ValueError, "interleave: no such buffer"); goto done; }
+        PyObject *o = PyList_GET_ITEM(bufs, j);
+        const char *base = PyBytes_AS_STRING(o);
+        Py_ssize_t len = PyBytes_GET_SIZE(o);
+        const char *nl = at[j] < len ? memchr(base + at[j], '\n', (size_t)(len - at[j])) : NULL;
+        if (!nl) { PyErr_Format(PyExc_ValueError, "interleave: buffer %d has too few lines", (int)j); goto done; }
+        if (r && put(&b, sep, sep_len) < 0) goto done;
+        if (put(&b, base + at[j], nl - (base + at[j])) < 0) goto done;
+        at[j] = nl - base + 1;
+    }
+    used = PyList_New(k);
+    if (!used) goto done;
+    for (Py_ssize_t i = 0; i < k; i++) PyList_SET_ITEM(used, i, PyLong_FromSsize_t(at[i]));
+    out = Py_BuildValue("(y#N)", b.p ? b.p : "", b.len, used);
+    used = NULL;
+done:
+    Py_XDECREF(used);
+    PyMem_Free(at);
+    PyMem_Free(b.p);
+    PyBuffer_Release(&part);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"rows", rows, METH_VARARGS, "rows(columns, n, sep) -> bytes: the rows as compact JSON objects"},
+    {"interleave", interleave, METH_VARARGS, "interleave(part, bufs, sep) -> (bytes, used): lines of several buffers in one order"},
     {NULL, NULL, 0, NULL},
 };
 

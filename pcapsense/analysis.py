@@ -279,8 +279,10 @@ def analyze(path, *, verify_checksums: bool = False,
     (frame and stream numbers count only the frames kept); `capture.warnings` says what
     was left out.
 
-    Memory: about 1.8 KiB per connection with `tables="connections"` (a million-SYN
-    flood: 1.9 GiB at peak), 2.4 KiB with every table, plus about 150 MiB.
+    Memory: about 1.8 KiB per connection at peak, plus about 130 MiB (measured on a
+    SYN flood: 200k connections 478 MiB, 1M 1.8 GiB, with `tables="connections"`; every
+    table adds the HTTP exchanges and transitions, 60 bytes a connection there, more on
+    traffic with payload).
     `connection_budget`: raise `pcapsense.parallel.TooManyConnections` as soon as the
     capture is seen to hold more connections than that (its `estimate()`: how many in
     all), instead of spending the memory; the CLI then reads it out of core, in passes

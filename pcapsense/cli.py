@@ -40,7 +40,8 @@ UntilOption = Annotated[Optional[str], typer.Option(
 PassesOption = Annotated[int, typer.Option(
     "--passes", min=0, metavar="N", help="Read the capture N times, each pass tracking 1/N of the connections, so "
     "memory stays flat however large the capture (not with -f parquet or --scheduler). 0 (default): one pass per "
-    "2.5 GiB of capture. Results are identical for every value.")]
+    "2.5 GiB of capture, and more when the capture holds more than 150,000 connections (the reading stops there "
+    "and starts again in passes). Results are identical for every value.")]
 
 app = typer.Typer(
     add_completion=False,

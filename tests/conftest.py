@@ -41,3 +41,12 @@ def crafted(name: str) -> str:
 
 def real(name: str) -> str:
     return str(CAPTURES / "real" / name)
+
+
+def synflood_module():
+    """bench/make_synflood.py as a module (its chunk() writes N one-SYN records)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_synflood", ROOT / "bench" / "make_synflood.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

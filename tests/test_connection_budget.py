@@ -6,7 +6,6 @@ an in-memory run, byte for byte, whatever the count."""
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import struct
 
@@ -19,16 +18,9 @@ from pcapsense import bounded, parallel
 from pcapsense.cli import app
 from pcapsense.parallel import TooManyConnections
 
-from conftest import ROOT
+from conftest import synflood_module
 
 runner = CliRunner()
-
-
-def _synflood():
-    spec = importlib.util.spec_from_file_location("make_synflood", ROOT / "bench" / "make_synflood.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +29,7 @@ def flood(tmp_path_factory):
     path = tmp_path_factory.mktemp("budget") / "syn-3k.pcap"
     with open(path, "wb") as fh:
         fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        fh.write(_synflood().chunk(np.random.default_rng(7), 0, 3000, 3000, 30.0, 1_795_000_000))
+        fh.write(synflood_module().chunk(np.random.default_rng(7), 0, 3000, 3000, 30.0, 1_795_000_000))
     return path
 
 
@@ -56,7 +48,7 @@ def late_flood(tmp_path_factory):
     path = tmp_path_factory.mktemp("budget") / "late.pcap"
     wrpcap(str(path), pkts)
     with open(path, "ab") as fh:
-        fh.write(_synflood().chunk(np.random.default_rng(8), 0, 3000, 3000, 30.0, 1_795_000_002))
+        fh.write(synflood_module().chunk(np.random.default_rng(8), 0, 3000, 3000, 30.0, 1_795_000_002))
     return path
 
 

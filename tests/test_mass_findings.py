@@ -5,7 +5,6 @@ captures without one render as before."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import struct
@@ -21,24 +20,17 @@ from pcapsense.cli import app
 from pcapsense.render import findings, html, markdown, terminal
 from pcapsense.render.findings import ADDRESS_SCAN_HOSTS, MASS_CONNECTIONS, PORT_SCAN_PORTS, mass_findings
 
-from conftest import ROOT
+from conftest import ROOT, synflood_module
 
 runner = CliRunner()
 NOTE = "the per-connection rows are in the JSON/Parquet output"
 SYN_FILTER = "ip.dst==192.0.2.80 && tcp.dstport==443 && tcp.flags.syn==1 && tcp.flags.ack==0"
 
 
-def _synflood_module():
-    spec = importlib.util.spec_from_file_location("make_synflood", ROOT / "bench" / "make_synflood.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="module")
 def syn_flood(tmp_path_factory):
     """2,000 SYNs from 2,000 sources to 192.0.2.80:443 over 60 s (140 KB), nothing answered."""
-    mod = _synflood_module()
+    mod = synflood_module()
     path = tmp_path_factory.mktemp("mass") / "syn-2k.pcap"
     n = 2000
     with open(path, "wb") as fh:

@@ -216,9 +216,19 @@ def _read_pass(part: parallel.Partial, tmp: str, k: int, extra: bool) -> pd.Data
     app_df, part.app, part.http = part.app, None, None
     df = classify.prepare(conns, app_df, times)
     del conns, app_df, times
-    ctx = df[[c for c in classify.CONTEXT_COLUMNS if c in df]].copy()
+    ctx = {c: _own(df[c]) for c in classify.CONTEXT_COLUMNS if c in df}
     _dump(df, _path(tmp, "pass", k))
     return ctx
+
+
+def _own(col: pd.Series):
+    """A column's values in a buffer of their own (a numpy or pandas extension array):
+    a context column is freed as soon as _in_order has taken it, which a column of a
+    DataFrame's 2-D block is not (the whole block stays, and taking a column out of it
+    copies the rest: 270 MB held at a million connections)."""
+    if isinstance(col.dtype, pd.api.extensions.ExtensionDtype):
+        return col.array.copy()
+    return col.to_numpy(copy=True)
 
 
 def _path(tmp: str, what: str, k: int) -> str:
@@ -230,10 +240,10 @@ class _Run:
 
     def __init__(self, files, unopened, opts, passes, tmp, contexts, first_part):
         self.files, self.opts, self.passes, self.tmp = files, opts, passes, tmp
-        self.n = n = sum(len(c) for c in contexts)
+        self.n = n = sum(len(c["first_frame"]) for c in contexts)
         # 2. streams numbered by first frame across the passes, as parallel.merge does
         self.gids, order = parallel.rank_by_first_frame(                      # global id of each pass's rows
-            [c["first_frame"].to_numpy(dtype=np.int64) for c in contexts])
+            [np.asarray(c["first_frame"], dtype=np.int64) for c in contexts])
         self.shard_of = np.empty(n, dtype=np.int32)                            # global id -> pass
         self.pos_of = np.empty(n, dtype=np.int64)                              # global id -> row in its pass
         for k, g in enumerate(self.gids):
@@ -241,6 +251,7 @@ class _Run:
             self.pos_of[g] = np.arange(len(g))
         self.ctx_cols = _in_order(contexts, order) if n else None
         del order
+        memory.release()
         counters = dict(first_part.counters)
         counters["streams"] = n
         first_part.counters = counters
@@ -411,21 +422,27 @@ class _Run:
 SHARED_TEXT = ("cause_detail", "python_error", "fix_section", "fix", "fix_snippet")
 
 
-def _in_order(parts: list[pd.DataFrame], order: np.ndarray) -> pd.DataFrame:
-    """pd.concat(parts).take(order), a column at a time, each taken out of `parts` as
-    it is done (the whole concatenation and its reordered copy were twice the context
-    columns of every connection at once: 300 MB at a million)."""
-    keep = [p for p in parts if len(p)]            # (a pass without a connection has no columns)
-    names = list(dict.fromkeys(c for p in keep for c in p.columns))
-    if any(len(p.columns) != len(names) for p in keep):           # (columns some passes lack)
-        out = pd.concat(parts, ignore_index=True).take(order).reset_index(drop=True)
+def _in_order(parts: list[dict], order: np.ndarray) -> pd.DataFrame:
+    """The passes' context columns (`parts`: each pass's {name: array}, see _own) as one
+    table, rows in `order` (positions in the passes' concatenation): pd.concat then
+    take, a column at a time, each column freed from `parts` as it is done (the whole
+    concatenation and its reordered copy were twice the context columns of every
+    connection at once: 300 MB at a million)."""
+    keep = [p for p in parts if len(p.get("first_frame", ()))]    # (a pass without a connection)
+    names = list(dict.fromkeys(c for p in keep for c in p))
+    if any(len(p) != len(names) for p in keep):                   # (columns some passes lack)
+        frames = [pd.DataFrame(p, copy=False) for p in keep]
         parts.clear()
-        return out
+        keep.clear()
+        return pd.concat(frames, ignore_index=True).take(order).reset_index(drop=True)
     cols = {}
     for col in names:
-        cols[col] = pd.concat([p.pop(col) for p in keep], ignore_index=True).take(order).reset_index(drop=True)
+        pieces = [pd.Series(p.pop(col), copy=False) for p in keep]
+        cols[col] = pd.concat(pieces, ignore_index=True).take(order).reset_index(drop=True)
+        del pieces
+        memory.release()        # (the passes' copy of the column, given back before the next one)
     parts.clear()
-    return pd.DataFrame(cols)
+    return pd.DataFrame(cols, copy=False)
 
 
 def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:

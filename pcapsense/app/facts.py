@@ -223,10 +223,16 @@ def concat(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
     if len(keep) == 1:
         return keep[0]
     index = keep[0].index.append([f.index for f in keep[1:]])
+    sizes = [len(f) for f in keep]
+    # each frame as a dict of its columns' Series, the frames themselves dropped: a column
+    # popped from the dict is freed at once (DataFrame.pop would do the same at
+    # O(columns) a call: 2.6 s of 12 on the 2M-packet --short capture)
+    cols = [{c: fr[c] for c in fr.columns} for fr in keep]
+    keep.clear()
     data = {}
-    for col in dict.fromkeys(c for f in keep for c in f.columns):     # a column some frames lack
-        dtype = next(f[col].dtype for f in keep if col in f)         # (facts_frame) is all missing there
-        data[col] = pd.concat([f.pop(col) if col in f else _missing(len(f), dtype) for f in keep],
+    for col in dict.fromkeys(c for f in cols for c in f):     # a column some frames lack
+        dtype = next(f[col].dtype for f in cols if col in f)  # (facts_frame) is all missing there
+        data[col] = pd.concat([f.pop(col) if col in f else _missing(n, dtype) for f, n in zip(cols, sizes)],
                               ignore_index=True)
         data[col].index = index                  # (a Series keeps its dtype: object stays object)
     return pd.DataFrame(data, index=index, copy=False)

@@ -26,7 +26,10 @@ PHASES = ["tcp-handshake", "tls-handshake", "request", "awaiting-response", "res
 def server_keys(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Each connection's server as "ip|port" (one string object per distinct server,
     none made per row) and as a code (0..servers-1)."""
-    ip_codes, ips = pd.factorize(df["server_ip"].to_numpy(dtype=object))
+    # (factorized as stored: as Python objects, a million distinct clients' addresses
+    # were 70 MB of strings made only to be compared)
+    ip_codes, ips = pd.factorize(df["server_ip"])
+    ips = np.asarray(ips, dtype=object)
     pair = ip_codes.astype(np.int64) * 65536 + df["server_port"].to_numpy().astype(np.int64)
     codes, pairs = pd.factorize(pair)
     names = np.array([f"{ips[p >> 16]}|{p & 0xFFFF}" for p in pairs.tolist()] + [None], dtype=object)
@@ -54,8 +57,8 @@ def _server_context(df: pd.DataFrame, keys: np.ndarray, codes: np.ndarray) \
     # copied every column: the whole table, for a capture with one busy server)
     requests = df["http_requests"].fillna(0).to_numpy() if "http_requests" in df else np.zeros(len(df))
     # resets of established connections (not refused SYNs)
-    server_rst = ((df["close_kind"] == "RST") & (df["closer"] == "server")).to_numpy() \
-        & ~np.isin(df["closer_state"].astype(str).to_numpy(), ["LISTEN", "NONE", "SYN_RECEIVED"])
+    server_rst = ((df["close_kind"] == "RST") & (df["closer"] == "server")
+                  & ~df["closer_state"].isin(["LISTEN", "NONE", "SYN_RECEIVED"])).to_numpy(dtype=bool)
     close_ns = df["_close_ns"].to_numpy()
     order = np.argsort(codes, kind="stable")
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
@@ -66,9 +69,9 @@ def _server_context(df: pd.DataFrame, keys: np.ndarray, codes: np.ndarray) \
         c_at = np.searchsorted(s, close[ii], side="right") - np.searchsorted(e, close[ii], side="left")
         conc_at_close[ii] = c_at
         later[ii] = np.searchsorted(s, close[ii], side="right") < len(s)
-        events = np.concatenate([np.stack([s, np.ones_like(s)], 1), np.stack([e, -np.ones_like(e)], 1)])
-        events = events[np.lexsort((-events[:, 1], events[:, 0]))]
-        peak = int(np.cumsum(events[:, 1]).max()) if len(events) else 0
+        # peak: the most open at once, a start counted before an end at the same time;
+        # reached at a start: the starts up to it minus the ends before it
+        peak = int((np.searchsorted(s, s, side="right") - np.searchsorted(e, s, side="left")).max())
         multi = requests[ii] >= 2
         reused = int(multi.sum())
         if reused:
@@ -99,8 +102,8 @@ def _held_context(df: pd.DataFrame, keys: np.ndarray) -> tuple[np.ndarray, np.nd
     n = len(df)
     opened = np.zeros(n, dtype=np.int64)
     lazy = np.zeros(n)
-    held = (df["first_fin_by"].astype(str).to_numpy() == "server") & (df["_fin_ts"].to_numpy() > 0) \
-        & (df["close_kind"].astype(str).to_numpy() == "FIN")
+    held = (df["first_fin_by"] == "server").to_numpy(dtype=bool) & (df["_fin_ts"].to_numpy() > 0) \
+        & (df["close_kind"] == "FIN").to_numpy(dtype=bool)
     if not held.any():
         return opened, lazy
     fin = df["_fin_ts"].to_numpy()

@@ -1,4 +1,4 @@
-"""Bounded, deterministic fuzz tests for the compiled engine (pcapsense/capture/_engine.c).
+"""Bounded, deterministic fuzz tests for the compiled engine (pcapsense/capture/engine/).
 
 Input is hostile, so malformed captures may only ever end in `pcapsense.CaptureError`
 (or a clean analysis): never a segfault, a hang, or another exception.

@@ -1,6 +1,6 @@
 """Stage 4a: the engine's application segments -> per-direction sparse byte streams.
 
-The engine hands over only the segments parsing needs (see `app_t` in _engine.c): the
+The engine hands over only the segments parsing needs (see `app_t` in capture/engine/engine.h): the
 first bytes of each direction, every segment that starts an HTTP/1 message, the rest of
 an open HTTP head, and the last bytes of each direction. Here they are put in sequence
 order per (stream, direction), retransmissions and overlaps resolved (first copy wins,

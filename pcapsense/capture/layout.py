@@ -1,4 +1,4 @@
-"""numpy dtypes of the compiled engine's output structs (`_engine.c`).
+"""numpy dtypes of the compiled engine's output structs (`engine/engine.h`).
 
 These mirror the C structs field for field (natural alignment, `align=True`);
 `check_layout()` runs at import and refuses to go on if a size or offset differs, so a

@@ -2,7 +2,7 @@
 
 Rule 1: every TCP state transition pcapsense makes lives in this file, in the two
 tables below. Rule 2: nothing here looks at bytes; the compiled engine
-(`pcapsense/capture/_engine.c`) classifies each segment into the `Kind`s below and looks
+(`pcapsense/capture/engine/tcp.c`) classifies each segment into the `Kind`s below and looks
 the next state up in the arrays built from these tables. Change a transition here, not
 in C.
 

@@ -75,6 +75,17 @@ APP_DTYPE = np.dtype(
     align=True,
 )
 
+# one TLS record of a connection whose keys are known (tls_frame.c; engine.h: tlsrec_t):
+# its bytes are data[off:off+head] (the body's first `head` bytes; head == len: whole)
+# then data[off+head:off+head+tail] (its last `tail` bytes)
+TLSREC_DTYPE = np.dtype(
+    [(n, _I8) for n in ("stream", "frame", "ts", "end_frame", "end_ts")]
+    + [(n, _U4) for n in ("offset", "len", "index", "off", "head", "tail")]
+    + [("version", _U2), ("dir", _U1), ("type", _U1), ("flags", _U1), ("pad", _U1, (3,))],
+    align=True,
+)
+TLSR_AFTER_GAP, TLSR_MISSING, TLSR_PARTIAL, TLSR_SESSION = 0x01, 0x02, 0x04, 0x08
+
 # Wireshark's tcp.analysis bits as the engine sets them in PACKET_DTYPE["analysis"]
 A_RETRANSMISSION = 0x0001
 A_LOST_SEGMENT = 0x0002
@@ -94,6 +105,7 @@ def check_layout(sizes: dict) -> None:
         "stream.history": STREAM_DTYPE.fields["history"][1],
         "dir.state": DIR_DTYPE.fields["state"][1],
         "app": APP_DTYPE.itemsize,
+        "tlsrec": TLSREC_DTYPE.itemsize,
     }
     bad = {k: (sizes[k], v) for k, v in expected.items() if sizes[k] != v}
     if bad:

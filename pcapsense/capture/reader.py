@@ -33,7 +33,7 @@ CHUNK_BYTES = 8 << 20
 ROWS_PER_CALL = 1 << 16
 
 FORMAT_NAMES = {0: "unknown", 1: "pcap", 2: "pcapng"}
-R_NEED_MORE, R_OUT_FULL, R_ERROR, R_LIMIT = 0, 1, 2, 3
+R_NEED_MORE, R_OUT_FULL, R_ERROR, R_LIMIT, R_SECRETS = 0, 1, 2, 3, 4
 TS_MIN, TS_MAX = -(1 << 63), (1 << 63) - 1          # no time window
 
 
@@ -144,9 +144,12 @@ def run(
     on_rows: Callable[[np.ndarray], None] | None = None,
     progress: Callable[[int], None] | None = None,
     chunk_bytes: int = CHUNK_BYTES,
+    on_secrets: Callable[[int, bytes], None] | None = None,
 ) -> ReadResult:
     """Feed the whole input to `engine`. Packet rows (when the engine emits them) go to
-    `on_rows`; `progress(bytes_read_on_disk)` is called once per chunk."""
+    `on_rows`; `progress(bytes_read_on_disk)` is called once per chunk; a pcapng
+    Decryption Secrets Block goes to `on_secrets(secrets_type, data)` before the packets
+    after it are read."""
     display = "<stdin>" if path == "-" else path
     stream, compressed, size, closers = _open(path)
     result = ReadResult(path=display, compressed=compressed, file_bytes=size)
@@ -189,6 +192,11 @@ def run(
                 if rows and on_rows is not None:
                     on_rows(out[:rows].copy())
                 if code == R_OUT_FULL:
+                    continue
+                if code == R_SECRETS:
+                    stype, sdata = engine.take_secrets()
+                    if on_secrets is not None:
+                        on_secrets(stype, sdata)
                     continue
                 break
             del view

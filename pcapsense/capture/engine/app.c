@@ -3,15 +3,16 @@
 
 
 /* One whole TLS alert record and nothing else: type 21 (cleartext, or TLS <= 1.2
- * encrypted: 26 bytes for AES-GCM, 32-48 for CBC) or TLS 1.3's encrypted alert, an
- * application-data record of 19 bytes (2 alert bytes, the inner type, a 16-byte tag). */
+ * encrypted: 26 bytes for AES-GCM, 32-80 for CBC, the IV, padding and a MAC of up to
+ * 48 bytes included) or TLS 1.3's encrypted alert, an application-data record of 19
+ * bytes (2 alert bytes, the inner type, a 16-byte tag) or 11 (AES-CCM_8's 8-byte tag). */
 int eng_is_tls_alert_segment(const uint8_t *p, uint32_t captured, uint32_t payload_len) {
-    if (captured < 5 || payload_len < 7 || payload_len > 5 + 64) return 0;
+    if (captured < 5 || payload_len < 7 || payload_len > 5 + 128) return 0;
     if (p[1] != 3 || p[2] > 4) return 0;
     uint32_t len = ((uint32_t)p[3] << 8) | p[4];
     if (len + 5 != payload_len) return 0;
     if (p[0] == 21) return 1;
-    return p[0] == 23 && len == 19;
+    return p[0] == 23 && (len == 19 || len == 11);
 }
 
 static int starts_http_message(const uint8_t *p, uint32_t n) {
@@ -101,6 +102,7 @@ int eng_app_segment(Engine *e, stream_t *s, dir_t *me, int dir, uint32_t seq, co
 int eng_app_tails(Engine *e, int64_t stream) {
     appst_t *as = &e->appst[stream];
     as->done = 1;
+    if (eng_tls_flush(e, stream) < 0) return -1;
     for (int d = 0; d < 2; d++) {
         if (!as->tail_frame[d] || !as->tail[d]) continue;
         if (push_app(e, stream, as->tail_frame[d], as->tail_ts[d], as->tail_seq[d],

@@ -5,13 +5,16 @@
 
 static int Engine_init(Engine *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"rfc_table", "zeek_table", "verify_checksums", "emit_packets", "zeek_mode", "app_head_bytes", "app_copy_max", "shard_k", "shard_n",
-                             "ts_from", "ts_to", "max_frames", "only_keys", NULL};
+                             "ts_from", "ts_to", "max_frames", "only_keys", "tls_head", "tls_whole",
+                             "tls_prefix", NULL};
     Py_buffer rfc, zeek, keys = {0}; int verify = 0, emit = 0, zmode = 0;
     unsigned int head_bytes = 0, copy_max = 4096, shard_k = 0, shard_n = 1;
+    unsigned int tls_head = 2048, tls_whole = TLS_MAX_BODY, tls_prefix = 32768;
     long long ts_from = INT64_MIN, ts_to = INT64_MAX, max_frames = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*|pppIIIILLLy*", kwlist, &rfc, &zeek, &verify, &emit,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*|pppIIIILLLy*III", kwlist, &rfc, &zeek, &verify, &emit,
                                      &zmode, &head_bytes, &copy_max, &shard_k, &shard_n,
-                                     &ts_from, &ts_to, &max_frames, &keys))
+                                     &ts_from, &ts_to, &max_frames, &keys, &tls_head, &tls_whole,
+                                     &tls_prefix))
         return -1;
     const char *bad = max_frames < 0 ? "max_frames must be 0 (no limit) or more"
         : (shard_n == 0 || shard_k >= shard_n) ? "shard_k must be below shard_n"
@@ -49,6 +52,8 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kw) {
     self->ts_from = ts_from; self->ts_to = ts_to; self->max_frames = max_frames;
     self->app_mode = head_bytes > 0;
     self->app_head_bytes = head_bytes; self->app_copy_max = copy_max;
+    self->tls_head = tls_head > TLS_MAX_BODY ? TLS_MAX_BODY : tls_head;
+    self->tls_whole = tls_whole; self->tls_prefix = tls_prefix;
     return 0;
 }
 
@@ -63,8 +68,12 @@ static int check_streams(Engine *self) {
 static void Engine_dealloc(Engine *self) {
     free(self->flows); free(self->streams); free(self->trans); free(self->zk); free(self->only_keys);
     if (self->appst)
-        for (size_t i = 0; i < self->stream_n; i++) { free(self->appst[i].tail[0]); free(self->appst[i].tail[1]); }
+        for (size_t i = 0; i < self->stream_n; i++) {
+            free(self->appst[i].tail[0]); free(self->appst[i].tail[1]);
+            eng_tls_free(self, &self->appst[i]);
+        }
     free(self->appst); free(self->app); free(self->appbuf);
+    free(self->tls_randoms); free(self->tls_sessions); free(self->tlsrec); free(self->tlsbuf); free(self->dsb);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -239,6 +248,70 @@ static PyObject *Engine_app_tails_for(Engine *self, PyObject *arg) {
     return Engine_take_app(self, NULL);
 }
 
+/* sorted, de-duplicated copy of `buf` (entries of `size` bytes) into *dst */
+static int set_sorted(PyObject *arg, size_t size, uint8_t **dst, size_t *n, int merge,
+                      int (*cmp)(const void *, const void *)) {
+    Py_buffer b;
+    if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0) return -1;
+    if (b.len % (Py_ssize_t)size) {
+        PyBuffer_Release(&b);
+        PyErr_Format(PyExc_ValueError, "entries of %zu bytes expected", size);
+        return -1;
+    }
+    size_t add = (size_t)b.len / size, old = merge ? *n : 0;
+    uint8_t *all = malloc((old + add) * size + 1);
+    if (!all) { PyBuffer_Release(&b); PyErr_NoMemory(); return -1; }
+    if (old) memcpy(all, *dst, old * size);
+    memcpy(all + old * size, b.buf, add * size);
+    PyBuffer_Release(&b);
+    size_t total = old + add, k = 0;
+    qsort(all, total, size, cmp);
+    for (size_t i = 0; i < total; i++)
+        if (!k || memcmp(all + (k - 1) * size, all + i * size, size) != 0) {
+            if (k != i) memcpy(all + k * size, all + i * size, size);
+            k++;
+        }
+    free(*dst);
+    *dst = all; *n = k;
+    return 0;
+}
+
+static int cmp32b(const void *a, const void *b) { return memcmp(a, b, 32); }
+static int cmp33b(const void *a, const void *b) { return memcmp(a, b, 33); }
+
+/* set_tls_randoms(bytes): the ClientHello randoms (32 bytes each) whose keys are known:
+ * connections that start with one are framed into TLS records (take_tls) */
+static PyObject *Engine_set_tls_randoms(Engine *self, PyObject *arg) {
+    if (set_sorted(arg, 32, &self->tls_randoms, &self->n_tls_randoms, 0, cmp32b) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* add_tls_sessions(bytes): TLS 1.2 session ids (33 bytes each: the length, then the id
+ * padded with zeros) of sessions whose master secret is known: a ClientHello that offers
+ * one to resume is framed too */
+static PyObject *Engine_add_tls_sessions(Engine *self, PyObject *arg) {
+    if (set_sorted(arg, 33, &self->tls_sessions, &self->n_tls_sessions, 1, cmp33b) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* take_tls() -> (rows bytes, data bytes): the TLS records framed so far (drained) */
+static PyObject *Engine_take_tls(Engine *self, PyObject *noargs) {
+    PyObject *r = Py_BuildValue("(y#y#)", (const char *)self->tlsrec,
+                                (Py_ssize_t)(self->tlsrec_n * sizeof(tlsrec_t)),
+                                (const char *)self->tlsbuf, (Py_ssize_t)self->tlsbuf_n);
+    self->tlsrec_n = 0; self->tlsbuf_n = 0;
+    return r;
+}
+
+/* take_secrets() -> (secrets type, bytes): the Decryption Secrets Block that made feed()
+ * return R_SECRETS */
+static PyObject *Engine_take_secrets(Engine *self, PyObject *noargs) {
+    PyObject *r = Py_BuildValue("(Iy#)", self->dsb_type, self->dsb ? (const char *)self->dsb : "",
+                                (Py_ssize_t)self->dsb_n);
+    free(self->dsb); self->dsb = NULL; self->dsb_n = 0;
+    return r;
+}
+
 static PyObject *Engine_counters(Engine *self, PyObject *noargs) {
     PyObject *lts = PyList_New(0);
     for (int i = 0; i < 512; i++)
@@ -247,7 +320,7 @@ static PyObject *Engine_counters(Engine *self, PyObject *noargs) {
         }
     if (self->other_linktype) { PyObject *v = PyLong_FromLongLong(self->other_linktype); PyList_Append(lts, v); Py_DECREF(v); }
     return Py_BuildValue(
-        "{s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:N,s:i,s:i}",
+        "{s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:N,s:i,s:i,s:L,s:L,s:L,s:L}",
         "frames", (long long)self->frame, "tcp_packets", (long long)self->c_tcp,
         "ipv4_packets", (long long)self->c_ipv4, "ipv6_packets", (long long)self->c_ipv6,
         "non_ip_packets", (long long)self->c_non_ip, "non_tcp_packets", (long long)self->c_non_tcp,
@@ -258,16 +331,18 @@ static PyObject *Engine_counters(Engine *self, PyObject *noargs) {
         "captured_bytes", (long long)self->c_bytes, "first_ts_ns", (long long)self->first_ts_seen,
         "last_ts_ns", (long long)self->last_ts_seen, "streams", (long long)self->stream_n,
         "frames_outside_window", (long long)self->c_outside,
-        "link_types", lts, "format", self->fmt, "pcap_nano", self->pcap_nano);
+        "link_types", lts, "format", self->fmt, "pcap_nano", self->pcap_nano,
+        "tls_framed_streams", (long long)self->c_tls_streams, "tls_records", (long long)self->c_tls_records,
+        "tls_framing_lost", (long long)self->c_tls_gaps, "tls_framing_resynced", (long long)self->c_tls_resyncs);
 }
 
 static PyObject *sizes(PyObject *m, PyObject *noargs) {
-    return Py_BuildValue("{s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n}",
+    return Py_BuildValue("{s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n}",
         "stream", (Py_ssize_t)sizeof(stream_t), "dir", (Py_ssize_t)sizeof(dir_t),
         "pkt", (Py_ssize_t)sizeof(pkt_t), "trans", (Py_ssize_t)sizeof(trans_t),
         "stream.d", (Py_ssize_t)offsetof(stream_t, d), "app", (Py_ssize_t)sizeof(app_t),
         "stream.history", (Py_ssize_t)offsetof(stream_t, history),
-        "dir.state", (Py_ssize_t)offsetof(dir_t, state));
+        "dir.state", (Py_ssize_t)offsetof(dir_t, state), "tlsrec", (Py_ssize_t)sizeof(tlsrec_t));
 }
 
 static PyMethodDef Engine_methods[] = {
@@ -281,6 +356,10 @@ static PyMethodDef Engine_methods[] = {
     {"closed_of", (PyCFunction)Engine_closed_of, METH_O, "closed_of(int64 ids) -> the closed flag of each"},
     {"stream_rows", (PyCFunction)Engine_stream_rows, METH_O, "rows of the given streams (int64 indices)"},
     {"app_tails_for", (PyCFunction)Engine_app_tails_for, METH_O, "last data of the given streams"},
+    {"set_tls_randoms", (PyCFunction)Engine_set_tls_randoms, METH_O, "ClientHello randoms whose keys are known"},
+    {"add_tls_sessions", (PyCFunction)Engine_add_tls_sessions, METH_O, "TLS 1.2 session ids whose master secret is known"},
+    {"take_tls", (PyCFunction)Engine_take_tls, METH_NOARGS, "TLS records framed so far (drained)"},
+    {"take_secrets", (PyCFunction)Engine_take_secrets, METH_NOARGS, "the Decryption Secrets Block feed() stopped at"},
     {NULL}
 };
 

@@ -188,6 +188,18 @@ void eng_feed(Engine *e, const uint8_t *buf, Py_ssize_t n, int64_t base, pkt_t *
                 r->code = R_ERROR; r->err_off = base + pos; snprintf(r->msg, sizeof r->msg, "out of memory"); break;
             }
             if (emitted) r->rows++;
+        } else if (btype == 10) {                     /* DSB: handed to Python before the packets after it */
+            if (blen_body < 8) goto bad_block;
+            uint32_t stype = rd32(body, e->swapped), slen = rd32(body + 4, e->swapped);
+            if (slen > blen_body - 8) goto bad_block;
+            uint8_t *copy = malloc(slen ? slen : 1);
+            if (!copy) { r->code = R_ERROR; r->err_off = base + pos; snprintf(r->msg, sizeof r->msg, "out of memory"); break; }
+            memcpy(copy, body + 8, slen);
+            free(e->dsb);
+            e->dsb = copy; e->dsb_n = slen; e->dsb_type = stype;
+            pos += blen;
+            r->code = R_SECRETS;
+            break;
         } else {
             e->c_unknown_blocks++;
         }
@@ -195,7 +207,10 @@ void eng_feed(Engine *e, const uint8_t *buf, Py_ssize_t n, int64_t base, pkt_t *
         continue;
     bad_block:
         r->code = R_ERROR; r->err_off = base + pos;
-        snprintf(r->msg, sizeof r->msg, "corrupt pcapng packet block (type %u, length %u)", btype, blen);
+        if (btype == 10)
+            snprintf(r->msg, sizeof r->msg, "corrupt pcapng decryption secrets block (length %u)", blen);
+        else
+            snprintf(r->msg, sizeof r->msg, "corrupt pcapng packet block (type %u, length %u)", btype, blen);
         break;
     }
     r->consumed = pos;

@@ -369,6 +369,11 @@ int eng_track_tcp(Engine *e, ippkt_t *ip, int64_t ts, pkt_t *out, int *emitted) 
         !e->appst[s->stream].done) {
         if (eng_app_segment(e, s, me, dir, seq, t + doff, captured, payload_len, frame, ts, flags) < 0) return -1;
     }
+    /* TLS records of a connection whose keys are known (decided at its first payload) */
+    if (e->app_mode && payload_len && !rst && !(analysis & A_KEEPALIVE) && !e->appst[s->stream].done &&
+        (e->appst[s->stream].tls || ((e->n_tls_randoms || e->n_tls_sessions) && !e->appst[s->stream].pad_))) {
+        if (eng_tls_segment(e, s, me, dir, seq, t + doff, captured, payload_len, frame, ts) < 0) return -1;
+    }
 
     /* --- flag counters */
     if (syn && !ackf) {

@@ -45,6 +45,7 @@ class Capture:
     error: str | None
     counters: dict = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    tls_keys: dict | None = None     # a key log was used: where the secrets came from, what they framed
 
     @property
     def duration_s(self) -> float:
@@ -241,7 +242,7 @@ def analyze(path, *, verify_checksums: bool = False,
             progress: Callable[[int], None] | None = None, strict: bool = False,
             split: str = "wireshark", layers: str = "all", jobs: int | None = None,
             client=None, tables: str = "all", max_packets: int | None = None,
-            since=None, until=None, connection_budget: int = 0) -> Analysis:
+            since=None, until=None, connection_budget: int = 0, keylog=None) -> Analysis:
     """Analyse one capture (pcap, pcapng, optionally gzip-compressed; '-' = stdin), or
     several as one: a list of paths, a directory or a glob pattern (rotated captures,
     `tcpdump -C/-G/-W`). Several files are read in the order of their first timestamp
@@ -287,13 +288,21 @@ def analyze(path, *, verify_checksums: bool = False,
     capture is seen to hold more connections than that (its `estimate()`: how many in
     all), instead of spending the memory; the CLI then reads it out of core, in passes
     (pcapsense/bounded.py). 0 (default): no limit.
+
+    `keylog`: a TLS key log file (the NSS `SSLKEYLOGFILE` format), or a list of them:
+    the TLS connections whose secrets it holds are decrypted, and their HTTP/1 and
+    HTTP/2 exchanges, alerts and certificates read as cleartext ones are (the
+    `tls_decrypted` column says, per connection, what could not be). Secrets in the
+    capture's own pcapng Decryption Secrets Blocks are used whether or not a key log
+    is given. The environment's `$SSLKEYLOGFILE` is not read here (the CLI reads it).
     """
     window = time_window(since, until)
     max_frames = frame_limit(max_packets)
     with memory.no_cyclic_gc():
         return _analyze(path, verify_checksums=verify_checksums, progress=progress, strict=strict,
                         split=split, layers=layers, jobs=jobs, client=client, tables=tables,
-                        window=window, max_frames=max_frames, connection_budget=connection_budget)
+                        window=window, max_frames=max_frames, connection_budget=connection_budget,
+                        keylog=keylog)
 
 
 def frame_limit(max_packets) -> int:
@@ -353,10 +362,10 @@ def parse_time(value, name: str = "time") -> int:
 
 
 def _analyze(path, *, verify_checksums, progress, strict, split, layers, jobs, client, tables,
-             window, max_frames, connection_budget=0) -> Analysis:
+             window, max_frames, connection_budget=0, keylog=None) -> Analysis:
     files, unopened = input_files(path, window)
     opts = options(verify_checksums=verify_checksums, split=split, layers=layers, strict=strict, tables=tables,
-                   window=window, max_frames=max_frames)
+                   window=window, max_frames=max_frames, keylog=keylog_paths(keylog))
     keep = tables == "all"
     if jobs is None:
         jobs = parallel.auto_jobs(files, layers)
@@ -415,6 +424,15 @@ def input_files(path, window: tuple[int, int]) -> tuple[list[str], int]:
     return files, unopened
 
 
+def keylog_paths(keylog) -> tuple:
+    """`keylog` (None, a path, or a list of them) as the tuple parallel.Options holds."""
+    if keylog is None:
+        return ()
+    if isinstance(keylog, (str, os.PathLike)):
+        keylog = [keylog]
+    return tuple(os.fspath(k) for k in keylog)
+
+
 def options(*, split: str, layers: str, tables: str, **rest) -> parallel.Options:
     """The stages' options; a ValueError for a value out of its set."""
     if split not in ("wireshark", "zeek"):
@@ -470,7 +488,18 @@ def capture_facts(part: parallel.Partial, opts: parallel.Options, files: list[st
         counters=counters,
     )
     cap.files = [r.path for r in results]
+    tls = {k: counters.pop(k) for k in TLS_COUNTERS if k in counters}
+    if part.keylog is not None:
+        cap.tls_keys = dict(part.keylog, framed_connections=tls.get("tls_framed_streams", 0),
+                            records=tls.get("tls_records", 0), framing_lost=tls.get("tls_framing_lost", 0),
+                            framing_resynced=tls.get("tls_framing_resynced", 0))
+        cap.warnings = list(part.keylog["warnings"]) + cap.warnings
     return cap
+
+
+#: the engine's counters of TLS framing (reported under capture.tls_keys, and only when
+#: a key log or secrets block was there)
+TLS_COUNTERS = ("tls_framed_streams", "tls_records", "tls_framing_lost", "tls_framing_resynced")
 
 
 def files_in_window(files: list[str], firsts: dict, window: tuple[int, int]) -> list[str]:

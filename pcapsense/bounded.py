@@ -48,8 +48,8 @@ import numpy as np
 import pandas as pd
 
 from . import classify, memory, parallel
-from .analysis import (Capture, capture_facts, check_read, frame_limit, input_files, options, reread_options,
-                       table_of, time_window)
+from .analysis import (Capture, capture_facts, check_read, frame_limit, input_files, keylog_paths, options,
+                       reread_options, table_of, time_window)
 from .capture import layout, reader
 from .render import jsonout
 from .tcp import connections as conn_table
@@ -117,7 +117,7 @@ def run(path, *, passes: int, json_out=None, html_out=None, html_options: dict |
         columns=REPORT_COLUMNS, redact: bool = True, jobs: int = 1,
         progress: Callable[[int], None] | None = None, verify_checksums: bool = False, strict: bool = False,
         split: str = "wireshark", layers: str = "all", max_packets: int | None = None,
-        since=None, until=None, tmpdir: str | None = None, connection_budget: int = 0) -> Result:
+        since=None, until=None, tmpdir: str | None = None, connection_budget: int = 0, keylog=None) -> Result:
     """Analyse `path` (as `analyze()`) in `passes` passes, reading up to `jobs` of them
     at once in worker processes; write the JSON document to the text file `json_out`
     and the HTML report (render.html.write, with `html_options`) to `html_out` when
@@ -131,7 +131,7 @@ def run(path, *, passes: int, json_out=None, html_out=None, html_options: dict |
     files, unopened = input_files(path, window)
     opts = options(verify_checksums=verify_checksums, split=split, layers=layers, strict=strict,
                    tables="all" if html_out is not None else "connections", window=window,
-                   max_frames=max_frames)
+                   max_frames=max_frames, keylog=keylog_paths(keylog))
     if "-" in files:
         passes = 1
     if html_out is not None:
@@ -160,15 +160,17 @@ def _read_here(files, opts, passes, tmp, progress, jobs=1):
     """Step 1 in this process, pass after pass: every pass's context columns and the
     first pass's Partial (what was read: results, formats, counters)."""
     total = reader.input_bytes(files)
-    contexts, first_part = [], None
+    contexts, first_part, counters = [], None, []
     for k in range(passes):
         part = parallel.read_shard(files, opts, (k, passes),
                                    progress=(lambda pos, k=k: progress(k * total + pos)) if progress else None)
         if first_part is None:
             check_read(part)
             first_part = part
+        counters.append(part.counters)
         contexts.append(_read_pass(part, tmp, k, opts.tables == "all"))
         memory.release()
+    first_part.counters = parallel.merged_counters(counters, 0)
     return contexts, first_part
 
 
@@ -192,6 +194,7 @@ def _read_in_workers(files, opts, passes, tmp, progress, jobs):
         return contexts, first_part
     first_part = got[0][1]
     check_read(first_part)
+    first_part.counters = parallel.merged_counters([p.counters for _, p in got], 0)
     return [c for c, _ in got], first_part
 
 

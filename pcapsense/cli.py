@@ -37,6 +37,10 @@ SinceOption = Annotated[Optional[str], typer.Option(
     "UTC unless an offset is given) or epoch seconds. The result is that of the capture cut by editcap -A.")]
 UntilOption = Annotated[Optional[str], typer.Option(
     "--until", metavar="TIME", help="Analyse only the frames before TIME (as --since; editcap -B).")]
+KeylogOption = Annotated[Optional[list[Path]], typer.Option(
+    "--keylog", metavar="FILE", help="TLS key log (SSLKEYLOGFILE format; repeat for several): the TLS connections whose "
+    "secrets it holds are decrypted and their HTTP/1 and HTTP/2 read. Without --keylog, $SSLKEYLOGFILE is used when "
+    "set (the report says so). Secrets in the capture's pcapng Decryption Secrets Blocks are always used.")]
 PassesOption = Annotated[int, typer.Option(
     "--passes", min=0, metavar="N", help="Read the capture N times, each pass tracking 1/N of the connections, so "
     "memory stays flat however large the capture (not with -f parquet or --scheduler). 0 (default): one pass per "
@@ -92,6 +96,7 @@ def analyze(
     since: SinceOption = None,
     until: UntilOption = None,
     passes: PassesOption = 0,
+    keylog: KeylogOption = None,
 ):
     """Analyse one capture and report every TCP connection's ending."""
     err = Console(stderr=True, highlight=False)
@@ -113,14 +118,14 @@ def analyze(
                     columns=MINIMAL_COLUMNS if format is Format.json else REPORT_COLUMNS,
                     json_to=(output or "-") if format is Format.json else None, html_to=html,
                     verify_checksums=verify_checksums, strict=strict, layers=layers, max_packets=max_packets,
-                    since=since, until=until, connection_budget=budget)
+                    since=since, until=until, connection_budget=budget, keylog=_keylog(keylog))
                 _emit(result, format, output, redact=not no_redact, limit=limit, quiet=quiet, wanted=wanted,
                       json_written=True)
                 return
             result = _run(target, quiet, err, verify_checksums=verify_checksums,
                           strict=strict, layers=layers, jobs=jobs, scheduler=scheduler,
                           tables=tables, max_packets=max_packets, since=since, until=until,
-                          connection_budget=budget)
+                          connection_budget=budget, keylog=_keylog(keylog))
             break
         except TooManyConnections as exc:
             n_passes = _more_passes(exc, budget, jobs, n_passes, quiet)
@@ -206,6 +211,7 @@ def report(
     since: SinceOption = None,
     until: UntilOption = None,
     passes: PassesOption = 0,
+    keylog: KeylogOption = None,
 ):
     """Write a self-contained HTML report of one capture (to attach to a ticket)."""
     err = Console(stderr=True, highlight=False)
@@ -220,7 +226,8 @@ def report(
                 result = _run_bounded(capture, quiet, err, passes=n_passes, jobs=jobs,
                                       redact=not no_redact, columns=MINIMAL_COLUMNS, html_to=output,
                                       max_cards=max_cards, verify_checksums=verify_checksums, strict=strict,
-                                      max_packets=max_packets, since=since, until=until, connection_budget=budget)
+                                      max_packets=max_packets, since=since, until=until, connection_budget=budget,
+                                      keylog=_keylog(keylog))
                 if result.capture.error:
                     if not quiet:
                         _stderr(f"pcapsense: error: {result.capture.error}")
@@ -228,7 +235,7 @@ def report(
                 return
             result = _run(capture, quiet, err, verify_checksums=verify_checksums, strict=strict, jobs=jobs,
                           scheduler=scheduler, max_packets=max_packets, since=since, until=until,
-                          connection_budget=budget)
+                          connection_budget=budget, keylog=_keylog(keylog))
             break
         except TooManyConnections as exc:
             n_passes = _more_passes(exc, budget, jobs, n_passes, quiet)
@@ -251,6 +258,18 @@ def _write_html(result, path: Path, *, redact: bool, quiet: bool, max_cards: int
         raise typer.Exit(EXIT_BAD_INPUT)
     if not quiet:
         _stderr(f"pcapsense: wrote {path}")
+
+
+def _keylog(paths: Optional[list[Path]]):
+    """--keylog, else the file $SSLKEYLOGFILE names (app.keylog.ENV_SOURCE marks it so the
+    capture facts say where the keys came from), else None."""
+    if paths:
+        return [str(p) for p in paths]
+    env = os.environ.get("SSLKEYLOGFILE")
+    if env:
+        from .app.keylog import ENV_SOURCE
+        return [ENV_SOURCE + os.path.expandvars(env)]
+    return None
 
 
 def _passes(capture, passes: int) -> int:

@@ -43,6 +43,7 @@ from . import memory
 from .capture import layout, reader
 from .capture.reader import CaptureError
 from .app import facts as app_facts
+from .app import keylog as app_keylog
 from .app.stage import AppStage
 from .tcp import connections as conn_table
 
@@ -64,6 +65,7 @@ class Options:
     window: tuple[int, int] = (reader.TS_MIN, reader.TS_MAX)    # frames read: from_ns <= time < to_ns
     max_frames: int = 0            # stop after this many frames (0: all)
     max_streams: int = 0           # a shard tracking more connections raises TooManyConnections (0: no limit)
+    keylog: tuple = ()             # TLS key log files (app.keylog: each worker reads them itself)
 
 
 class TooManyConnections(Exception):
@@ -101,6 +103,7 @@ class Partial:
     results: list
     formats: set = field(default_factory=set)
     notes: list = field(default_factory=list)     # for the capture's warnings
+    keylog: dict | None = None     # the key log's summary (AppStage.keylog_summary), None without one
 
 
 def read_shard(files: list[str], opts: Options, shard: tuple[int, int] = (0, 1),
@@ -114,7 +117,8 @@ def read_shard(files: list[str], opts: Options, shard: tuple[int, int] = (0, 1),
                             max_frames=opts.max_frames)
     transitions = bytearray()          # grown in place: no second copy when reading ends
     keep = opts.tables == "all"
-    app = AppStage(eng, exchanges=keep) if opts.layers == "all" else None
+    keys = app_keylog.load(list(opts.keylog)) if opts.keylog and opts.layers == "all" else None
+    app = AppStage(eng, exchanges=keep, keys=keys) if opts.layers == "all" else None
 
     def drain():
         new = eng.take_transitions()
@@ -143,7 +147,7 @@ def read_shard(files: list[str], opts: Options, shard: tuple[int, int] = (0, 1),
     for f in files:
         eng.new_file()
         try:
-            res = reader.run(f, eng, progress=step)
+            res = reader.run(f, eng, progress=step, on_secrets=app.add_secrets if app is not None else None)
         except CaptureError as exc:
             if len(files) == 1 or opts.strict:
                 raise
@@ -166,7 +170,8 @@ def read_shard(files: list[str], opts: Options, shard: tuple[int, int] = (0, 1),
         app_df, http = app_facts.facts_frame([]), app_facts.exchanges_frame([])
     counters = eng.counters()
     return Partial(streams=eng.take_streams(), transitions=transitions, app=app_df, http=http,
-                   counters=counters, results=results, formats=formats)
+                   counters=counters, results=results, formats=formats,
+                   keylog=app.keylog_summary() if app is not None else None)
 
 
 def merge(parts: list[Partial]) -> Partial:
@@ -212,11 +217,25 @@ def merge(parts: list[Partial]) -> Partial:
     app_df = app_facts.concat(apps, app_facts.facts_frame([]))
     http = app_facts.concat(https, app_facts.exchanges_frame([]))
     first_part = parts[0]
-    counters = dict(first_part.counters)      # every shard read every frame: the same counts,
-    counters["streams"] = len(streams)        # but each numbered only its own streams
+    counters = merged_counters([p.counters for p in parts], len(streams))
     return Partial(streams=streams, transitions=t, app=app_df, http=http,
                    counters=counters, results=first_part.results, formats=first_part.formats,
-                   notes=[n for p in parts for n in p.notes])
+                   notes=[n for p in parts for n in p.notes], keylog=first_part.keylog)
+
+
+#: counters each shard counts for its own connections only (summed when merged); the
+#: others count frames, which every shard reads
+SHARD_COUNTERS = ("tls_framed_streams", "tls_records", "tls_framing_lost", "tls_framing_resynced")
+
+
+def merged_counters(counters: list[dict], streams: int) -> dict:
+    """The capture's counters from its shards' (or passes')."""
+    out = dict(counters[0])
+    out["streams"] = streams
+    for k in SHARD_COUNTERS:
+        if k in out:
+            out[k] = sum(c.get(k, 0) for c in counters)
+    return out
 
 
 def worker_died(jobs: int, then: str) -> str:

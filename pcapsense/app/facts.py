@@ -36,6 +36,7 @@ COLUMNS = {
     "tls_client_app_data_frame": "int", "tls_alert": "str", "tls_alert_level": "int", "tls_alert_by": "str",
     "tls_alert_frame": "int", "tls_client_records": "int", "tls_server_records": "int",
     "tls_client_request_frame": "int", "tls_client_request_ts": "int",
+    "tls_cipher_suite": "str", "tls_decrypted": "str", "tls_records_skipped": "int", "tls_early_data": "str",
     "h2_frames": "int", "h2_goaway_frame": "int", "h2_goaway_by": "str", "h2_goaway_error": "str",
     "h2_goaway_last_stream": "int", "h2_rst_stream_frame": "int", "h2_rst_stream_error": "str",
     "h2_rst_streams": "int",
@@ -123,9 +124,12 @@ def _tls_facts(row: dict, cl: list[Piece], sv: list[Piece], prefix="tls") -> Non
     row["tls_server_records"] = s.records
 
 
-def rows_for(stream_rows: np.ndarray, pieces: dict) -> tuple[list[dict], list[tuple]]:
+def rows_for(stream_rows: np.ndarray, pieces: dict, sessions: dict | None = None,
+             keyed: bool = False) -> tuple[list[dict], list[tuple]]:
     """Facts of the streams in `stream_rows` (STREAM_DTYPE rows of finalised streams)
-    from their pieces: (fact rows, exchange rows)."""
+    from their pieces and, for the TLS connections decrypted with a key log, their
+    `sessions` (stream -> tls_session.Session): (fact rows, exchange rows). `keyed`: a
+    key log was given (a TLS connection without a session then says why)."""
     from ..tcp.connections import client_direction
     cdir, _, _ = client_direction(stream_rows)
     totals = _payload_total(stream_rows)
@@ -137,7 +141,7 @@ def rows_for(stream_rows: np.ndarray, pieces: dict) -> tuple[list[dict], list[tu
         if not any((st, d) in pieces for d in (0, 1)):
             continue
         try:
-            out.append(_one(st, pieces, client_dir, tot))
+            out.append(_one(st, pieces, client_dir, tot, (sessions or {}).get(st), keyed))
         except Exception as exc:  # noqa: BLE001 - hostile bytes must not stop the analysis
             out.append({"stream": st, "app_protocol": "unknown", "app_error": f"{type(exc).__name__}: {exc}"[:200]})
     req_ts, resp_ts = EXCHANGE_COLUMNS.index("request_time"), EXCHANGE_COLUMNS.index("response_time")
@@ -312,7 +316,7 @@ def _exchange_rows(st: int, reqs, finals) -> list[tuple]:
     return rows
 
 
-def _one(st, pieces, client_dir, totals) -> dict:
+def _one(st, pieces, client_dir, totals, session=None, keyed: bool = False) -> dict:
     if True:
         cd = int(client_dir[st])
         cl = pieces.get((st, cd), [])
@@ -354,16 +358,80 @@ def _one(st, pieces, client_dir, totals) -> dict:
                     tc, ts_ = _shift(cl, conn.head_end), _shift(sv, ok.head_end)
                     if tc and tls.looks_like_tls(tc[0].data):
                         _tls_facts(row, tc, ts_)
+                        if keyed and session is None:
+                            row["tls_decrypted"] = "no key"
+                    if session is not None:
+                        _decrypted(row, st, cd, session, tunnel=True)
             elif absolute:
                 row["app_protocol"] = "http-proxy"
             if up is not None and "h2c" in (up.header("upgrade") or ""):
                 row["app_protocol"] = "h2c"
                 _h2_facts(row, _shift(cl, reqs[0].body_end or 0), _shift(sv, up.head_end or 0), True)
         elif kind == "tls":
-            _tls_facts(row, cl, sv)
+            if session is not None:
+                row.update(session.handshake_facts())    # (what it read of every record, not the first KiB)
+                _decrypted(row, st, cd, session)
+            else:
+                _tls_facts(row, cl, sv)
+            if session is None and keyed:
+                row["tls_decrypted"] = "missing handshake" if row.get("tls_client_hello_frame") is None else "no key"
         elif kind == "h2c":
             _h2_facts(row, cl, sv, True)
         return row
+
+
+def _decrypted(row: dict, st: int, cd: int, session, tunnel: bool = False) -> None:
+    """What decryption adds to a TLS connection's facts: the decryption's own columns,
+    the alerts as they really were (TLS 1.3 encrypts them), the certificate TLS 1.3
+    encrypts, and the HTTP/1 or HTTP/2 facts of the plaintext. In a CONNECT `tunnel`
+    the HTTP columns become those of the requests inside it (proxy_connect_status keeps
+    the CONNECT's answer) and its exchanges follow the CONNECT's."""
+    outer = row.get("_exchanges") or [] if tunnel else []
+    if not row.get("tls"):
+        row.update(session.handshake_facts())
+    row.update(session.facts())
+    if session.alerts:
+        alerts = sorted(zip(session.alerts, session.alert_by), key=lambda x: x[0].frame)
+        fatal = [x for x in alerts if x[0].level == 2] or [x for x in alerts if x[0].description != "close_notify"]
+        first = fatal[0] if fatal else alerts[0]
+        row["tls_alert"], row["tls_alert_level"] = first[0].description, first[0].level
+        row["tls_alert_by"], row["tls_alert_frame"] = first[1], first[0].frame
+    if session.h2 is not None:
+        if not tunnel:
+            row["app_protocol"] = "h2"
+        row.pop("_http", None)
+        row["_exchanges"] = _after(outer, session.h2.facts(row, st))
+        return
+    cl, ctot = session.plaintext(cd)
+    sv, stot = session.plaintext(1 - cd)
+    first_c = cl[0].data if cl and cl[0].offset == 0 else b""
+    first_s = sv[0].data if sv and sv[0].offset == 0 else b""
+    if not (first_c.startswith(b"HTTP/1.") or http1._starts_message("request", first_c)
+            or first_s.startswith(b"HTTP/1.")):
+        return
+    if not tunnel:
+        row["app_protocol"] = "https"
+    done = None
+    if http1._http1 is not None:
+        done = http1._http1.connection(st, cl, sv, ctot, stot, http1.Message, http1._parse_head)
+    if done is not None:
+        _reqs, _resps, row["_http"], inner, _i_conn, _i_up = done
+    else:
+        row.pop("_http", None)
+        reqs = http1.parse_direction("request", cl, ctot)
+        resps = http1.parse_direction("response", sv, stot, [r.method or "GET" for r in reqs])
+        _http_facts(row, reqs, resps, ctot, stot)
+        finals = [r for r in resps if r.status is not None and r.status >= 200 and r.status != 101]
+        inner = _exchange_rows(st, reqs, finals)
+    row["_exchanges"] = _after(outer, inner)
+
+
+def _after(outer: list, inner: list) -> list:
+    """Exchange rows: the CONNECT's, then those inside the tunnel (depth continued)."""
+    if not outer:
+        return inner
+    k = len(outer)
+    return list(outer) + [(x[0], x[1] + k) + tuple(x[2:]) for x in inner]
 
 
 def _h2_facts(row, cl, sv, preface):

@@ -3,7 +3,10 @@ exchanges while the capture is read (pcapsense/parallel.py runs it for each shar
 
 A connection's pieces are collected (segments.Accumulator), parsed once the connection
 has closed and stayed closed for one more chunk (facts.rows_for: HTTP/1, TLS, h2), then
-dropped; the fact rows become typed columns in batches.
+dropped; the fact rows become typed columns in batches. With a key log, the TLS records
+the engine frames for the connections whose keys are known are decrypted as they come
+(tls_session.Session, one per connection), so only their plaintext heads wait for the
+connection to close, as cleartext heads do.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import pandas as pd
 from ..capture import layout
 from . import facts as app_facts
 from . import segments as app_segments
+from .keylog import KeyLog
 
 
 class AppStage:
@@ -24,10 +28,17 @@ class AppStage:
 
     BATCH = 4096
 
-    def __init__(self, eng, exchanges: bool = True):
-        """`exchanges`: keep the HTTP exchange rows (False: only the facts)."""
+    def __init__(self, eng, exchanges: bool = True, keys: KeyLog | None = None):
+        """`exchanges`: keep the HTTP exchange rows (False: only the facts). `keys`: the
+        key log (None: none given; the capture's secrets blocks may still bring one)."""
         self.eng = eng
         self.keep_exchanges = exchanges
+        self.keys = keys
+        self.sessions: dict = {}
+        self.registry = None
+        self.secret_blocks = 0
+        if keys is not None:
+            self._set_keys()
         self.acc = app_segments.accumulator()
         self.rows: list[dict] = []
         self.exchanges: list[tuple] = []
@@ -48,10 +59,58 @@ class AppStage:
         return (app_facts.concat(self.app_frames, app_facts.facts_frame([])),
                 app_facts.concat(self.http_frames, app_facts.exchanges_frame([])))
 
+    def _set_keys(self) -> None:
+        from .tls_session import Registry
+        if self.registry is None:
+            self.registry = Registry()
+        self.eng.set_tls_randoms(self.keys.randoms())
+
+    def add_secrets(self, secrets_type: int, data: bytes) -> None:
+        """A Decryption Secrets Block of the capture (reader.run's on_secrets): its keys
+        are used from the next packet on."""
+        self.secret_blocks += 1
+        if self.keys is None:
+            self.keys = KeyLog()
+        self.keys.add_block(secrets_type, data, self.secret_blocks)
+        self._set_keys()
+
+    def keylog_summary(self) -> dict | None:
+        """What the capture facts say of the key log (never a secret): its sources, how
+        many secrets it held, the secrets blocks read, its warnings. None without one."""
+        if self.keys is None:
+            return None
+        return {"sources": list(self.keys.sources), "secrets": len(self.keys),
+                "secrets_blocks": self.secret_blocks, "warnings": list(self.keys.warnings)}
+
+    def _records(self) -> None:
+        """The TLS records framed since the last call, fed to their sessions."""
+        rows, data = self.eng.take_tls()
+        if not rows:
+            return
+        from ..capture.layout import TLSREC_DTYPE
+        from .tls_session import Session
+        t = np.frombuffer(rows, dtype=TLSREC_DTYPE)
+        mv = memoryview(data)
+        sessions = self.sessions
+        for st, d, rt, ver, ln, ix, ofs, fl, fr, ts, efr, ets, o, h, tl in zip(
+                t["stream"].tolist(), t["dir"].tolist(), t["type"].tolist(), t["version"].tolist(),
+                t["len"].tolist(), t["index"].tolist(), t["offset"].tolist(), t["flags"].tolist(),
+                t["frame"].tolist(), t["ts"].tolist(), t["end_frame"].tolist(), t["end_ts"].tolist(),
+                t["off"].tolist(), t["head"].tolist(), t["tail"].tolist()):
+            s = sessions.get(st)
+            if s is None:
+                s = sessions[st] = Session(st, self.keys, self.registry)
+            s.record(d, rt, ver, ln, ix, ofs, fl, fr, ts, efr, ets, mv[o:o + h], mv[o + h:o + h + tl])
+        if self.registry.new_ids:
+            self.eng.add_tls_sessions(b"".join(self.registry.new_ids))
+            self.registry.new_ids.clear()
+
     def step(self) -> None:
         r, d = self.eng.take_app()
         if r:
             self.acc.add(r, d)
+        if self.keys is not None:
+            self._records()
         pending = self.acc.streams()
         if not pending:
             return
@@ -73,9 +132,13 @@ class AppStage:
         r, d = self.eng.app_tails_for(ix)
         if r:
             self.acc.add(r, d)
+        sessions = None
+        if self.keys is not None:
+            self._records()
+            sessions = {st: self.sessions.pop(st) for st in ids if st in self.sessions}
         rows = np.frombuffer(self.eng.stream_rows(ix), dtype=layout.STREAM_DTYPE)
         pieces = self.acc.take(ids, np.ascontiguousarray(app_facts.base_seq(rows), dtype=np.int64))
-        out, ex = app_facts.rows_for(rows, pieces)
+        out, ex = app_facts.rows_for(rows, pieces, sessions, self.keys is not None)
         self.rows += out
         if self.keep_exchanges:
             self.exchanges += ex

@@ -4,7 +4,8 @@ Records and the few handshake messages pcapsense needs (ClientHello, ServerHello
 Certificate in TLS <= 1.2, cleartext alerts) are parsed here with `struct`: it is a
 length-prefixed format of a dozen fields, and the maintained TLS libraries (OpenSSL,
 tlslite) terminate connections rather than parse a passive copy. Certificates are
-decoded with `cryptography` when installed.
+decoded with `cryptography` (certificate_facts; tls_session.py reads TLS 1.3's, which
+only a key log shows).
 """
 
 from __future__ import annotations
@@ -106,21 +107,50 @@ def _hello(msg: bytes, side: TlsSide, client: bool) -> None:
         pass
 
 
-def _certificate(msg: bytes, side: TlsSide) -> None:
+def _certificate(msg: bytes, side: TlsSide, ts_ns: int) -> None:
+    n = int.from_bytes(msg[3:6], "big")
+    side.certificate = certificate_facts(bytes(msg[6:6 + n]), ts_ns)
+
+
+_CERTS: dict[bytes, tuple | None] = {}     # DER -> (facts, not_before_s, not_after_s): one parse per certificate
+
+
+def certificate_facts(der: bytes, at_ns: int | None = None) -> dict | None:
+    """Subject, issuer, SAN, validity and days to expiry of a DER certificate (at the
+    time of the handshake, `at_ns`), or None if it does not parse. A server's many
+    connections show the same certificate: it is parsed once."""
+    got = _CERTS.get(der, False)
+    if got is False:
+        got = _CERTS[der] = _parse_certificate(der)
+        if len(_CERTS) > 4096:
+            _CERTS.clear()
+    if got is None:
+        return None
+    base, nb, na = got
+    out = dict(base)
+    if at_ns:
+        at = at_ns / 1e9
+        out["days_to_expiry"] = round((na - at) / 86400, 1)
+        out["expired"] = at > na
+        out["not_yet_valid"] = at < nb
+    return out
+
+
+def _parse_certificate(der: bytes) -> tuple | None:
     try:
-        n = int.from_bytes(msg[3:6], "big")
-        der = msg[6:6 + n]
         from cryptography import x509
         cert = x509.load_der_x509_certificate(der)
-        side.certificate = {
-            "subject": cert.subject.rfc4514_string(),
-            "issuer": cert.issuer.rfc4514_string(),
-            "not_before": cert.not_valid_before_utc.isoformat(),
-            "not_after": cert.not_valid_after_utc.isoformat(),
-            "self_signed": cert.subject == cert.issuer,
-        }
     except Exception:  # noqa: BLE001 - a cut or odd certificate is not an error
-        pass
+        return None
+    out = {"subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(),
+           "not_before": cert.not_valid_before_utc.isoformat(), "not_after": cert.not_valid_after_utc.isoformat(),
+           "self_signed": cert.subject == cert.issuer}
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        out["san"] = [str(v.value) for v in san]
+    except Exception:  # noqa: BLE001 - no SAN extension
+        out["san"] = []
+    return out, cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()
 
 
 def parse_direction(pieces: list[Piece], client: bool) -> TlsSide:
@@ -170,7 +200,7 @@ def parse_direction(pieces: list[Piece], client: bool) -> TlsSide:
                     side.hello, side.hello_frame = "server_hello", fr
                     _hello(msg, side, False)
                 elif ht == 11 and not client:
-                    _certificate(msg, side)
+                    _certificate(msg, side, ts)
                 handshake_buf = handshake_buf[4 + hl:]
         elif ctype == 20:
             side.ccs_frame = side.ccs_frame or fr
@@ -189,7 +219,8 @@ def parse_direction(pieces: list[Piece], client: bool) -> TlsSide:
         d = p.data
         if len(d) >= 7 and d[-7] == 21 and d[-6] == 3 and d[-4:-2] == b"\x00\x02" and side.ccs_frame is None:
             side.alerts.append(Alert(p.frame, p.ts_ns, d[-2], ALERTS.get(d[-1], str(d[-1]))))
-        elif len(d) >= 24 and d[-24] in (21, 23) and d[-23] == 3 and d[-21:-19] == b"\x00\x13":
+        elif (len(d) >= 24 and d[-24] in (21, 23) and d[-23] == 3 and d[-21:-19] == b"\x00\x13") or \
+                (len(d) >= 16 and d[-16] == 23 and d[-15] == 3 and d[-13:-11] == b"\x00\x0b"):   # (AES-CCM_8)
             if not any(a.frame == p.frame for a in side.alerts):
                 side.alerts.append(Alert(p.frame, p.ts_ns, None, "encrypted alert", encrypted=True))
     return side

@@ -438,6 +438,53 @@ def _tls_view_rows(df: pd.DataFrame) -> np.ndarray:
     return tls & done & ~http & (df["app_protocol"].to_numpy(dtype=object) == "tls")
 
 
+def _tls_closed_rows(df: pd.DataFrame, view: np.ndarray) -> np.ndarray:
+    """The TLS connections read with their keys (`tls_decrypted` set, not the exchange
+    view's rows) that TLS closed first: the side whose alert (close_notify) came first
+    ended the connection, even when the other side's FIN or RST reached the wire first
+    (the rules read them so; rules.tls_exchange_view does the same for the rows read
+    without keys)."""
+    n = len(df)
+    if "tls_decrypted" not in df or "tls_close_by" not in df:
+        return np.zeros(n, dtype=bool)
+    dec = df["tls_decrypted"].notna().to_numpy()
+    if not dec.any():
+        return np.zeros(n, dtype=bool)
+    done = df["tls_handshake_complete"].fillna(False).to_numpy().astype(bool)
+    by = df["tls_close_by"].notna().to_numpy()
+    close_ns = df["_tls_close_ns"].to_numpy()
+    wire = df["close_time"]
+    wire_ns = np.where(wire.isna().to_numpy(), np.iinfo(np.int64).max - 2,
+                       wire.to_numpy(dtype="datetime64[ns]").astype(np.int64))
+    return dec & done & by & (close_ns > 0) & (close_ns <= wire_ns + 1) & ~view
+
+
+def _with_tls_close(df: pd.DataFrame, m: np.ndarray) -> pd.DataFrame:
+    """`df` (a shallow copy) with rows `m` closed as TLS closed them (_tls_closed_rows):
+    closer, close kind FIN, close time and frame, first FIN sender and time."""
+    d = df.copy(deep=False)
+    by = df["tls_close_by"].to_numpy(dtype=object)
+    close_ns = df["_tls_close_ns"].to_numpy()
+    for col in ("closer", "first_fin_by", "close_kind"):
+        vals = df[col].to_numpy(dtype=object).copy()
+        vals[m] = "FIN" if col == "close_kind" else by[m]
+        d[col] = pd.Categorical(vals, categories=df[col].cat.categories) \
+            if isinstance(df[col].dtype, pd.CategoricalDtype) else vals
+    t = df["close_time"].to_numpy(dtype="datetime64[ns]").copy()
+    t[m] = close_ns[m].astype("datetime64[ns]")
+    d["close_time"] = pd.DatetimeIndex(t).tz_localize("UTC")
+    frame = df["close_frame"].copy()
+    tls_frame = df["tls_close_frame"]
+    pick = m & tls_frame.notna().to_numpy()
+    frame[pick] = tls_frame[pick]
+    d["close_frame"] = frame
+    fin = df["_fin_ts"].to_numpy().copy()
+    fin[m] = close_ns[m]
+    d["_fin_ts"] = fin
+    d["_tls_closed"] = m
+    return d
+
+
 def decide(df: pd.DataFrame, keys: np.ndarray, servers: dict, cap_end, per_row: bool = False) -> dict:
     """Each row's cause, before the pool-overflow pass: the vectorised fast path, then
     the rules over columns (vector.py) for the rest, and rules.py's per-row rules for
@@ -446,6 +493,10 @@ def decide(df: pd.DataFrame, keys: np.ndarray, servers: dict, cap_end, per_row: 
     columns against). `keys`: the rows' server keys; `servers`: Context.servers.
     Returns the output columns as arrays of len(df)."""
     n = len(df)
+    wire_closers = df["closer"].astype(str).to_numpy()
+    tls_closed = _tls_closed_rows(df, _tls_view_rows(df))
+    if tls_closed.any():
+        df = _with_tls_close(df, tls_closed)
     fast = _fast_path(df)
     slow_idx = np.flatnonzero(fast == "")
     if not per_row and len(slow_idx):
@@ -516,6 +567,9 @@ def decide(df: pd.DataFrame, keys: np.ndarray, servers: dict, cap_end, per_row: 
         if m.cause in ("idle-close", "keepalive-race"):
             idle_s = m.extra.get("idle_s")
             out["_idle_s"][i] = np.nan if idle_s is None else idle_s
+    if tls_closed.any():                 # (the table keeps the wire's first FIN/RST sender)
+        ix = np.flatnonzero(tls_closed)
+        out["closer"][ix] = np.where(out["closer"][ix] == "middlebox", "middlebox", wire_closers[ix])
     return out
 
 

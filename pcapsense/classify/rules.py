@@ -237,10 +237,24 @@ def tls_certificate_rejected(f: Facts):
                                                       "certificate_unknown", "unsupported_certificate",
                                                       "certificate_revoked", "decrypt_error", "access_denied"):
         return Match("tls-certificate-rejected", 0.95, _frames(f.tls_alert_frame, f.close_frame),
-                     f"client alert {f.tls_alert} after the server's certificate")
+                     f"client alert {f.tls_alert} after the server's certificate" + cert_note(f.tls_certificate))
     if f.closer == "client" and f.tls_server_hello_frame is not None and f.tls_client_app_data_frame is None:
         return Match("tls-certificate-rejected", 0.7, _frames(f.tls_server_hello_frame, f.close_frame),
-                     "client closed after the server's flight without sending application data")
+                     "client closed after the server's flight without sending application data"
+                     + cert_note(f.tls_certificate))
+
+
+def cert_note(cert) -> str:
+    """What the verdict says of a certificate that was expired or not yet valid at the
+    handshake (tls_certificate: TLS 1.2's in clear, TLS 1.3's read with the keys)."""
+    if not isinstance(cert, dict):
+        return ""
+    days = cert.get("days_to_expiry")
+    if cert.get("expired"):
+        return f"; the server's certificate had expired {abs(days or 0):.1f} days before (not after {cert.get('not_after')})"
+    if cert.get("not_yet_valid"):
+        return f"; the server's certificate was not yet valid (not before {cert.get('not_before')})"
+    return ""
 
 
 @rule("http2-goaway")
@@ -383,8 +397,10 @@ def client_abort(f: Facts):
         return Match("client-abort", 0.8, _frames(f.http_last_response_frame, f.close_frame),
                      "the client closed while the response was still flowing")
     if f.closer == "client" and f.close_kind == "RST" and f.closer_state == "ESTABLISHED" and f.http \
-            and f.http_last_request_answered:
-        # a close with unread data makes the kernel send RST: the client abandoned the response
+            and f.http_last_request_answered and (f.http_last_response_complete is not True
+                                                  or f.app_protocol == "tls"):
+        # a close with unread data makes the kernel send RST: the client abandoned the
+        # response (one the parser saw whole was not abandoned: see graceful)
         return Match("client-abort", 0.6, _frames(f.http_last_response_frame, f.close_frame),
                      "the client reset the connection after the response arrived (closed with unread data)")
 
@@ -457,6 +473,11 @@ def graceful(f: Facts):
     if f._tls_closed and (not f.http or f.all_answered):
         return Match("graceful", 0.8, _frames(f.close_frame),
                      f"the {f.closer} ended TLS (close_notify) after the last response")
+    if f.closer == "client" and f.close_kind == "RST" and f.http and f.all_answered \
+            and f.http_last_response_complete is True and f.app_protocol != "tls":
+        return Match("graceful", 0.7, _frames(f.close_frame),
+                     "the client reset the connection after every response had arrived whole (an abortive "
+                     "close, SO_LINGER 0: haproxy closes its server connections so)")
 
 
 @rule("incomplete")

@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from . import rules
 from .rules import LEAK_HOLD_S, NS, RST_BURST, _n, idle_threshold_s
 
 
@@ -84,6 +85,11 @@ class Cols:
         """`f.name is False`."""
         v = self.num(name)
         return v == 0
+
+    def true(self, name: str) -> np.ndarray:
+        """`f.name is True` (a boolean column)."""
+        v = self.num(name)
+        return v == 1
 
     def s(self, name: str) -> np.ndarray:
         """Text as an object array, None where missing."""
@@ -266,10 +272,15 @@ def _rule_tls_certificate_rejected(c: Cols):
     base = _tls_open(c)
     b1 = base & c.eq("tls_alert_by", "client") & c.isin("tls_alert", _CLIENT_CERT_ALERTS)
     b2 = base & c.eq("closer", "client") & ~c.na("tls_server_hello_frame") & c.na("tls_client_app_data_frame")
+    alert = c.s("tls_alert")
+    cert = (np.asarray(c.df["tls_certificate"].array.take(c.ix), dtype=object) if c.has("tls_certificate")
+            else np.full(c.n, None, dtype=object))
     return [Branch("tls-certificate-rejected", b1, 0.95, ("tls_alert_frame", "close_frame"),
-                   _fmt(lambda a: f"client alert {a} after the server's certificate", c, "tls_alert")),
+                   lambda m: [f"client alert {a} after the server's certificate" + rules.cert_note(x)
+                              for a, x in zip(alert[m], cert[m])]),
             Branch("tls-certificate-rejected", b2, 0.7, ("tls_server_hello_frame", "close_frame"),
-                   "client closed after the server's flight without sending application data")]
+                   lambda m: ["client closed after the server's flight without sending application data"
+                              + rules.cert_note(x) for x in cert[m]])]
 
 
 def _rule_http2_goaway(c: Cols):
@@ -412,7 +423,7 @@ def _rule_client_abort(c: Cols):
     client = c.eq("closer", "client")
     b1 = client & ~c.eq("close_kind", "none") & c.response_flowing
     b2 = client & c.eq("close_kind", "RST") & c.eq("closer_state", "ESTABLISHED") & c.http \
-        & c.t("http_last_request_answered")
+        & c.t("http_last_request_answered") & (~c.true("http_last_response_complete") | c.eq("app_protocol", "tls"))
     ev = ("http_last_response_frame", "close_frame")
     return [Branch("client-abort", b1, 0.8, ev, "the client closed while the response was still flowing"),
             Branch("client-abort", b2, 0.6, ev,
@@ -483,8 +494,17 @@ def _rule_graceful(c: Cols):
     answered = ~c.http | c.all_answered
     b1 = fin & c.eq("conn_state", "SF") & answered
     b2 = fin & c.t("rst_after_close") & answered
+    b3 = c.t("_tls_closed") & answered               # (TLS read with its keys: classify._tls_closed_rows)
+    b4 = c.eq("closer", "client") & c.eq("close_kind", "RST") & c.http & c.all_answered \
+        & c.true("http_last_response_complete") & ~c.eq("app_protocol", "tls")
+    closer = c.s("closer")
     return [Branch("graceful", b1, 0.9, ("close_frame",), "FIN exchange, every request answered"),
-            Branch("graceful", b2, 0.8, ("close_frame",), "FIN exchange, then a RST after both FINs")]
+            Branch("graceful", b2, 0.8, ("close_frame",), "FIN exchange, then a RST after both FINs"),
+            Branch("graceful", b3, 0.8, ("close_frame",),
+                   lambda m: [f"the {x} ended TLS (close_notify) after the last response" for x in closer[m]]),
+            Branch("graceful", b4, 0.7, ("close_frame",),
+                   "the client reset the connection after every response had arrived whole (an abortive "
+                   "close, SO_LINGER 0: haproxy closes its server connections so)")]
 
 
 def _rule_incomplete(c: Cols):

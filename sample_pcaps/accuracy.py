@@ -9,6 +9,12 @@ normal cause) and the macro recall over causes, for every capture and for the ha
 confidence is calibrated (per confidence band, how often the cause was right); the
 confusion table (label -> pcapsense) as Markdown, and every miss.
 
+A capture recorded with its TLS key log beside it (NAME.keys) is measured twice: with the
+key log (decrypted; `mode` "keys") and without it (`mode` "no keys": what pcapsense says
+of the same traffic when nobody saved the keys). The haystack and per-scenario figures
+are those without keys; the HTTPS lab (`lc-*`) and the haystacks with their keys get
+rows of their own.
+
     python3 sample_pcaps/accuracy.py            # Markdown report on stdout
     python3 sample_pcaps/accuracy.py --json     # machine-readable
 """
@@ -33,39 +39,69 @@ def _split(ep: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def keylog_of(cap: pathlib.Path) -> pathlib.Path | None:
+    """NAME.keys beside NAME.pcap[ng][.gz], or None."""
+    name = cap.name
+    for suffix in (".gz", ".pcapng", ".pcap"):
+        name = name[: -len(suffix)] if name.endswith(suffix) else name
+    k = cap.with_name(name + ".keys")
+    return k if k.exists() else None
+
+
 def evaluate(label_dir: pathlib.Path = HERE / "captures") -> dict:
     rows = []
     for lab in sorted(label_dir.glob("*.labels.json")):
         spec = json.loads(lab.read_text())
         cap = label_dir / spec["capture"]
-        df = pcapsense.analyze(cap).connections
-        for c in spec["connections"]:
-            cip, cport = _split(c["client"])
-            sip, sport = _split(c["server"])
-            m = df[(df.client_ip == cip) & (df.client_port == cport) & (df.server_ip == sip) & (df.server_port == sport)]
-            if "first_frame" in c and len(m) > 1:
-                m = m[m.first_frame == c["first_frame"]]
-            if not len(m):
-                m = df[(df.client_ip == sip) & (df.client_port == sport) & (df.server_ip == cip) & (df.server_port == cport)]
-            got = m.iloc[0] if len(m) else None
-            rows.append({
-                "capture": spec["capture"], "client": c["client"], "stream": None if got is None else int(got.stream),
-                "label": c["cause"], "got": "missing" if got is None else str(got.cause),
-                "closer": c["closer"], "got_closer": None if got is None else str(got.closer),
-                "close_kind": c["close_kind"], "got_close_kind": None if got is None else str(got.close_kind),
-                "detail": None if got is None else got.cause_detail,
-                "confidence": None if got is None else float(got.confidence),
-                "inferred": None if got is None else bool(got.get("inferred", False)),
-            })
-    n = len(rows)
+        keys = keylog_of(cap)
+        for mode, keylog in ((("no keys", None), ("keys", keys)) if keys else (("-", None),)):
+            rows += _rows(spec, pcapsense.analyze(cap, keylog=keylog).connections, mode)
+    return summary(rows)
+
+
+def _rows(spec: dict, df, mode: str) -> list[dict]:
+    rows = []
+    for c in spec["connections"]:
+        cip, cport = _split(c["client"])
+        sip, sport = _split(c["server"])
+        m = df[(df.client_ip == cip) & (df.client_port == cport) & (df.server_ip == sip) & (df.server_port == sport)]
+        if "first_frame" in c and len(m) > 1:
+            m = m[m.first_frame == c["first_frame"]]
+        if not len(m):
+            m = df[(df.client_ip == sip) & (df.client_port == sport) & (df.server_ip == cip) & (df.server_port == cport)]
+        got = m.iloc[0] if len(m) else None
+        rows.append({
+            "capture": spec["capture"], "client": c["client"], "stream": None if got is None else int(got.stream),
+            "label": c["cause"], "got": "missing" if got is None else str(got.cause),
+            "closer": c["closer"], "got_closer": None if got is None else str(got.closer),
+            "close_kind": c["close_kind"], "got_close_kind": None if got is None else str(got.close_kind),
+            "detail": None if got is None else got.cause_detail,
+            "confidence": None if got is None else float(got.confidence),
+            "inferred": None if got is None else bool(got.get("inferred", False)),
+            "mode": mode, "decrypted": None if got is None else got.get("tls_decrypted"),
+        })
+    return rows
+
+
+def summary(rows: list[dict]) -> dict:
+    """The figures of evaluate() from its rows."""
+    plain = [r for r in rows if r["mode"] != "keys"]
+    keyed = [r for r in rows if r["mode"] != "no keys"]
+    n = len(plain)
+    rows_all = rows
+    rows = plain
     ok_cause = sum(r["label"] == r["got"] for r in rows)
     ok_closer = sum(r["closer"] == r["got_closer"] for r in rows)
     ok_kind = sum(r["close_kind"] == r["got_close_kind"] for r in rows)
     return {"connections": n, "cause_ok": ok_cause, "closer_ok": ok_closer, "close_kind_ok": ok_kind,
             "overall": rates(rows), "haystacks": rates([r for r in rows if is_haystack(r["capture"])]),
-            "scenarios": rates([r for r in rows if not is_haystack(r["capture"])]),
+            "scenarios": rates([r for r in rows if not is_haystack(r["capture"]) and not is_https_lab(r["capture"])]),
+            "https_lab_keys": rates([r for r in keyed if is_https_lab(r["capture"])]),
+            "https_lab_no_keys": rates([r for r in plain if is_https_lab(r["capture"])]),
+            "haystacks_keys": rates([r for r in keyed if is_haystack(r["capture"])]),
             "calibration": calibration(rows), "by_cause": by_cause(rows),
-            "by_cause_haystacks": by_cause([r for r in rows if is_haystack(r["capture"])]), "rows": rows}
+            "by_cause_haystacks": by_cause([r for r in rows if is_haystack(r["capture"])]),
+            "by_cause_keys": by_cause(keyed), "rows": rows_all}
 
 
 NORMAL = ("graceful", "idle-close", "incomplete")
@@ -73,6 +109,11 @@ NORMAL = ("graceful", "idle-close", "incomplete")
 
 def is_haystack(capture: str) -> bool:
     return capture.startswith("lh-")
+
+
+def is_https_lab(capture: str) -> bool:
+    """The HTTPS scenarios recorded with their key logs (sample_pcaps/lab/lc-*)."""
+    return capture.startswith("lc-")
 
 
 def rates(rows: list[dict]) -> dict:
@@ -138,7 +179,10 @@ def _pct(a: int, b: int) -> str:
 def rates_table(res: dict) -> list[str]:
     out = ["| captures | connections | right cause | false alarms (of normal) | failures right | missed failures "
            "| macro recall |", "|---|--:|--:|--:|--:|--:|--:|"]
-    for name, key in (("all", "overall"), ("haystacks (lh-*)", "haystacks"), ("per-scenario (la-*, lb-*)", "scenarios")):
+    for name, key in (("all, without keys", "overall"), ("haystacks (lh-*), without keys", "haystacks"),
+                      ("haystacks, lh-tls with its key log", "haystacks_keys"),
+                      ("per-scenario (la-*, lb-*)", "scenarios"), ("HTTPS lab (lc-*) with keys", "https_lab_keys"),
+                      ("HTTPS lab (lc-*) without keys", "https_lab_no_keys")):
         r = res[key]
         if not r["connections"]:
             continue
@@ -178,7 +222,8 @@ def markdown(res: dict) -> str:
     if misses:
         out += ["", "Misses:", ""]
         for r in misses:
-            out.append(f"- {r['capture']} stream {r['stream']} ({r['client']}): label {r['label']} "
+            out.append(f"- {r['capture']}{' (' + r['mode'] + ')' if r['mode'] != '-' else ''} "
+                       f"stream {r['stream']} ({r['client']}): label {r['label']} "
                        f"{r['closer']}/{r['close_kind']}, got {r['got']} {r['got_closer']}/{r['got_close_kind']}: "
                        f"{r['detail']}")
     return "\n".join(out)

@@ -25,6 +25,18 @@ def repo_captures():
     return out
 
 
+def keylog_of(path) -> str | None:
+    """The TLS key log recorded beside a capture (NAME.keys for NAME.pcap[ng][.gz]),
+    or None."""
+    path = Path(path)
+    name = path.name
+    for suffix in (".gz", ".pcapng", ".pcap"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    k = path.with_name(name + ".keys")
+    return str(k) if k.exists() else None
+
+
 @pytest.fixture(scope="session")
 def tshark():
     exe = shutil.which("tshark")

@@ -1,8 +1,10 @@
 """The classifier on the lab's labelled real captures (sample_pcaps/captures): the
 per-scenario captures (la-*, lb-*) all right; on the haystacks (lh-*: mixed traffic of
 several client processes and libraries around a few failures) at least 97 % right, at
-most 1 % of the normal connections given an abnormal cause, every failure found; 99 %
-the labelled closer and close kind; every cause the lab can produce in two captures."""
+most 1 % of the normal connections given an abnormal cause, every failure found, with
+and without lh-tls's key log; the HTTPS scenarios (lc-*) all right with their key logs,
+and never worse with keys than without; 99 % the labelled closer and close kind; every
+cause the lab can produce in two captures."""
 
 import collections
 import json
@@ -34,6 +36,9 @@ def test_accuracy_on_the_haystacks():
     assert hay["false_alarms"] <= 0.01 * hay["normal"], misses
     assert hay["missed"] == 0, misses
     assert lab["cause_ok"] == lab["connections"]
+    keyed = res["haystacks_keys"]
+    assert keyed["cause_ok"] >= hay["cause_ok"] and keyed["false_alarms"] <= hay["false_alarms"], misses
+    assert keyed["missed"] == 0
     # an inference claims no more confidence than its verdicts earned on these captures
     # (a cause the packets show, a RST to a SYN, is not held to its sample size)
     from pcapsense.classify import INFERRED_CAUSES
@@ -53,3 +58,17 @@ def test_two_captures_per_cause():
     # 'unknown' is what no scenario can be designed to produce
     for cause in set(CAUSES) - {"unknown"}:
         assert len(per_cause[cause]) >= 2, cause
+
+
+def test_https_lab_with_keys():
+    """Every lc-* connection right when its capture is read with its key log, and no
+    connection of them right without the keys and wrong with them."""
+    res = accuracy.evaluate()
+    https = res["https_lab_keys"]
+    assert https["connections"] >= 100 and https["failures"] >= 40
+    rows = [r for r in res["rows"] if accuracy.is_https_lab(r["capture"])]
+    keyed = {(r["capture"], r["client"]): r for r in rows if r["mode"] == "keys"}
+    assert https["cause_ok"] == https["connections"], [r for r in keyed.values() if r["label"] != r["got"]]
+    worse = [r for r in rows if r["mode"] == "no keys" and r["label"] == r["got"]
+             and keyed[(r["capture"], r["client"])]["got"] != r["label"]]
+    assert worse == []

@@ -8,7 +8,7 @@ import random
 import pytest
 
 import pcapsense
-from conftest import repo_captures
+from conftest import keylog_of, repo_captures
 from pcapsense.app import facts, http1
 from pcapsense.app.segments import Piece
 
@@ -190,15 +190,15 @@ def connections():
     seen = []
     real = facts._one
 
-    def spy(st, pieces, client_dir, totals):
+    def spy(st, pieces, client_dir, totals, session=None, keyed=False):
         cd = int(client_dir[st])
         seen.append((st, {k: list(v) for k, v in pieces.items() if k[0] == st}, {st: cd},
-                     {(st, d): totals[(st, d)] for d in (0, 1)}))
-        return real(st, pieces, client_dir, totals)
+                     {(st, d): totals[(st, d)] for d in (0, 1)}, session, keyed))
+        return real(st, pieces, client_dir, totals, session, keyed)
     facts._one = spy
     try:
         for path in repo_captures():
-            pcapsense.analyze(str(path), jobs=1)
+            pcapsense.analyze(str(path), jobs=1, keylog=keylog_of(path))
     finally:
         facts._one = real
     return seen
@@ -212,11 +212,11 @@ def _flat(row: dict) -> dict:
     return {k: v for k, v in row.items() if v is not None}
 
 
-def _both_ways(monkeypatch, st, pieces, cdir, totals):
-    got = facts._one(st, pieces, cdir, totals)
+def _both_ways(monkeypatch, st, pieces, cdir, totals, session=None, keyed=False):
+    got = facts._one(st, pieces, cdir, totals, session, keyed)
     with monkeypatch.context() as m:
         m.setattr(http1, "_http1", None)
-        want = facts._one(st, pieces, cdir, totals)
+        want = facts._one(st, pieces, cdir, totals, session, keyed)
     assert _typed(_flat(got)) == _typed(_flat(want))
     return got
 
@@ -241,7 +241,7 @@ def test_mutated_connections_in_c_as_in_python(connections, monkeypatch):
         decided.append(out is not None)
         return out
     monkeypatch.setattr(http1._http1, "connection", counting)
-    for st, pieces, cdir, totals in http:
+    for st, pieces, cdir, totals, _session, _keyed in http:
         for _ in range(4):
             mutated = {k: _mutate(rng, v) for k, v in pieces.items()}
             _both_ways(monkeypatch, st, mutated, cdir, totals)

@@ -21,7 +21,7 @@ from pcapsense.render import jsonout
 
 LAB = ROOT / "sample_pcaps" / "captures"
 # a few lab captures with many rule-decided connections (pool overflow, resets, proxies)
-MIXED = sorted(str(p) for p in LAB.glob("*.pcap*") if any(
+MIXED = sorted(str(p) for p in LAB.glob("l[ab]-*.pcap*") if any(
     k in p.name for k in ("pool-overflow", "middlebox", "proxy", "keepalive-race", "rate-limited")))
 
 

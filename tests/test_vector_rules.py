@@ -1,6 +1,8 @@
 """The rules over columns (pcapsense/classify/vector.py) against the per-row rules of
 rules.py (the reference): every repo capture (and the public corpus when ../shared is
-there) is classified both ways, and every output column of decide() must be equal."""
+there) is classified both ways, and every output column of decide() must be equal; the
+captures recorded with a TLS key log beside them are classified with it too (their
+connections then carry decrypted HTTP and TLS closes)."""
 
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import pytest
 
 import pcapsense
 import pcapsense.classify as classify
+from conftest import keylog_of
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = ROOT.parent / "shared" / "corpus" / "public" / "pcaps"
@@ -66,6 +69,8 @@ def test_columns_decide_as_the_per_row_rules(monkeypatch):
     assert len(caps) >= 80
     for p in caps:
         pcapsense.analyze(str(p))
+        if keylog_of(p):
+            pcapsense.analyze(str(p), keylog=keylog_of(p))
     assert seen["differences"] == []
     assert seen["vector_rows"] >= 300          # the columns decided a real share of the rows
     assert seen["quiet_rows"] >= 5             # and rows only `incomplete` can claim (the gate: below)

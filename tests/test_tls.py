@@ -341,6 +341,9 @@ def test_keys_of_another_capture_or_wrong_ones(tmp_path):
     b = pcapsense.analyze(cap, keylog=wrong).connections
     assert set(b["tls_decrypted"].dropna()) == {"failed"}
     assert (b["app_protocol"] == "tls").all() and b["http_requests"].isna().all()
+    # (and decided as without keys: from the records, not from anything mis-decrypted)
+    plain = pcapsense.analyze(cap).connections
+    assert b["cause"].tolist() == plain["cause"].tolist()
 
 
 def test_only_the_connections_whose_keys_are_known(tmp_path):

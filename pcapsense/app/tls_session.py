@@ -103,7 +103,9 @@ class _Side:
     head_segs: int = 0
     tail: Piece | None = None
     lost: bool = False              # the framing or the keys were lost for good
-    first_app: tuple | None = None  # (frame, ts) of the first application-data record
+    steady: bool = False            # past the handshake, keyed, HTTP/1: record() takes its short path
+    first_app: tuple | None = None  # (frame, ts) of the first application data decrypted
+    app_records: list = field(default_factory=list)   # (frame, ts) of its first two type-23 records
 
 
 class Session:
@@ -149,6 +151,28 @@ class Session:
                frame: int, ts: int, end_frame: int, end_ts: int, head, tail) -> None:
         side = self.sides[d]
         side.records += 1
+        if rtype == T_APP and len(side.app_records) < 2:
+            side.app_records.append((frame, ts))
+        if side.steady and rtype == T_APP and not flags and offset == side.next_offset and len(head) == length:
+            # the common case, kept short: a whole application-data record, in order, of a
+            # direction past its handshake (an HTTP/1 body, mostly)
+            side.next_offset = (offset + 5 + length) & 0xFFFFFFFF
+            c = side.cipher
+            pt = c.decrypt_whole(side.seq, rtype, version, head)
+            if pt is not None:
+                side.seq += 1
+                side.decrypted += 1
+                if c.tls13:
+                    n = len(pt.rstrip(b"\0")) if not pt[-1] else len(pt)
+                    if n and pt[n - 1] == T_APP:
+                        self._app_data(side, d, pt, n - 1, frame, ts, end_frame, end_ts, None)
+                    elif n:
+                        self._content(side, d, pt[n - 1], pt[:n - 1], n - 1, frame, ts, end_frame, end_ts, b"")
+                else:
+                    self._app_data(side, d, pt, len(pt), frame, ts, end_frame, end_ts, None)
+                return
+            side.next_offset = offset               # (no: the general path decides, as for any record)
+            side.records -= 1
         whole = not flags & (TLSR_MISSING | TLSR_PARTIAL) and len(head) == length
         if flags & TLSR_MISSING:
             side.missing += 1
@@ -247,6 +271,7 @@ class Session:
             # follows a hole it did not see: a record whose own bytes were missing)
             side.undecrypted += 1
             side.lost = side.cipher.tls13 or side.cipher.suite.cipher == "chacha"
+            side.steady = side.steady and not side.lost
             return
         c = side.cipher
         head_pt = c.decrypt_head(seq, head, length)
@@ -330,6 +355,8 @@ class Session:
         if self.h2 is None and (self.alpn == "h2" or (d == self.client_dir and side.pt_off == 0
                                                        and data[:16] == h2mod.PREFACE[:16])):
             self.h2 = h2mod.H2Connection(self.client_dir)
+            for sd in self.sides:
+                sd.steady = False
         if self.h2 is not None:
             if whole:
                 self.h2.feed(d, data[:pt_len] if len(data) != pt_len else data, frame, ts)
@@ -475,6 +502,7 @@ class Session:
             if name == to or to == "handshake" and name == "app":
                 side.epoch, side.secret, side.seq = name, secret, 0
                 side.cipher = self._cipher13(secret) if secret is not None else None
+                side.steady = name == "app" and side.cipher is not None and self.h2 is None
                 if secret is None:
                     self.no_key = True
                 return
@@ -543,6 +571,7 @@ class Session:
             c = self.pending12.get(d)
             side.epoch, side.seq = "app", 0
             side.cipher = c
+            side.steady = c is not None and c.aead is not None and self.h2 is None
             if c is None:
                 side.lost = True
 
@@ -583,17 +612,23 @@ class Session:
         connection whose cleartext copies did not show them: inside a CONNECT tunnel)."""
         cd = self.client_dir if self.client_dir is not None else 0
         c, s = self.sides[cd], self.sides[1 - cd]
-        done = all(self.finished) if self.version == 0x0304 else (self.ccs[0] and self.ccs[1])
+        tls13 = self.version == 0x0304
+        # what the records show whether or not they decrypted (as tls.py reads them
+        # without keys): the client's first application-data records; in TLS 1.3 the
+        # first is its encrypted Finished
+        recs = c.app_records
+        done = all(self.finished) or (self.ccs[0] and self.ccs[1] if not tls13 else len(recs) >= 2)
+        first = c.first_app or (recs[1 if tls13 else 0] if len(recs) > (1 if tls13 else 0) else None)
         return {"tls": True, "tls_sni": self.sni, "tls_versions_offered": ",".join(self.versions_offered) or None,
                 "tls_version": tls_parse.VERSIONS.get(self.version) if self.version else None,
                 "tls_alpn_offered": ",".join(self.alpn_offered) or None, "tls_alpn": self.alpn,
                 "tls_client_hello_frame": self.hello_frames.get("client"),
                 "tls_server_hello_frame": self.hello_frames.get("server"),
                 "tls_handshake_complete": bool(done or c.first_app),
-                "tls_client_app_data_frame": c.first_app[0] if c.first_app else None,
+                "tls_client_app_data_frame": recs[0][0] if recs else None,
                 "tls_client_records": c.records, "tls_server_records": s.records,
-                "tls_client_request_frame": c.first_app[0] if c.first_app else None,
-                "tls_client_request_ts": c.first_app[1] if c.first_app else None}
+                "tls_client_request_frame": first[0] if first and done else None,
+                "tls_client_request_ts": first[1] if first and done else None}
 
     def plaintext(self, d: int) -> tuple[list[Piece], int]:
         """Direction `d`'s plaintext pieces (offset order, the tail last) and its

@@ -173,6 +173,8 @@ typedef struct {
     int64_t tail_frame[2], tail_ts[2];
     uint8_t *tail[2];       /* APP_TAIL bytes, allocated at the first data, freed once handed over */
     struct tlsfr *tls;      /* the TLS record framer of a connection whose keys are known (tls_frame.c) */
+    uint8_t framed;         /* TLS framed from its ClientHello: its records go to Python, no other copy */
+    uint8_t pad2[7];
 } appst_t;
 
 /* TLS records handed to Python (tls_frame.c), for the connections whose ClientHello

@@ -366,7 +366,7 @@ int eng_track_tcp(Engine *e, ippkt_t *ip, int64_t ts, pkt_t *out, int *emitted) 
     /* (a stream already handed over by app_tails_for gets nothing more: its late
      * bytes would not be parsed) */
     if (e->app_mode && payload_len && captured && !rst && !(analysis & A_KEEPALIVE) &&
-        !e->appst[s->stream].done) {
+        !e->appst[s->stream].done && !e->appst[s->stream].framed) {
         if (eng_app_segment(e, s, me, dir, seq, t + doff, captured, payload_len, frame, ts, flags) < 0) return -1;
     }
     /* TLS records of a connection whose keys are known (decided at its first payload) */

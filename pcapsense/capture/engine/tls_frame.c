@@ -407,6 +407,9 @@ int eng_tls_segment(Engine *e, stream_t *s, dir_t *me, int dir, uint32_t seq, co
         as->pad_ = 1;
         if (rel != 0 || !(f = activate(e, pl, captured, dir))) return 0;
         as->tls = f;
+        /* (its ClientHello was copied as application bytes already, which says "TLS" to
+         * the facts; the rest of a framed connection reaches Python as records only) */
+        as->framed = !f->tunnel;
     }
     if (f->dead) return 0;
     tlsdir_t *d = &f->d[dir];

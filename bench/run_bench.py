@@ -24,6 +24,11 @@ Tools:
                (default --jobs: the machine's cores, one per 256 MiB of capture)
     pcapsense-j1   the same with --jobs 1 (one process)
     pcapsense-tcp  the same with --jobs 1 --tcp-only (not in the default --tools)
+    pcapsense-keys the --pcapsense-cmd with --keylog K, K the capture's key log (F with
+               .keys for .pcap/.pcapng); none for a pcapng whose keys are embedded
+               (a Decryption Secrets Block). Not in the default --tools
+    tshark-http    tshark -r F -o tls.keylog_file:K -q -z http,tree (decrypting; no -o
+               for a pcapng with embedded keys): what pcapsense-keys is held to
     tshark     tshark -r F -q -z conv,tcp                 (the yardstick)
     scapy      scapy PcapReader streaming loop that reads the TCP flags of
                every packet (same work as the shared anchors/scapy_flags.py:
@@ -88,12 +93,17 @@ import time
 
 DEFAULT_DIR = "/tmp/pcapsense-bench"
 DEFAULT_FILES = ("bench-small.pcap", "bench-large.pcap", "bench-large.pcapng", "bench-short.pcap", "synflood-1m.pcap")
+# the HTTPS benchmark (make-corpus --tls): bench/run_bench.py --tls
+TLS_FILES = ("bench-tls.pcap", "bench-tls.pcapng")
+TLS_TOOLS = ("pcapsense", "pcapsense-keys", "tshark", "tshark-http")
 DEFAULT_PCAPSENSE = "pcapsense analyze {f} --format json --quiet --output /dev/null"
 ANCHOR_VENV_PY = "/tmp/anchors-venv/bin/python"
-ALL_TOOLS = ("pcapsense", "pcapsense-j1", "pcapsense-tcp", "pcapsense-base", "tshark", "scapy", "tcptrace", "dpkt")
+ALL_TOOLS = ("pcapsense", "pcapsense-j1", "pcapsense-tcp", "pcapsense-keys", "pcapsense-base", "tshark",
+             "tshark-http", "scapy", "tcptrace", "dpkt")
 DEFAULT_TOOLS = ("pcapsense", "pcapsense-j1", "tshark", "scapy", "tcptrace", "dpkt")
 # the pcapsense variants: --pcapsense-cmd plus these arguments
-PCAPSENSE_VARIANTS = {"pcapsense": "", "pcapsense-j1": " --jobs 1", "pcapsense-tcp": " --jobs 1 --tcp-only"}
+PCAPSENSE_VARIANTS = {"pcapsense": "", "pcapsense-j1": " --jobs 1", "pcapsense-tcp": " --jobs 1 --tcp-only",
+                      "pcapsense-keys": " --keylog {keys}"}
 REQUIRED = ("pcapsense", "tshark", "scapy")
 HERE = os.path.abspath(__file__)
 FLOOR_SLACK_MIB = 1.0  # a peak within this of the inherited floor counts as 'at the floor'
@@ -428,6 +438,12 @@ def discover(a):
                                "version": first_line(["tshark", "-v"])}
             else:
                 tools[name] = {"missing": "tshark not found (apt-get install tshark)"}
+        elif name == "tshark-http":
+            if shutil.which("tshark"):
+                tools[name] = {"argv": ["tshark", "-r", "{f}", "-o", "tls.keylog_file:{keys}", "-q", "-z", "http,tree"],
+                               "version": first_line(["tshark", "-v"])}
+            else:
+                tools[name] = {"missing": "tshark not found (apt-get install tshark)"}
         elif name == "tcptrace":
             if shutil.which("tcptrace"):
                 ver = first_line(["tcptrace", "-v"])
@@ -451,8 +467,27 @@ def discover(a):
 # benchmark
 # --------------------------------------------------------------------------
 
+def keylog_of(path):
+    """The key log beside a capture (NAME.keys for NAME.pcap / NAME.pcapng), or None."""
+    stem = re.sub(r"\.(pcapng|pcap)$", "", path)
+    return stem + ".keys" if os.path.exists(stem + ".keys") else None
+
+
 def fill(argv, path):
-    return [x.replace("{f}", path) for x in argv]
+    """The command for `path`: {f} the capture, {keys} its key log; an option whose value
+    is {keys} is left out when the capture has no key log beside it (a pcapng carrying
+    its keys in a Decryption Secrets Block)."""
+    keys = keylog_of(path) if path.endswith(".pcap") or not path.endswith(".pcapng") else None
+    out = []
+    for x in argv:
+        if "{keys}" in x:
+            if keys is None:
+                if out and out[-1] in ("--keylog", "-o"):
+                    out.pop()
+                continue
+            x = x.replace("{keys}", keys)
+        out.append(x.replace("{f}", path))
+    return out
 
 
 def fmt_peak(row):
@@ -552,7 +587,7 @@ def bench_file(path, a, order, tools, problems):
                 "cpu_s": statistics.median(r["cpu_s"] for r in runs),
                 "cpu_s_full_file": statistics.median(r["cpu_s"] for r in runs) * npk / item["packets"],
             })
-            for ref in ("tshark", "scapy"):
+            for ref in ("tshark", "scapy", "tshark-http", "pcapsense"):
                 ri = by_tool.get(ref)
                 if not ri or ri["failed"] or not ri["runs"]:
                     continue
@@ -586,6 +621,14 @@ def print_table(rows, runs):
               f"{r['packets_per_s']:10.0f} {fmt_peak(r):>9s} {anon:>9s} {group:>8s} "
               f"{r['cpu_s_full_file']:7.2f} {xt} {xs}")
     print("-" * len(hdr))
+    extra = [r for r in rows if "x_tshark-http" in r or ("x_pcapsense" in r and r["tool"] != "pcapsense")]
+    if any("x_tshark-http" in r for r in rows):
+        print("against tshark-http (decrypting) and pcapsense (the same capture without keys), "
+              "medians of the per-round ratios:")
+        for r in extra:
+            xh = f"{r['x_tshark-http']:.3f}" if "x_tshark-http" in r else "-"
+            xp = f"{r['x_pcapsense']:.3f}" if "x_pcapsense" in r else "-"
+            print(f"  {r['tool']:14s} {os.path.basename(r['file']):20s} x tshark-http {xh:>7s}  x pcapsense {xp:>7s}")
     print("wall s: median whole-process wall time; pkts/s = packets / wall. "
           "x tshark / x scapy: median over rounds of (tool wall / that tool's wall in the "
           "same round); < 1 = faster.")
@@ -611,8 +654,8 @@ def main():
                     help="pcapsense command template, {f} = capture (default: %(default)s)")
     ap.add_argument("--baseline-cmd", help="tool pcapsense-base: the same job from another build "
                     "(e.g. a checkout of the previous commit), {f} = the capture")
-    ap.add_argument("--tools", default=",".join(DEFAULT_TOOLS),
-                    help="comma list, run in this order each round (default: %(default)s)")
+    ap.add_argument("--tools", help="comma list, run in this order each round (default: "
+                    f"{','.join(DEFAULT_TOOLS)}; with --tls {','.join(TLS_TOOLS)})")
     ap.add_argument("--python", help="interpreter for the scapy/dpkt children")
     ap.add_argument("--all", action="store_true", help="run scapy on whole big files too")
     ap.add_argument("--scapy-max-packets", type=int, default=200_000)
@@ -622,6 +665,8 @@ def main():
     ap.add_argument("--sample-interval", type=float, default=0.02,
                     help="/proc sampling period for anon RSS, 0 = off")
     ap.add_argument("--json", help="write all results and raw runs to this file")
+    ap.add_argument("--tls", action="store_true", help="the HTTPS benchmark: default files "
+                    f"{', '.join(TLS_FILES)}, default tools {','.join(TLS_TOOLS)}")
     ap.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     a = ap.parse_args()
 
@@ -633,7 +678,7 @@ def main():
     if a.runs < 1:
         sys.exit("run_bench: --runs must be >= 1")
 
-    files = a.files or [os.path.join(a.dir, f) for f in DEFAULT_FILES
+    files = a.files or [os.path.join(a.dir, f) for f in (TLS_FILES if a.tls else DEFAULT_FILES)
                         if os.path.exists(os.path.join(a.dir, f))]
     missing_files = [f for f in files if not os.path.isfile(f)]
     files = [f for f in files if os.path.isfile(f)]
@@ -644,6 +689,8 @@ def main():
               f"    /work/shared/bench/make-corpus {a.dir}", file=sys.stderr)
         return 2
 
+    if not a.tools:
+        a.tools = ",".join(TLS_TOOLS if a.tls else DEFAULT_TOOLS)
     order, tools = discover(a)
     missing = {n: t["missing"] for n, t in tools.items() if "missing" in t}
     for n, why in missing.items():

@@ -90,17 +90,23 @@ class AppStage:
         from ..capture.layout import TLSREC_DTYPE
         from .tls_session import Session
         t = np.frombuffer(rows, dtype=TLSREC_DTYPE)
+        # each connection's records together, in their order (a stable sort by stream), as
+        # the columns Session.feed zips: no list made per record
+        order = np.argsort(t["stream"], kind="stable")
+        t = t[order]
+        streams = t["stream"]
+        cuts = np.flatnonzero(streams[1:] != streams[:-1]) + 1
+        starts = [0] + cuts.tolist()
+        ends = cuts.tolist() + [len(t)]
+        cols = [t[f].tolist() for f in ("dir", "type", "version", "len", "index", "offset", "flags", "frame", "ts",
+                                        "end_frame", "end_ts", "off", "head", "tail")]
         mv = memoryview(data)
         sessions = self.sessions
-        for st, d, rt, ver, ln, ix, ofs, fl, fr, ts, efr, ets, o, h, tl in zip(
-                t["stream"].tolist(), t["dir"].tolist(), t["type"].tolist(), t["version"].tolist(),
-                t["len"].tolist(), t["index"].tolist(), t["offset"].tolist(), t["flags"].tolist(),
-                t["frame"].tolist(), t["ts"].tolist(), t["end_frame"].tolist(), t["end_ts"].tolist(),
-                t["off"].tolist(), t["head"].tolist(), t["tail"].tolist()):
+        for st, a, b in zip(streams[starts].tolist(), starts, ends):
             s = sessions.get(st)
             if s is None:
                 s = sessions[st] = Session(st, self.keys, self.registry)
-            s.record(d, rt, ver, ln, ix, ofs, fl, fr, ts, efr, ets, mv[o:o + h], mv[o + h:o + h + tl])
+            s.feed(zip(*[c[a:b] for c in cols]), mv)
         if self.registry.new_ids:
             self.eng.add_tls_sessions(b"".join(self.registry.new_ids))
             self.registry.new_ids.clear()

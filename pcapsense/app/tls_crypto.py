@@ -180,6 +180,9 @@ class RecordCipher:
     ChangeCipherSpec; a TLS 1.3 epoch). `seq` is the record's sequence number under this
     key. Bodies are the record after its 5-byte header."""
 
+    __slots__ = ("suite", "key", "iv", "mac_key", "etm", "tls13", "aead", "tag_len", "xor_nonce", "iv_int",
+                 "explicit")
+
     def __init__(self, suite: Suite, key: bytes, iv: bytes, mac_key: bytes = b"", etm: bool = False):
         self.suite, self.key, self.iv, self.mac_key, self.etm = suite, key, iv, mac_key, etm
         c = suite.cipher

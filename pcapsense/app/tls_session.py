@@ -35,7 +35,6 @@ or skipped), "failed" (the keys do not decrypt it: another session's keys), or
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 
 from ..capture.layout import TLSR_AFTER_GAP, TLSR_MISSING, TLSR_PARTIAL
 from . import h2 as h2mod
@@ -43,7 +42,9 @@ from . import tls as tls_parse
 from .keylog import KeyLog
 from .segments import Piece
 from .tls import certificate_facts
-from .tls_crypto import SUITES, RecordCipher, suite_name, tls12_keys, tls13_keys, tls13_next_secret
+from cryptography.exceptions import InvalidTag
+
+from .tls_crypto import _AAD12, _HDR, SUITES, RecordCipher, suite_name, tls12_keys, tls13_keys, tls13_next_secret
 
 HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
 #: most sequence numbers tried to find a record after a hole (about 4 us each)
@@ -55,9 +56,15 @@ TAIL_KEEP = 512
 #: at most this much of a record's plaintext is kept (an HTTP head is kept with 32
 #: bytes after it, unless another message starts in the same record)
 KEEP_COPY = 8192
+#: records at least this long, inside an HTTP/1 body of known length, are counted by
+#: their length and not decrypted (smaller ones may be alerts or KeyUpdates)
+SKIP_MIN = 1024
 HTTP_STARTS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PATCH ", b"CONNECT ",
                b"TRACE ", b"HTTP/1.", b"PRI * HTTP/2")
 T_CCS, T_ALERT, T_HANDSHAKE, T_APP = 20, 21, 22, 23
+#: handshake messages nothing here reads: ServerKeyExchange, CertificateRequest,
+#: ServerHelloDone, CertificateVerify, ClientKeyExchange (not CertificateRequest: see _handshake_msg)
+_IGNORED = frozenset((12, 14, 15, 16))
 
 
 class Registry:
@@ -77,35 +84,45 @@ class Registry:
             self.new_ids.append(bytes([len(sid)]) + sid.ljust(32, b"\0"))
 
 
-@dataclass
 class _Side:
-    """One direction of the connection."""
+    """One direction of the connection (a plain class with slots: two are made per
+    connection, and a dataclass with list defaults costs five times as much)."""
 
-    cipher: RecordCipher | None = None
-    seq: int = 0                    # sequence number of the next record under `cipher`
-    epoch: str = "plain"            # plain, early, handshake, app
-    secret: bytes | None = None     # TLS 1.3: the current traffic secret (KeyUpdate)
-    later: list = field(default_factory=list)   # TLS 1.3: the epochs after this one [(name, secret)]
-    hs_buf: bytes = b""
-    next_offset: int = 0            # where the framer's next record should start
-    records: int = 0
-    decrypted: int = 0
-    skipped: int = 0                # records lost before a record found again by trial
-    undecrypted: int = 0            # records that could not be decrypted (after a loss)
-    nokey: int = 0                  # records whose key is not in the key log
-    failed: int = 0                 # records that did not verify under a key that should fit
-    missing: int = 0                # records with bytes missing from the capture
-    partial: int = 0                # a record the connection (or the capture) ended inside
-    pt_off: int = 0                 # plaintext bytes of application data so far
-    pieces: list = field(default_factory=list)
-    early: list = field(default_factory=list)   # plaintext of 0-RTT records, until accepted
-    head_open: bool = False
-    head_segs: int = 0
-    tail: Piece | None = None
-    lost: bool = False              # the framing or the keys were lost for good
-    steady: bool = False            # past the handshake, keyed, HTTP/1: record() takes its short path
-    first_app: tuple | None = None  # (frame, ts) of the first application data decrypted
-    app_records: list = field(default_factory=list)   # (frame, ts) of its first two type-23 records
+    __slots__ = ("cipher", "seq", "epoch", "secret", "later", "hs_buf", "next_offset", "records", "decrypted",
+                 "skipped", "undecrypted", "nokey", "failed", "missing", "partial", "pt_off", "pieces", "early",
+                 "head_open", "head_segs", "tail", "lost", "steady", "first_app", "app_records", "lazy",
+                 "body_left", "expect_start", "by_length")
+
+    def __init__(self):
+        self.cipher: RecordCipher | None = None
+        self.seq = 0                    # sequence number of the next record under `cipher`
+        self.epoch = "plain"            # plain, early, handshake, app
+        self.secret: bytes | None = None   # TLS 1.3: the current traffic secret (KeyUpdate)
+        self.later: list = []           # TLS 1.3: the epochs after this one [(name, secret)]
+        self.hs_buf = b""
+        self.next_offset = 0            # where the framer's next record should start
+        self.records = 0
+        self.decrypted = 0
+        self.skipped = 0                # records lost before a record found again by trial
+        self.undecrypted = 0            # records that could not be decrypted (after a loss)
+        self.nokey = 0                  # records whose key is not in the key log
+        self.failed = 0                 # records that did not verify under a key that should fit
+        self.missing = 0                # records with bytes missing from the capture
+        self.partial = 0                # a record the connection (or the capture) ended inside
+        self.pt_off = 0                 # plaintext bytes of application data so far
+        self.pieces: list = []
+        self.early: list = []           # plaintext of 0-RTT records, until accepted
+        self.head_open = False
+        self.head_segs = 0
+        self.tail: tuple | None = None  # the direction's last bytes: (offset, bytes, frame, ts)
+        self.lost = False               # the framing or the keys were lost for good
+        self.steady = False             # past the handshake, keyed, HTTP/1, AEAD: feed() takes its short path
+        self.first_app: tuple | None = None   # (frame, ts) of the first application data decrypted
+        self.app_records: list = []     # (frame, ts) of its first two type-23 records
+        self.lazy = False               # TLS 1.3 client: its handshake key is made only if needed (_encrypted)
+        self.body_left = 0              # plaintext bytes of the current HTTP/1 body still to come (0: unknown)
+        self.expect_start = False       # the body ended on a record's end: the next record starts a message
+        self.by_length = 0              # body records counted by their length, not decrypted (feed)
 
 
 class Session:
@@ -145,34 +162,79 @@ class Session:
         self.hello_frames: dict[str, int] = {}      # "client" / "server" -> frame of the hello
         self.ccs = [False, False]
         self.finished = [False, False]
+        self.cert_requested = False
+        self.methods: list[bytes] = []      # request methods not yet answered (_body_after)
+        self.skip_mismatch = 0
 
     # ------------------------------------------------------------------ records
+    def feed(self, rows, data) -> None:
+        """This connection's records of one engine chunk, in order: tuples (dir, type,
+        version, length, index, offset, flags, frame, ts, end_frame, end_ts, off, head,
+        tail) of layout.TLSREC_DTYPE's fields, the bytes in `data` (a memoryview). A whole
+        application-data record of a direction past its handshake, in order, is taken
+        here in a few steps (most of an HTTPS download's records are body bytes that
+        are only counted); any other goes through record()."""
+        sides = self.sides
+        for d, rt, ver, ln, ix, ofs, fl, fr, ts, efr, ets, o, h, tl in rows:
+            side = sides[d]
+            if side.steady and rt == T_APP and not fl and h == ln and ofs == side.next_offset:
+                c = side.cipher
+                if side.body_left and ln >= SKIP_MIN:
+                    # inside an HTTP/1 body of known length: the record is counted, not
+                    # decrypted ("decrypt only what the parsers need"; see _body_after)
+                    est = ln - c.explicit - c.tag_len - (1 if c.tls13 else 0)
+                    if est <= side.body_left:
+                        side.body_left -= est
+                        side.expect_start = not side.body_left
+                        side.records += 1
+                        side.by_length += 1
+                        side.seq += 1
+                        side.next_offset = (ofs + 5 + ln) & 0xFFFFFFFF
+                        side.pt_off += est
+                        side.tail = None
+                        continue
+                try:                             # (RecordCipher.decrypt_whole for AEAD, inline)
+                    if c.tls13:
+                        pt = c.aead.decrypt((c.iv_int ^ side.seq).to_bytes(12, "big"), data[o:o + h],
+                                            _HDR.pack(T_APP, ver, ln))
+                    else:
+                        pt = c.aead.decrypt(c._nonce(side.seq, data[o:o + 8]), data[o + c.explicit:o + h],
+                                            _AAD12.pack(side.seq, T_APP, ver, ln - c.explicit - c.tag_len))
+                except InvalidTag:
+                    pt = None
+                if pt is not None:
+                    side.records += 1
+                    side.next_offset = (ofs + 5 + ln) & 0xFFFFFFFF
+                    side.seq += 1
+                    side.decrypted += 1
+                    if c.tls13:
+                        n = len(pt) if pt[-1] else len(pt.rstrip(b"\0"))
+                        if not n:
+                            continue
+                        itype, n = pt[n - 1], n - 1
+                    else:
+                        itype, n = T_APP, len(pt)
+                    if itype == T_APP and side.pt_off >= KEEP_FIRST and not side.head_open \
+                            and not side.expect_start and not pt.startswith(HTTP_STARTS):
+                        end = side.pt_off + n          # a body record: counted, its end kept
+                        k = TAIL_KEEP if n > TAIL_KEEP else n
+                        side.tail = (end - k, pt[n - k:n], efr, ets)
+                        side.pt_off = end
+                        if side.body_left:
+                            side.body_left = max(side.body_left - n, 0)
+                    elif itype == T_APP:
+                        self._app_data(side, d, pt, n, fr, ts, efr, ets, None)
+                    else:
+                        self._content(side, d, itype, pt[:n], n, fr, ts, efr, ets, b"")
+                    continue
+            self.record(d, rt, ver, ln, ix, ofs, fl, fr, ts, efr, ets, data[o:o + h], data[o + h:o + h + tl])
+
     def record(self, d: int, rtype: int, version: int, length: int, index: int, offset: int, flags: int,
                frame: int, ts: int, end_frame: int, end_ts: int, head, tail) -> None:
         side = self.sides[d]
         side.records += 1
         if rtype == T_APP and len(side.app_records) < 2:
             side.app_records.append((frame, ts))
-        if side.steady and rtype == T_APP and not flags and offset == side.next_offset and len(head) == length:
-            # the common case, kept short: a whole application-data record, in order, of a
-            # direction past its handshake (an HTTP/1 body, mostly)
-            side.next_offset = (offset + 5 + length) & 0xFFFFFFFF
-            c = side.cipher
-            pt = c.decrypt_whole(side.seq, rtype, version, head)
-            if pt is not None:
-                side.seq += 1
-                side.decrypted += 1
-                if c.tls13:
-                    n = len(pt.rstrip(b"\0")) if not pt[-1] else len(pt)
-                    if n and pt[n - 1] == T_APP:
-                        self._app_data(side, d, pt, n - 1, frame, ts, end_frame, end_ts, None)
-                    elif n:
-                        self._content(side, d, pt[n - 1], pt[:n - 1], n - 1, frame, ts, end_frame, end_ts, b"")
-                else:
-                    self._app_data(side, d, pt, len(pt), frame, ts, end_frame, end_ts, None)
-                return
-            side.next_offset = offset               # (no: the general path decides, as for any record)
-            side.records -= 1
         whole = not flags & (TLSR_MISSING | TLSR_PARTIAL) and len(head) == length
         if flags & TLSR_MISSING:
             side.missing += 1
@@ -223,6 +285,20 @@ class Session:
             side.undecrypted += 1
             return
         pt = None
+        if side.lazy:
+            side.lazy = False
+            hash_len = 48 if SUITES[self.suite].hash == "sha384" else 32
+            if rtype == T_APP and length == 4 + hash_len + 1 + SUITES[self.suite].tag_len and not gap \
+                    and not self.cert_requested and whole:
+                # A TLS 1.3 client's one handshake record, its Finished (no 0-RTT, no client
+                # certificate asked, the size of a Finished): its content is known, so it is
+                # not decrypted (a third of a connection's key derivations, on HTTPS traffic
+                # of short connections); the application key follows at sequence 0
+                side.decrypted += 1
+                self.finished[d] = True
+                self._advance(side, "app")
+                return
+            side.cipher = self._cipher13(side.secret)
         if side.cipher is None:
             # no key for this epoch (a secret missing from the key log): a later epoch's key
             # may fit (TLS 1.3 handshake secret missing, application secret present)
@@ -365,6 +441,18 @@ class Session:
             side.pt_off += pt_len
             return
         start = data[:12].startswith(HTTP_STARTS)
+        if side.expect_start:
+            side.expect_start = False
+            if not start:
+                # the lengths of the records counted without decryption did not add up
+                # (TLS 1.3 padding): nothing more is skipped on this connection
+                self.skip_mismatch += 1
+                for sd in self.sides:
+                    sd.body_left = 0
+        if side.body_left:
+            side.body_left = max(side.body_left - pt_len, 0)
+        if start and whole and self.skip_mismatch == 0 and side.steady:
+            side.body_left = self._body_after(d, data, pt_len)
         if side.pt_off < KEEP_FIRST or start or side.head_open:
             keep = min(pt_len, len(data), KEEP_COPY)
             if start:
@@ -378,28 +466,66 @@ class Session:
             side.pieces.append(Piece(side.pt_off, bytes(data[:keep]), pt_len, frame, ts))
         end = side.pt_off + pt_len
         if tail_pt:
-            side.tail = Piece(end - len(tail_pt), tail_pt, len(tail_pt), end_frame, end_ts, True)
+            side.tail = (end - len(tail_pt), tail_pt, end_frame, end_ts)
         elif whole and pt_len:
             k = min(TAIL_KEEP, pt_len)
-            side.tail = Piece(end - k, bytes(data[pt_len - k:pt_len]), k, end_frame, end_ts, True)
+            side.tail = (end - k, bytes(data[pt_len - k:pt_len]), end_frame, end_ts)
         side.pt_off = end
+
+    def _body_after(self, d: int, data: bytes, n: int) -> int:
+        """The HTTP/1 message that starts this record (its first `n` plaintext bytes):
+        how many body bytes follow after the record, when that is certain; else 0 (every
+        record is decrypted). Certain: the head is in the record, declares a
+        Content-Length and no Transfer-Encoding, and is not a response without a body
+        (1xx, 204, 304, or to a HEAD request). The request methods are paired with the
+        responses in order (pipelining keeps the order)."""
+        end = data.find(b"\r\n\r\n", 0, n)
+        if end < 0:
+            return 0
+        head = bytes(data[:end]).lower()
+        client = d == self.client_dir
+        if client:
+            self.methods.append(head[:head.find(b" ")])
+        else:
+            try:
+                status = int(head[9:12])
+            except ValueError:
+                return 0
+            if status < 200:
+                return 0
+            method = self.methods.pop(0) if self.methods else b"get"
+            if method == b"head" or status in (204, 304):
+                return 0
+        if b"\r\ntransfer-encoding:" in head:
+            return 0
+        i = head.find(b"\r\ncontent-length:")
+        if i < 0:
+            return 0
+        j = head.find(b"\r\n", i + 2)
+        try:
+            length = int(head[i + 17:j if j > 0 else len(head)].strip())
+        except ValueError:
+            return 0
+        left = length - (n - end - 4)
+        return left if left > 0 else 0
 
     # ------------------------------------------------------------------ handshake
     def _handshake_data(self, d: int, data: bytes, frame: int, ts: int) -> None:
         side = self.sides[d]
-        side.hs_buf += data
-        while len(side.hs_buf) >= 4:
-            ht = side.hs_buf[0]
-            hl = int.from_bytes(side.hs_buf[1:4], "big")
-            if len(side.hs_buf) < 4 + hl:
+        buf = side.hs_buf + data if side.hs_buf else data
+        pos, n = 0, len(buf)
+        while pos + 4 <= n:
+            ht = buf[pos]
+            hl = (buf[pos + 1] << 16) | (buf[pos + 2] << 8) | buf[pos + 3]
+            if pos + 4 + hl > n:
                 break
-            msg, side.hs_buf = side.hs_buf[4:4 + hl], side.hs_buf[4 + hl:]
-            try:
-                self._handshake_msg(d, ht, msg, frame, ts)
-            except (IndexError, struct.error, ValueError):
-                self.problem = self.problem or f"malformed handshake message (type {ht})"
-        if len(side.hs_buf) > 1 << 20:
-            side.hs_buf = b""
+            if ht not in _IGNORED:
+                try:
+                    self._handshake_msg(d, ht, buf[pos + 4:pos + 4 + hl], frame, ts)
+                except (IndexError, struct.error, ValueError):
+                    self.problem = self.problem or f"malformed handshake message (type {ht})"
+            pos += 4 + hl
+        side.hs_buf = bytes(buf[pos:]) if pos < n and n - pos <= 1 << 20 else b""
 
     def _handshake_msg(self, d: int, ht: int, msg: bytes, frame: int, ts: int) -> None:
         side = self.sides[d]
@@ -466,6 +592,8 @@ class Session:
                     accepted = True
             self.early_accepted = accepted if self.early_offered else None
             self._early_decided()
+        elif ht == 13:                                           # CertificateRequest
+            self.cert_requested = True
         elif ht == 11 and d != self.client_dir and self.certificate is None:   # Certificate
             if self.version == 0x0304:
                 pos = 1 + msg[0]
@@ -535,6 +663,9 @@ class Session:
             for side in s:
                 name, secret = side.later.pop(0)
                 side.epoch, side.secret, side.seq = name, secret, 0
+                if side is s[cdir] and name == "handshake" and secret is not None:
+                    side.lazy = True             # (see _encrypted: the client's Finished is not read)
+                    continue
                 side.cipher = self._cipher13(secret) if secret is not None else None
                 if secret is None:
                     self.no_key = True
@@ -590,7 +721,7 @@ class Session:
         if any(s.nokey for s in self.sides):
             return "no key"
         if any(s.skipped or s.missing or s.lost or s.undecrypted or s.failed for s in self.sides) or \
-                (self.h2 is not None and self.h2.gaps):
+                (self.h2 is not None and self.h2.gaps) or self.skip_mismatch:
             return "gap"
         return "yes"
 
@@ -635,14 +766,13 @@ class Session:
         plaintext length."""
         side = self.sides[d]
         pieces = list(side.pieces)
-        t = side.tail
-        if t is not None:
+        if side.tail is not None:
+            at, tail, frame, ts = side.tail
             covered = pieces[-1].offset + len(pieces[-1].data) if pieces else 0
-            if t.offset + len(t.data) > covered:
-                if t.offset < covered:
-                    cut = covered - t.offset
-                    t = Piece(covered, t.data[cut:], len(t.data) - cut, t.frame, t.ts_ns, True)
-                pieces.append(t)
+            if at + len(tail) > covered:
+                if at < covered:
+                    tail, at = tail[covered - at:], covered
+                pieces.append(Piece(at, bytes(tail), len(tail), frame, ts, True))
         return pieces, side.pt_off
 
 

@@ -177,8 +177,9 @@ static PyObject *Engine_new_file(Engine *self, PyObject *noargs) {
 
 /* take_app() -> (rows bytes, data bytes): application segments so far (drained) */
 static PyObject *Engine_take_app(Engine *self, PyObject *noargs) {
-    PyObject *r = Py_BuildValue("(y#y#)", (const char *)self->app, (Py_ssize_t)(self->app_n * sizeof(app_t)),
-                                (const char *)self->appbuf, (Py_ssize_t)self->appbuf_n);
+    PyObject *r = Py_BuildValue("(y#y#)", self->app ? (const char *)self->app : "",
+                                (Py_ssize_t)(self->app_n * sizeof(app_t)),
+                                self->appbuf ? (const char *)self->appbuf : "", (Py_ssize_t)self->appbuf_n);
     self->app_n = 0; self->appbuf_n = 0;
     return r;
 }
@@ -294,12 +295,17 @@ static PyObject *Engine_add_tls_sessions(Engine *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
-/* take_tls() -> (rows bytes, data bytes): the TLS records framed so far (drained) */
+/* take_tls() -> (rows bytes, data): the TLS records framed so far (drained). Their
+ * bytes (whole records: about the capture's size on an HTTPS download) are handed over
+ * as a Table without a copy; the engine starts a new buffer of the same capacity. */
 static PyObject *Engine_take_tls(Engine *self, PyObject *noargs) {
-    PyObject *r = Py_BuildValue("(y#y#)", (const char *)self->tlsrec,
-                                (Py_ssize_t)(self->tlsrec_n * sizeof(tlsrec_t)),
-                                (const char *)self->tlsbuf, (Py_ssize_t)self->tlsbuf_n);
-    self->tlsrec_n = 0; self->tlsbuf_n = 0;
+    Table *t = PyObject_New(Table, &TableType);
+    if (!t) return NULL;
+    t->data = self->tlsbuf; t->len = (Py_ssize_t)self->tlsbuf_n;
+    self->tlsbuf = NULL; self->tlsbuf_n = 0;
+    PyObject *r = Py_BuildValue("(y#N)", self->tlsrec ? (const char *)self->tlsrec : "",
+                                (Py_ssize_t)(self->tlsrec_n * sizeof(tlsrec_t)), (PyObject *)t);
+    self->tlsrec_n = 0;
     return r;
 }
 

@@ -116,7 +116,8 @@ static int emit(Engine *e, int64_t stream, struct tlsfr *f, tlsdir_t *d, int dir
         tail = d->tail_n < TLS_TAIL ? d->tail_n : TLS_TAIL;
         if (tail > d->rec_len - head) tail = d->rec_len - head;
     }
-    if (e->tlsbuf_n + head + tail > e->tlsbuf_cap) {
+    if (!e->tlsbuf || e->tlsbuf_n + head + tail > e->tlsbuf_cap) {
+        /* (take_tls hands the buffer over and leaves its capacity as the size of the next) */
         size_t ncap = e->tlsbuf_cap ? e->tlsbuf_cap : 1 << 20;
         while (ncap < e->tlsbuf_n + head + tail) ncap *= 2;
         uint8_t *nb = realloc(e->tlsbuf, ncap);

@@ -490,7 +490,8 @@ def capture_facts(part: parallel.Partial, opts: parallel.Options, files: list[st
     cap.files = [r.path for r in results]
     tls = {k: counters.pop(k) for k in TLS_COUNTERS if k in counters}
     if part.keylog is not None:
-        cap.tls_keys = dict(part.keylog, framed_connections=tls.get("tls_framed_streams", 0),
+        cap.tls_keys = dict({k: v for k, v in part.keylog.items() if k != "warnings"},
+                            framed_connections=tls.get("tls_framed_streams", 0),
                             records=tls.get("tls_records", 0), framing_lost=tls.get("tls_framing_lost", 0),
                             framing_resynced=tls.get("tls_framing_resynced", 0))
         cap.warnings = list(part.keylog["warnings"]) + cap.warnings

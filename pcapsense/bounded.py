@@ -160,7 +160,7 @@ def _read_here(files, opts, passes, tmp, progress, jobs=1):
     """Step 1 in this process, pass after pass: every pass's context columns and the
     first pass's Partial (what was read: results, formats, counters)."""
     total = reader.input_bytes(files)
-    contexts, first_part, counters = [], None, []
+    contexts, first_part, counters, keylogs = [], None, [], []
     for k in range(passes):
         part = parallel.read_shard(files, opts, (k, passes),
                                    progress=(lambda pos, k=k: progress(k * total + pos)) if progress else None)
@@ -168,9 +168,11 @@ def _read_here(files, opts, passes, tmp, progress, jobs=1):
             check_read(part)
             first_part = part
         counters.append(part.counters)
+        keylogs.append(part.keylog)
         contexts.append(_read_pass(part, tmp, k, opts.tables == "all"))
         memory.release()
     first_part.counters = parallel.merged_counters(counters, 0)
+    first_part.keylog = parallel.merged_keylog(keylogs)
     return contexts, first_part
 
 
@@ -195,6 +197,7 @@ def _read_in_workers(files, opts, passes, tmp, progress, jobs):
     first_part = got[0][1]
     check_read(first_part)
     first_part.counters = parallel.merged_counters([p.counters for _, p in got], 0)
+    first_part.keylog = parallel.merged_keylog([p.keylog for _, p in got])
     return [c for c, _ in got], first_part
 
 

@@ -220,12 +220,23 @@ def merge(parts: list[Partial]) -> Partial:
     counters = merged_counters([p.counters for p in parts], len(streams))
     return Partial(streams=streams, transitions=t, app=app_df, http=http,
                    counters=counters, results=first_part.results, formats=first_part.formats,
-                   notes=[n for p in parts for n in p.notes], keylog=first_part.keylog)
+                   notes=[n for p in parts for n in p.notes], keylog=merged_keylog([p.keylog for p in parts]))
 
 
 #: counters each shard counts for its own connections only (summed when merged); the
 #: others count frames, which every shard reads
 SHARD_COUNTERS = ("tls_framed_streams", "tls_records", "tls_framing_lost", "tls_framing_resynced")
+
+
+def merged_keylog(summaries: list) -> dict | None:
+    """The key log summary of a capture from its shards' (or passes'): every shard read
+    the same key log and secrets blocks; each decrypted its own connections' records."""
+    if summaries[0] is None:
+        return None
+    out = dict(summaries[0])
+    for k in ("records_decrypted", "records_by_length", "records_lost"):
+        out[k] = sum(s[k] for s in summaries if s)
+    return out
 
 
 def merged_counters(counters: list[dict], streams: int) -> dict:

@@ -241,6 +241,42 @@ def test_decrypted_http2_is_pysharks(path, tshark):
         assert row["h2_rst_streams"] == len(rst.get(st, [])), st
 
 
+# ------------------------------------------------------------------ decrypt only what the parsers need
+
+def test_body_records_counted_by_length_change_nothing(monkeypatch):
+    """HTTP/1 body records of a known length are counted, not decrypted
+    (tls_session.SKIP_MIN): on every keyed capture the connections and the HTTP exchanges
+    are those of decrypting every record, and lh-tls's downloads were counted so."""
+    from pcapsense.app import tls_session
+    counted = 0
+    for path in KEYED:
+        keys = keylog_of(path)
+        a = pcapsense.analyze(path, keylog=keys)
+        counted += a.capture.tls_keys["records_by_length"]
+        with monkeypatch.context() as m:
+            m.setattr(tls_session, "SKIP_MIN", 1 << 30)
+            b = pcapsense.analyze(path, keylog=keys)
+        assert b.capture.tls_keys["records_by_length"] == 0
+        cols = [c for c in a.connections.columns if c not in ("tls_certificate",)]
+        pd.testing.assert_frame_equal(a.connections[cols], b.connections[cols])
+        pd.testing.assert_frame_equal(a.http, b.http)
+    assert counted >= 100
+
+
+def test_lengths_that_do_not_add_up_stop_the_counting(monkeypatch):
+    """Were a record's plaintext shorter than its length says (TLS 1.3 padding), the
+    record after a counted body would not start a message: the counting stops for that
+    connection and it says "gap". Simulated by counting one byte too many per record."""
+    from pcapsense.app import tls_session
+    cap, keys = LAB / "lh-tls.pcap.gz", keylog_of(LAB / "lh-tls.pcap.gz")
+    real = tls_session.Session._body_after
+    monkeypatch.setattr(tls_session.Session, "_body_after",
+                        lambda self, d, data, n: max(real(self, d, data, n) - 100, 0))
+    c = pcapsense.analyze(cap, keylog=keys).connections
+    assert (c["tls_decrypted"] == "gap").any()
+    assert c["http_requests"].sum() == pcapsense.analyze(cap, keylog=keys, jobs=1).connections["http_requests"].sum()
+
+
 # ------------------------------------------------------------------ secrets blocks
 
 def test_secrets_block_decrypts_as_the_key_log():

@@ -37,6 +37,7 @@ class AppStage:
         self.sessions: dict = {}
         self.registry = None
         self.secret_blocks = 0
+        self.record_counts = [0, 0, 0]          # decrypted, counted by length (HTTP/1 bodies), lost to holes
         if keys is not None:
             self._set_keys()
         self.acc = app_segments.accumulator()
@@ -80,7 +81,9 @@ class AppStage:
         if self.keys is None:
             return None
         return {"sources": list(self.keys.sources), "secrets": len(self.keys),
-                "secrets_blocks": self.secret_blocks, "warnings": list(self.keys.warnings)}
+                "secrets_blocks": self.secret_blocks, "warnings": list(self.keys.warnings),
+                "records_decrypted": self.record_counts[0], "records_by_length": self.record_counts[1],
+                "records_lost": self.record_counts[2]}
 
     def _records(self) -> None:
         """The TLS records framed since the last call, fed to their sessions."""
@@ -142,6 +145,11 @@ class AppStage:
         if self.keys is not None:
             self._records()
             sessions = {st: self.sessions.pop(st) for st in ids if st in self.sessions}
+            for sess in sessions.values():
+                for side in sess.sides:
+                    self.record_counts[0] += side.decrypted
+                    self.record_counts[1] += side.by_length
+                    self.record_counts[2] += side.skipped
         rows = np.frombuffer(self.eng.stream_rows(ix), dtype=layout.STREAM_DTYPE)
         pieces = self.acc.take(ids, np.ascontiguousarray(app_facts.base_seq(rows), dtype=np.int64))
         out, ex = app_facts.rows_for(rows, pieces, sessions, self.keys is not None)

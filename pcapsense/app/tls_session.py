@@ -215,13 +215,11 @@ class Session:
                     else:
                         itype, n = T_APP, len(pt)
                     if itype == T_APP and side.pt_off >= KEEP_FIRST and not side.head_open \
-                            and not side.expect_start and not pt.startswith(HTTP_STARTS):
+                            and not side.expect_start and not side.body_left and not pt.startswith(HTTP_STARTS):
                         end = side.pt_off + n          # a body record: counted, its end kept
                         k = TAIL_KEEP if n > TAIL_KEEP else n
                         side.tail = (end - k, pt[n - k:n], efr, ets)
                         side.pt_off = end
-                        if side.body_left:
-                            side.body_left = max(side.body_left - n, 0)
                     elif itype == T_APP:
                         self._app_data(side, d, pt, n, fr, ts, efr, ets, None)
                     else:
@@ -441,16 +439,23 @@ class Session:
             side.pt_off += pt_len
             return
         start = data[:12].startswith(HTTP_STARTS)
+        # the records of a body counted by their length (feed) must add up: the record
+        # after such a body starts a message, and so does what follows the body's end in
+        # the record it ends in. If not (TLS 1.3 padding made the plaintext shorter than
+        # its record said), nothing more is counted so on this connection, and it says gap
         if side.expect_start:
             side.expect_start = False
             if not start:
-                # the lengths of the records counted without decryption did not add up
-                # (TLS 1.3 padding): nothing more is skipped on this connection
-                self.skip_mismatch += 1
-                for sd in self.sides:
-                    sd.body_left = 0
-        if side.body_left:
-            side.body_left = max(side.body_left - pt_len, 0)
+                self._mismatch()
+        elif side.body_left:
+            left = side.body_left
+            if left < pt_len:
+                side.body_left = 0
+                if whole and not data[left:left + 12].startswith(HTTP_STARTS):
+                    self._mismatch()
+            else:
+                side.body_left = left - pt_len
+                side.expect_start = not side.body_left
         if start and whole and self.skip_mismatch == 0 and side.steady:
             side.body_left = self._body_after(d, data, pt_len)
         if side.pt_off < KEEP_FIRST or start or side.head_open:
@@ -471,6 +476,12 @@ class Session:
             k = min(TAIL_KEEP, pt_len)
             side.tail = (end - k, bytes(data[pt_len - k:pt_len]), end_frame, end_ts)
         side.pt_off = end
+
+    def _mismatch(self) -> None:
+        self.skip_mismatch += 1
+        for sd in self.sides:
+            sd.body_left = 0
+            sd.expect_start = False
 
     def _body_after(self, d: int, data: bytes, n: int) -> int:
         """The HTTP/1 message that starts this record (its first `n` plaintext bytes):

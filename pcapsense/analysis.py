@@ -161,8 +161,9 @@ _LEFT_OUT = ("the {} table was left out: analyze(..., tables=\"connections\") ke
 
 TLS_COLUMNS = ["sni", "versions_offered", "version", "alpn_offered", "alpn", "client_hello_frame",
                "server_hello_frame", "handshake_complete", "client_app_data_frame", "alert", "alert_level",
-               "alert_by", "alert_frame", "client_records", "server_records"]
-CERT_FIELDS = ["subject", "issuer", "not_before", "not_after", "self_signed"]
+               "alert_by", "alert_frame", "client_records", "server_records", "cipher_suite", "decrypted",
+               "records_skipped", "early_data"]
+CERT_FIELDS = ["subject", "issuer", "not_before", "not_after", "self_signed", "san", "days_to_expiry", "expired"]
 
 
 def tls_frame(conns: pd.DataFrame) -> pd.DataFrame:
@@ -172,15 +173,19 @@ def tls_frame(conns: pd.DataFrame) -> pd.DataFrame:
     df = conns[conns["tls"].fillna(False).astype(bool)]
     out = df[[c for c in keep if c in df]].copy()
     for c in TLS_COLUMNS:
-        out[c] = df[f"tls_{c}"]
+        out[c] = df[f"tls_{c}"] if f"tls_{c}" in df else None
     certs = df["tls_certificate"].tolist()
     for f in CERT_FIELDS:
         vals = [c.get(f) if isinstance(c, dict) else None for c in certs]
         if f in ("not_before", "not_after"):
             out[f"cert_{f}"] = pd.to_datetime(pd.Series(vals, index=df.index, dtype=object),
                                               utc=True).astype("datetime64[us, UTC]")
-        elif f == "self_signed":
+        elif f in ("self_signed", "expired"):
             out[f"cert_{f}"] = pd.array(vals, dtype="boolean")
+        elif f == "days_to_expiry":
+            out[f"cert_{f}"] = pd.array(vals, dtype="Float64")
+        elif f == "san":
+            out[f"cert_{f}"] = pd.Series([",".join(v) if v else None for v in vals], index=df.index, dtype=object)
         else:
             out[f"cert_{f}"] = pd.Series(vals, index=df.index, dtype=object)
     out["cause"] = df["cause"]

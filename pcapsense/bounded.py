@@ -70,7 +70,8 @@ REPORT_COLUMNS = ("stream", "client_ip", "client_port", "server_ip", "server_por
                   "client_bytes", "server_bytes", "close_kind", "closer", "close_frame", "closer_state",
                   "peer_state", "conn_state", "history", "packets", "phase", "cause", "confidence", "cause_detail", "python_error",
                   "fix_section", "fix", "fix_snippet", "abnormal", "inferred", "wireshark_filter", "http_host", "tls_sni",
-                  "server_keepalive_timeout_s", "server_keepalive_closes", "server_peak_concurrency")
+                  "server_keepalive_timeout_s", "server_keepalive_closes", "server_peak_concurrency",
+                  "tls_decrypted")
 
 
 #: what `--fail-on` and the JSON document's head read
@@ -84,7 +85,7 @@ HTML_COLUMNS = ("stream", "abnormal", "cause", "inferred", "confidence", "start"
                 "server_port", "client_ip", "client_port", "http_host", "tls_sni", "server_keepalive_timeout_s",
                 "server_keepalive_closes", "server_peak_concurrency", "cause_detail", "python_error", "fix",
                 "fix_section", "fix_snippet", "idle_before_close_s", "max_idle_s", "first_frame", "last_frame",
-                "_client_dir")
+                "_client_dir", "tls_decrypted")
 
 
 @dataclass

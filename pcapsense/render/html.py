@@ -265,6 +265,10 @@ def context(analysis, *, redact: bool = True, max_cards: int = MAX_CARDS, charts
     ]
     if cap.truncated:
         facts.append(("truncated", "yes: the last record was cut; everything before it was analysed"))
+    from .tlskeys import keys_line
+    keys = keys_line(cap, df)
+    if keys:
+        facts.append(("TLS keys", _s(keys, redact)))
     charts_ctx = {}
     note = None
     if charts and len(df):

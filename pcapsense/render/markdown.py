@@ -60,6 +60,10 @@ def render(analysis, *, redact: bool = True, top: int = 10) -> str:
     out.append("")
     span = f", {cap.duration_s:.3f} s from {cap.first_time:%Y-%m-%d %H:%M:%S} UTC" if cap.first_time is not None else ""
     out.append(f"{cap.frames} frames ({cap.format}{span}), {len(df)} TCP connections, **{n_abn} abnormal**.")
+    from .tlskeys import keys_line
+    keys = keys_line(cap, df)
+    if keys:
+        out.append(f"{esc(keys, redact)}.")
     for w in cap.warnings:
         out.append(f"> warning: {esc(w, redact)}")
     out.append("")

@@ -15,6 +15,7 @@ from rich.text import Text
 
 from ..classify import keepalive_servers
 from ..memory import only_columns
+from .tlskeys import keys_line
 
 _CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -146,6 +147,9 @@ def render(analysis, console: Console, *, limit: int = 50) -> None:
     console.print(f"  {len(df)} TCP connections: {int(kinds.get('FIN', 0))} closed by FIN, "
                   f"{int(kinds.get('RST', 0))} by RST, {int(kinds.get('none', 0))} not closed in the capture; "
                   f"[bold]{n_abn} abnormal[/bold]")
+    keys = keys_line(cap, df)
+    if keys:
+        console.print(Text("  ") + safe(keys), soft_wrap=True)
     for w in cap.warnings:
         console.print(Text("  warning: ", style="yellow") + safe(w), soft_wrap=True)
     if not len(df):

@@ -582,3 +582,13 @@ print("ok", n)
     r = subprocess.run([sys.executable, "-c", child, str(ROOT), str(plain), str(LAB / "lc-tls-suites.keys"),
                         str(tmp_path)], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0 and r.stdout.startswith("ok"), r.stderr[-3000:]
+
+
+def test_the_framer_under_holes_retransmissions_and_reordering(tmp_path):
+    """tests/captures/fuzz/fuzz_tls.py, a short run: keyed captures with packets dropped,
+    duplicated, swapped, cut, payload bytes flipped, and secrets blocks whose lengths lie,
+    read by the engine and decrypted, in a child process (the sanitizer campaign behind
+    it: tests/captures/fuzz/README.md)."""
+    r = subprocess.run([sys.executable, str(ROOT / "tests" / "captures" / "fuzz" / "fuzz_tls.py"), "--iterations",
+                        "200", "--seed", "3", "--out", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0 and r.stdout.startswith("ok 200 cases"), r.stderr[-3000:]

@@ -23,6 +23,9 @@ from conftest import ROOT, keylog_of
 from pcapsense.app import keylog as keylog_mod
 from pcapsense.app import tls_crypto as tc
 
+sys.path.insert(0, str(ROOT / "bench"))
+import tls_check  # noqa: E402
+
 LAB = ROOT / "sample_pcaps" / "captures"
 KEYED = sorted(p for p in LAB.iterdir() if p.name.endswith((".pcap", ".pcapng", ".pcap.gz")) and keylog_of(p))
 
@@ -152,22 +155,9 @@ def test_a_record_decrypts_whole_and_in_parts(code, etm):
 
 def _tshark_http(path, keys) -> dict:
     """tcp.stream -> {"req": [(method, target)], "st": [status]}: tshark's HTTP/1 and
-    HTTP/2 after decryption (bodies not reassembled, as pcapsense reports a response
-    from its head)."""
-    out = subprocess.run(
-        ["tshark", "-n", "-r", str(path), "-o", f"tls.keylog_file:{keys}", "-o", "http.desegment_body:FALSE",
-         "-Y", "http or http2", "-T", "fields", "-E", "separator=|", "-E", "occurrence=a", "-E", "aggregator=,",
-         "-e", "tcp.stream", "-e", "http.request.method", "-e", "http.request.uri", "-e", "http.response.code",
-         "-e", "http2.headers.method", "-e", "http2.headers.path", "-e", "http2.headers.status"],
-        capture_output=True, text=True, check=True).stdout
-    got = collections.defaultdict(lambda: {"req": [], "st": []})
-    for line in out.splitlines():
-        st, m, u, code, m2, p2, s2 = line.split("|")
-        g = got[int(st)]
-        g["req"] += list(zip(m.split(",") if m else [], u.split(",") if u else []))
-        g["req"] += list(zip(m2.split(",") if m2 else [], p2.split(",") if p2 else []))
-        g["st"] += [int(x) for x in code.split(",") if x] + [int(x) for x in s2.split(",") if x and int(x) >= 200]
-    return got
+    HTTP/2 after decryption (bench/tls_check.py: bodies not reassembled, as pcapsense
+    reports a response from its head)."""
+    return tls_check.tshark_http(str(path), keys)
 
 
 def _ours(a) -> dict:

@@ -29,20 +29,23 @@ H2_TYPES = {"0": "DATA", "1": "HEADERS", "3": "RST_STREAM", "4": "SETTINGS", "6"
             "7": "GOAWAY", "8": "WINDOW_UPDATE"}
 
 
-def read_packets(cap, decode_as=()):
-    cmd = ["tshark", "-n", "-r", cap, "-Y", "tcp", "-T", "fields", "-E", "separator=\t",
-           "-E", "occurrence=a", "-E", "aggregator=,",
-           "-o", "tcp.desegment_tcp_streams:TRUE"]
-    for d in decode_as:
-        cmd += ["-d", d]
-    for f in FIELDS:
+def read_packets(cap, decode_as=(), fields=FIELDS, cmd=None):
+    """One dict per TCP packet of `cap`, the tshark `fields` by name (frame number, time,
+    length and flags as numbers). `cmd`: the tshark command up to its field options
+    (lc_label.py's decrypts with a key log); by default this one."""
+    if cmd is None:
+        cmd = ["tshark", "-n", "-r", cap, "-o", "tcp.desegment_tcp_streams:TRUE"]
+        for d in decode_as:
+            cmd += ["-d", d]
+    cmd = cmd + ["-Y", "tcp", "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=,"]
+    for f in fields:
         cmd += ["-e", f]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     pkts = []
     for line in out.splitlines():
         v = line.split("\t")
-        v += [""] * (len(FIELDS) - len(v))
-        d = dict(zip(FIELDS, v))
+        v += [""] * (len(fields) - len(v))
+        d = dict(zip(fields, v))
         d["frame.number"] = int(d["frame.number"])
         d["frame.time_relative"] = float(d["frame.time_relative"])
         d["tcp.len"] = int(d["tcp.len"] or 0)

@@ -91,22 +91,7 @@ def tshark_base(cap, keys, decode_as):
 
 
 def read_packets(cap, keys, decode_as=()):
-    cmd = tshark_base(cap, keys, decode_as) + ["-Y", "tcp", "-T", "fields", "-E", "separator=\t",
-                                               "-E", "occurrence=a", "-E", "aggregator=,"]
-    for f in FIELDS:
-        cmd += ["-e", f]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    pkts = []
-    for line in out.splitlines():
-        v = line.split("\t")
-        v += [""] * (len(FIELDS) - len(v))
-        d = dict(zip(FIELDS, v))
-        d["frame.number"] = int(d["frame.number"])
-        d["frame.time_relative"] = float(d["frame.time_relative"])
-        d["tcp.len"] = int(d["tcp.len"] or 0)
-        d["flags"] = int(d["tcp.flags"], 16)
-        pkts.append(d)
-    return pkts
+    return LB.read_packets(cap, fields=FIELDS, cmd=tshark_base(cap, keys, decode_as))
 
 
 def _pairs(pairs):

@@ -582,3 +582,14 @@ def test_the_framer_under_holes_retransmissions_and_reordering(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "tests" / "captures" / "fuzz" / "fuzz_tls.py"), "--iterations",
                         "200", "--seed", "3", "--out", str(tmp_path)], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0 and r.stdout.startswith("ok 200 cases"), r.stderr[-3000:]
+
+
+def test_a_dead_tunnel_framer_does_not_hang():
+    """tests/captures/fuzz/tls_connect_tunnel_dead_framer_hang.pcap with a key log that
+    knows none of its connections: analysed, in a child with a time limit (it hung)."""
+    cap = ROOT / "tests" / "captures" / "fuzz" / "tls_connect_tunnel_dead_framer_hang.pcap"
+    child = ("import sys, pcapsense; a = pcapsense.analyze(sys.argv[1], keylog=sys.argv[2]); "
+             "print('ok', len(a.connections))")
+    r = subprocess.run([sys.executable, "-c", child, str(cap), str(LAB / "lc-request-rejected-https.keys")],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0 and r.stdout.startswith("ok 4"), r.stderr[-2000:]

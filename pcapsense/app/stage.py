@@ -109,7 +109,10 @@ class AppStage:
             s = sessions.get(st)
             if s is None:
                 s = sessions[st] = Session(st, self.keys, self.registry)
-            s.feed(zip(*[c[a:b] for c in cols]), mv)
+            try:
+                s.feed(zip(*[c[a:b] for c in cols]), mv)
+            except Exception as exc:  # noqa: BLE001 - hostile bytes must not stop the analysis
+                s.broken(exc)
         if self.registry.new_ids:
             self.eng.add_tls_sessions(b"".join(self.registry.new_ids))
             self.registry.new_ids.clear()

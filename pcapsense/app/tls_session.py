@@ -177,7 +177,8 @@ class Session:
         sides = self.sides
         for d, rt, ver, ln, ix, ofs, fl, fr, ts, efr, ets, o, h, tl in rows:
             side = sides[d]
-            if side.steady and rt == T_APP and not fl and h == ln and ofs == side.next_offset:
+            if side.steady and rt == T_APP and not fl and h == ln and ofs == side.next_offset \
+                    and ln > side.cipher.explicit + side.cipher.tag_len:
                 c = side.cipher
                 if side.body_left and ln >= SKIP_MIN:
                     # inside an HTTP/1 body of known length: the record is counted, not
@@ -716,6 +717,15 @@ class Session:
             side.steady = c is not None and c.aead is not None and self.h2 is None
             if c is None:
                 side.lost = True
+
+    def broken(self, exc: Exception) -> None:
+        """Records this code could not take (a bug met by hostile bytes): the connection
+        is read no further, and says so (`gap`, and its problem), never an exception out
+        of the analysis."""
+        self.problem = self.problem or f"decryption stopped: {type(exc).__name__}: {exc}"[:200]
+        for side in self.sides:
+            side.lost, side.steady = True, False
+            side.undecrypted += 1
 
     # ------------------------------------------------------------------ results
     def status(self) -> str:

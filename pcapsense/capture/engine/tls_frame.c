@@ -97,7 +97,8 @@ static int emit(Engine *e, int64_t stream, struct tlsfr *f, tlsdir_t *d, int dir
         uint32_t n = d->head_n < 39 ? d->head_n : 39;
         memcpy(h + 5, d->buf, n);
         if (d->hdr[0] != 22 || !known_hello(e, h, 5 + n, &session)) {
-            f->dead = 1;
+            f->dead = 1;                      /* (every loop over this framer stops on dead) */
+            d->state = FR_LOST; d->hdr_n = 0;
             return 0;
         }
         if (session) d->rflags |= TLSR_SESSION;
@@ -239,7 +240,7 @@ static int consume(Engine *e, int64_t st, struct tlsfr *f, int dir, const uint8_
 /* m bytes at d->expect that are not in the capture (a hole, or cut by the snaplen) */
 static int skip(Engine *e, int64_t st, struct tlsfr *f, int dir, uint32_t m) {
     tlsdir_t *d = &f->d[dir];
-    while (m) {
+    while (m && !f->dead) {
         if (d->state == FR_BODY) {
             uint32_t k = d->rec_len - d->rec_got < m ? d->rec_len - d->rec_got : m;
             d->rec_got += k; d->expect += k; m -= k;
@@ -279,7 +280,7 @@ static void ooo_free_one(Engine *e, tlsdir_t *d, ooo_seg *g) {
 /* the held segments that are now next in order */
 static int drain(Engine *e, int64_t st, struct tlsfr *f, int dir) {
     tlsdir_t *d = &f->d[dir];
-    while (d->ooo && !seq_gt(d->ooo->rel, d->expect)) {
+    while (d->ooo && !f->dead && !seq_gt(d->ooo->rel, d->expect)) {
         ooo_seg *g = d->ooo; d->ooo = g->next;
         int r = take(e, st, f, dir, g->rel, g->data, g->cap, g->plen, g->frame, g->ts);
         ooo_free_one(e, d, g);

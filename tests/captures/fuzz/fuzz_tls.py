@@ -99,8 +99,13 @@ def mutate(rng: random.Random, head: bytes, recs: list[bytes]) -> bytes:
 
 
 def run_one(path: str, keys: keylog_mod.KeyLog) -> int:
+    from pcapsense.app import tls_session
     eng = reader.new_engine(app=True)
     app = AppStage(eng, keys=keys)
+
+    def broken(self, exc):        # (AppStage's guard would hide a Python bug: the fuzz reports it)
+        raise exc
+    tls_session.Session.broken = broken
     reader.run(path, eng, progress=lambda _pos: app.step(), on_secrets=app.add_secrets)
     app.finish()
     app.tables()
@@ -112,7 +117,17 @@ def main() -> int:
     ap.add_argument("--iterations", type=int, default=500)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", default="/tmp/tls-fuzz")
+    ap.add_argument("--timeout", type=float, default=60.0,
+                    help="seconds one case may take: longer is a hang, reported with its file (exit 1)")
     a = ap.parse_args()
+    import signal
+
+    class Hang(Exception):
+        pass
+
+    def on_alarm(_sig, _frame):
+        raise Hang()
+    signal.signal(signal.SIGALRM, on_alarm)
     os.makedirs(a.out, exist_ok=True)
     rng = random.Random(a.seed)
     seeds = []
@@ -136,10 +151,18 @@ def main() -> int:
             data = mutate(rng, head, recs)
         with open(target, "wb") as fh:
             fh.write(data)
+        signal.setitimer(signal.ITIMER_REAL, a.timeout)
         try:
             framed += run_one(target, keys)
         except reader.CaptureError:
             pass
+        except Hang:
+            keep = os.path.join(a.out, f"hang-{i}" + os.path.splitext(target)[1])
+            os.replace(target, keep)
+            print(f"HANG: case {i} took more than {a.timeout} s: {keep}")
+            return 1
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
     print(f"ok {a.iterations} cases, {framed} TLS records framed")
     return 0
 

@@ -99,6 +99,9 @@ def _tls_facts(row: dict, cl: list[Piece], sv: list[Piece], prefix="tls") -> Non
     row["tls_client_hello_frame"] = c.hello_frame
     row["tls_server_hello_frame"] = s.hello_frame
     row["tls_certificate"] = s.certificate
+    if s.suite is not None:
+        from .tls_crypto import suite_name      # (cryptography: imported when TLS is seen)
+        row["tls_cipher_suite"] = suite_name(s.suite)
     # handshake complete: TLS 1.2 both ChangeCipherSpec; TLS 1.3: the client sent
     # application data after the server's flight (its Finished, then data)
     if row["tls_version"] == "TLS 1.3":

@@ -47,6 +47,7 @@ class TlsSide:
     sni: str | None = None
     alpn: list[str] = field(default_factory=list)
     ciphers: int = 0
+    suite: int | None = None                 # the cipher suite the ServerHello chose
     certificate: dict | None = None
     ccs_frame: int | None = None
     app_data: list[tuple[int, int]] = field(default_factory=list)   # (frame, ts) of the first 2 records
@@ -98,6 +99,7 @@ def _hello(msg: bytes, side: TlsSide, client: bool) -> None:
             pos += 2 + n
             pos += 1 + msg[pos]
         else:
+            side.suite = struct.unpack_from("!H", msg, pos)[0]
             pos += 2 + 1
         side.versions = [VERSIONS.get(ver, hex(ver))]
         if pos + 2 <= len(msg):

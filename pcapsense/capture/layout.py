@@ -21,7 +21,8 @@ DIR_DTYPE = np.dtype(
         "first_data_frame", "last_data_frame", "first_data_ts", "last_data_ts",
         "first_syn_frame", "first_synack_frame", "first_fin_frame", "first_rst_frame",
         "first_fin_ts", "first_rst_ts", "last_seg_ts", "last_syn_ts", "first_synack_ts",
-        "first_alert_frame", "first_alert_ts")]
+        "first_alert_frame", "first_alert_ts", "last_msg_frame", "last_msg_ts",
+        "last_msg12_frame", "last_msg12_ts")]
     + [(n, _U4) for n in (
         "isn", "nextseq", "last_ack", "fin_seq",
         "retransmissions", "out_of_order", "lost_segments", "ack_unseen", "keepalives",

@@ -204,7 +204,9 @@ def _fast_path(df: pd.DataFrame) -> np.ndarray:
 TIMES_DTYPE = np.dtype([("fin_ts", "<i8"), ("rst_ts", "<i8"), ("first_ts", "<i8"), ("last_ts", "<i8"),
                         ("d", [("last_data_ts", "<i8"), ("last_data_frame", "<i8"), ("first_fin_ts", "<i8"),
                                ("first_alert_frame", "<i8"),
-                               ("first_alert_ts", "<i8")], (2,))])
+                               ("first_alert_ts", "<i8"), ("last_msg_ts", "<i8"),
+                               ("last_msg_frame", "<i8"), ("last_msg12_ts", "<i8"),
+                               ("last_msg12_frame", "<i8")], (2,))])
 
 
 def stream_times(streams: np.ndarray) -> np.ndarray:
@@ -213,7 +215,8 @@ def stream_times(streams: np.ndarray) -> np.ndarray:
     out = np.empty(len(streams), dtype=TIMES_DTYPE)
     for f in ("fin_ts", "rst_ts", "first_ts", "last_ts"):
         out[f] = streams[f]
-    for f in ("last_data_ts", "last_data_frame", "first_fin_ts", "first_alert_frame", "first_alert_ts"):
+    for f in ("last_data_ts", "last_data_frame", "first_fin_ts", "first_alert_frame", "first_alert_ts",
+              "last_msg_ts", "last_msg_frame", "last_msg12_ts", "last_msg12_frame"):
         out["d"][f] = streams["d"][f]
     return out
 
@@ -353,6 +356,16 @@ def prepare(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.D
     _add_app_columns(df, app)
     release()                  # (the facts' columns, freed as they were added, back to the OS)
     df["app_protocol"] = df["app_protocol"].fillna("none")
+    # (the client's last data that is not an HTTP/2 control record: HTTP/2 over TLS 1.2
+    # AES-GCM has larger ones, see eng_tls_control_segment; rules.tls_exchange_view)
+    if {"tls_version", "tls_alpn", "tls_cipher_suite"} <= set(df.columns):
+        suite = df["tls_cipher_suite"].astype("string")
+        h2_12 = ((df["tls_version"] == "TLS 1.2") & (df["tls_alpn"] == "h2")
+                 & suite.str.contains("_GCM_", regex=False)).fillna(False).to_numpy(bool)
+    else:
+        h2_12 = np.zeros(len(df), dtype=bool)
+    df["_client_last_msg_ns"] = np.where(h2_12, d["last_msg12_ts"][idx, cd], d["last_msg_ts"][idx, cd])
+    df["_client_last_msg_frame"] = np.where(h2_12, d["last_msg12_frame"][idx, cd], d["last_msg_frame"][idx, cd])
     _tls_close(df, d, cd, idx)
     return df
 

@@ -113,7 +113,10 @@ def tls_exchange_view(row: dict) -> None:
     - the side whose alert (close_notify) came first closed the connection, even when the
       other side's FIN or RST reached the wire first (Python clients answer a close_notify
       within a millisecond, often with RST); the wire's `closer` and `close_kind` stay in
-      the table, only the rules see this view.
+      the table, only the rules see this view;
+    - a client segment that is one TLS record of at most 30 bytes is not a request: it is
+      an HTTP/2 control frame (SETTINGS ack, WINDOW_UPDATE after the response), too short
+      for any request (the engine's `last_msg_*`, eng_is_tls_control_segment).
     """
     req, cl, sv = row.get("tls_client_request_ts"), row.get("_client_last_data_ns"), row.get("_server_last_data_ns")
     by, close_ns = row.get("tls_close_by"), row.get("_tls_close_ns") or 0
@@ -128,11 +131,16 @@ def tls_exchange_view(row: dict) -> None:
             row["_tls_closed"] = True
     if req is None or not cl:
         return
+    msg = row.get("_client_last_msg_ns")
+    if msg and msg < cl:                 # (the client's last data was a control frame)
+        cl, frame = msg, row.get("_client_last_msg_frame")
+    else:
+        frame = row.get("_client_last_data_frame")
     cl = max(cl, req)
     answered = bool(sv) and sv > cl
     row["http_requests"] = 2 if (sv and req < sv < cl) else 1
     row["http_last_request_ts"] = cl
-    row["http_last_request_frame"] = row.get("_client_last_data_frame") or row.get("tls_client_request_frame")
+    row["http_last_request_frame"] = frame or row.get("tls_client_request_frame")
     row["http_last_request_complete"] = True
     row["http_last_request_answered"] = answered
     row["http_unanswered"] = 0 if answered else 1

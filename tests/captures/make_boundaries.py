@@ -318,6 +318,50 @@ def tls_rejected(p):
     c.fin("c", t + 0.0016)
 
 
+def _tls12_h2(c, t):
+    """_tls12 with ALPN h2 in the ServerHello (TLS 1.2 says it in clear)."""
+    c.send("c", t + 0.001, _client_hello())
+    alpn = b"\x00\x10\x00\x05\x00\x03\x02h2"
+    sh = b"\x03\x03" + b"\x22" * 32 + b"\x00" + b"\xc0\x2f" + b"\x00" + len(alpn).to_bytes(2, "big") + alpn
+    c.send("s", t + 0.002, _tls_record(22, b"\x02" + len(sh).to_bytes(3, "big") + sh) +
+           _tls_record(22, b"\x0e\x00\x00\x00"))
+    c.send("c", t + 0.003, _tls_record(20, b"\x01") + _tls_record(22, b"\x00" * 40))
+    c.send("s", t + 0.004, _tls_record(20, b"\x01") + _tls_record(22, b"\x00" * 40))
+    return t + 0.004
+
+
+def tls_h2_control_after_response(p):
+    """Without keys: an HTTP/2 client acknowledges the server's SETTINGS and opens its
+    window after the response (one small record each: 26 and 30 bytes in TLS 1.3 sizes;
+    33 and 37 in TLS 1.2 AES-GCM with ALPN h2), then closes 100 ms later: those records
+    are not requests, the close is graceful (httpx and curl in lc-http2-goaway-tls).
+    A request of 40 bytes, then the client's close 100 ms later with no answer, is still
+    a client abort."""
+    c = Conn(p, sport=443, cport=46000)
+    t = _tls12(c, c.handshake(0.0))
+    c.send("c", t + 0.001, _app(120))
+    c.send("s", t + 0.003, _app(400))
+    c.send("c", t + 0.0035, _app(26))
+    c.send("c", t + 0.0040, _app(30))
+    c.fin("c", t + 0.104)
+    c.fin("s", t + 0.1045)
+    c = Conn(p, sport=443, cport=46001)
+    t = _tls12_h2(c, c.handshake(1.0))
+    c.send("c", t + 0.001, _app(120))
+    c.send("s", t + 0.003, _app(400))
+    c.send("c", t + 0.0035, _app(33))
+    c.send("c", t + 0.0040, _app(37))
+    c.fin("c", t + 0.104)
+    c.fin("s", t + 0.1045)
+    c = Conn(p, sport=443, cport=46002)
+    t = _tls12(c, c.handshake(2.0))
+    c.send("c", t + 0.001, _app(120))
+    c.send("s", t + 0.003, _app(400))
+    c.send("c", t + 0.005, _app(40))
+    c.fin("c", t + 0.105)
+    c.fin("s", t + 0.1055)
+
+
 BIG_HEAD = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: application/octet-stream\r\n" + \
     b"X-Padding: " + b"p" * 200 + b"\r\nContent-Length: 3000\r\n\r\n"
 
@@ -402,6 +446,8 @@ EXPECT = {
     "tls-close-after-response": (tls_close_after_response, {45800: "graceful"}),
     "tls-race": (tls_race, {45800: "keepalive-race"}),
     "tls-rejected": (tls_rejected, {45800: "request-rejected"}),
+    "tls-h2-control-after-response": (tls_h2_control_after_response,
+                                      {46000: "graceful", 46001: "graceful", 46002: "client-abort"}),
     "snaplen-complete": (snaplen_complete, {45900: "graceful"}),
     "snaplen-flowing": (snaplen_flowing, {45900: "client-abort"}),
     "snaplen-upload-cut": (snaplen_upload_cut, {45950: "body-too-large"}),

@@ -15,6 +15,23 @@ int eng_is_tls_alert_segment(const uint8_t *p, uint32_t captured, uint32_t paylo
     return p[0] == 23 && (len == 19 || len == 11);
 }
 
+/* Whether a segment is exactly one TLS application-data record of the size of an HTTP/2
+ * control frame, which a client sends after a response (SETTINGS ack, WINDOW_UPDATE,
+ * RST_STREAM: 9 to 13 bytes) and which is too short for any request (an HTTP/2 HEADERS
+ * frame is a 9-byte header and at least 6 bytes of HPACK; an HTTP/1 request at least 16
+ * bytes). Without keys such records are not requests (rules.tls_exchange_view).
+ *   1: at most 30 bytes: a control frame in TLS 1.3 (17 bytes of type and tag) and in
+ *      TLS 1.2 with ChaCha20 (16), or in TLS 1.2 AES-GCM (24);
+ *   2: 31 to 37 bytes: a control frame only in TLS 1.2 AES-GCM, whose 8-byte explicit
+ *      nonce makes the smallest HEADERS 39 bytes (in TLS 1.3 it may be a HEADERS frame);
+ *   0: anything else. */
+int eng_tls_control_segment(const uint8_t *p, uint32_t captured, uint32_t payload_len) {
+    if (captured < 5 || payload_len > 5 + 37 || p[0] != 23 || p[1] != 3) return 0;
+    uint32_t len = ((uint32_t)p[3] << 8) | p[4];
+    if (len + 5 != payload_len) return 0;
+    return len <= 30 ? 1 : 2;
+}
+
 static int starts_http_message(const uint8_t *p, uint32_t n) {
     static const struct { const char *t; uint32_t l; } tok[] = {
         {"GET ", 4}, {"POST ", 5}, {"PUT ", 4}, {"HEAD ", 5}, {"DELETE ", 7}, {"OPTIONS ", 8},

@@ -78,6 +78,9 @@ typedef struct {
     int64_t last_seg_ts;          /* last segment carrying data/SYN/FIN (for OOO) */
     int64_t last_syn_ts, first_synack_ts;
     int64_t first_alert_frame, first_alert_ts;   /* first segment that is one TLS alert record */
+    int64_t last_msg_frame, last_msg_ts;         /* last data segment that is neither an alert nor one
+                                                  * control-sized TLS record (eng_tls_control_segment: 1) */
+    int64_t last_msg12_frame, last_msg12_ts;     /* the same with TLS 1.2 AES-GCM's sizes (2) */
     uint32_t isn, nextseq, last_ack, fin_seq;
     uint32_t retransmissions, out_of_order, lost_segments, ack_unseen, keepalives,
              zero_windows, dup_acks, syn_pkts, synack_pkts, fin_pkts, rst_pkts,
@@ -348,6 +351,7 @@ typedef struct { int code; Py_ssize_t consumed; Py_ssize_t rows; int64_t err_off
 int eng_track_tcp(Engine *e, ippkt_t *ip, int64_t ts, pkt_t *out, int *emitted);
 int eng_cmp_key40(const void *a, const void *b);
 /* app.c */
+int eng_tls_control_segment(const uint8_t *p, uint32_t captured, uint32_t payload_len);
 int eng_is_tls_alert_segment(const uint8_t *p, uint32_t captured, uint32_t payload_len);
 int eng_app_segment(Engine *e, stream_t *s, dir_t *me, int dir, uint32_t seq, const uint8_t *pl,
                     uint32_t captured, uint32_t payload_len, int64_t frame, int64_t ts, int flags);

@@ -361,6 +361,9 @@ int eng_track_tcp(Engine *e, ippkt_t *ip, int64_t ts, pkt_t *out, int *emitted) 
             if (!me->first_alert_frame) { me->first_alert_frame = frame; me->first_alert_ts = ts; }
         } else {
             me->last_data_frame = frame; me->last_data_ts = ts;
+            int ctl = eng_tls_control_segment(t + doff, captured, payload_len);
+            if (ctl != 1) { me->last_msg_frame = frame; me->last_msg_ts = ts; }
+            if (ctl == 0) { me->last_msg12_frame = frame; me->last_msg12_ts = ts; }
         }
     }
     /* (a stream already handed over by app_tails_for gets nothing more: its late

@@ -72,6 +72,9 @@ class Analysis:
         self._http = http
         self._client_dir = connections["_client_dir"].to_numpy()
         self._options = options
+        #: the program's exceptions matched to connections (analyze(log=...); None without a log)
+        self.exceptions: pd.DataFrame | None = None
+        self.log_sources: list[str] = []
 
     @property
     def transitions(self) -> pd.DataFrame:
@@ -247,7 +250,8 @@ def analyze(path, *, verify_checksums: bool = False,
             progress: Callable[[int], None] | None = None, strict: bool = False,
             split: str = "wireshark", layers: str = "all", jobs: int | None = None,
             client=None, tables: str = "all", max_packets: int | None = None,
-            since=None, until=None, connection_budget: int = 0, keylog=None) -> Analysis:
+            since=None, until=None, connection_budget: int = 0, keylog=None, log=None,
+            log_tz=None) -> Analysis:
     """Analyse one capture (pcap, pcapng, optionally gzip-compressed; '-' = stdin), or
     several as one: a list of paths, a directory or a glob pattern (rotated captures,
     `tcpdump -C/-G/-W`). Several files are read in the order of their first timestamp
@@ -300,14 +304,29 @@ def analyze(path, *, verify_checksums: bool = False,
     `tls_decrypted` column says, per connection, what could not be). Secrets in the
     capture's own pcapng Decryption Secrets Blocks are used whether or not a key log
     is given. The environment's `$SSLKEYLOGFILE` is not read here (the CLI reads it).
+
+    `log`: the program's log or stderr (a path, or a list of them): the Python
+    exceptions in it (tracebacks, logged `RemoteDisconnected`s, urllib3's warnings) are
+    matched to the connections that explain them: `.exceptions` (one row each, with its
+    match and confidence) and the connections' `exceptions` column (see
+    pcapsense/correlate). `log_tz`: the zone of the log's timestamps that carry none
+    (a `datetime.tzinfo`, or text: 'UTC', '+02:00'; default: this machine's).
     """
     window = time_window(since, until)
     max_frames = frame_limit(max_packets)
+    logs = [log] if isinstance(log, (str, os.PathLike)) else list(log or ())
+    if logs:
+        from . import correlate
+        tz = correlate.parse_tz(log_tz) if isinstance(log_tz, str) or log_tz is None else log_tz
+        events = [(os.fspath(p), correlate.read_log(p, tz)) for p in logs]
     with memory.no_cyclic_gc():
-        return _analyze(path, verify_checksums=verify_checksums, progress=progress, strict=strict,
-                        split=split, layers=layers, jobs=jobs, client=client, tables=tables,
-                        window=window, max_frames=max_frames, connection_budget=connection_budget,
-                        keylog=keylog)
+        result = _analyze(path, verify_checksums=verify_checksums, progress=progress, strict=strict,
+                          split=split, layers=layers, jobs=jobs, client=client, tables=tables,
+                          window=window, max_frames=max_frames, connection_budget=connection_budget,
+                          keylog=keylog)
+    if logs:
+        correlate.attach(result, events, tz)
+    return result
 
 
 def frame_limit(max_packets) -> int:

@@ -41,6 +41,13 @@ KeylogOption = Annotated[Optional[list[Path]], typer.Option(
     "--keylog", metavar="FILE", help="TLS key log (SSLKEYLOGFILE format; repeat for several): the TLS connections whose "
     "secrets it holds are decrypted and their HTTP/1 and HTTP/2 read. Without --keylog, $SSLKEYLOGFILE is used when "
     "set (the report says so). Secrets in the capture's pcapng Decryption Secrets Blocks are always used.")]
+LogOption = Annotated[Optional[list[Path]], typer.Option(
+    "--log", metavar="FILE", help="The program's log or stderr (repeat for several): its Python exceptions "
+    "(RemoteDisconnected, ConnectionResetError, ReadTimeout, SSLError, 'Connection pool is full'...) are matched "
+    "to the connections that explain them and shown with the verdict. Analysed in one pass.")]
+LogTzOption = Annotated[Optional[str], typer.Option(
+    "--log-tz", metavar="ZONE", help="Zone of the log's timestamps that carry none (logging's default format): "
+    "UTC, +02:00, -0500. Default: this machine's.")]
 PassesOption = Annotated[int, typer.Option(
     "--passes", min=0, metavar="N", help="Read the capture N times, each pass tracking 1/N of the connections, so "
     "memory stays flat however large the capture (not with -f parquet or --scheduler). 0 (default): one pass per "
@@ -97,6 +104,8 @@ def analyze(
     until: UntilOption = None,
     passes: PassesOption = 0,
     keylog: KeylogOption = None,
+    log: LogOption = None,
+    log_tz: LogTzOption = None,
 ):
     """Analyse one capture and report every TCP connection's ending."""
     err = Console(stderr=True, highlight=False)
@@ -106,8 +115,9 @@ def analyze(
     tables = "all" if html is not None or format is Format.parquet else "connections"
     target = capture if len(capture) > 1 else capture[0]
     layers = "tcp" if tcp_only else "all"
-    n_passes = 1 if format is Format.parquet or scheduler else _passes(target, passes)
-    budget = 0 if format is Format.parquet else _budget(target, passes, scheduler)
+    n_passes = 1 if format is Format.parquet or scheduler or log else _passes(target, passes)
+    budget = 0 if format is Format.parquet or log else _budget(target, passes, scheduler)
+    logs = _read_logs(log, log_tz)
     while True:
         try:
             if n_passes > 1:
@@ -129,9 +139,14 @@ def analyze(
             break
         except TooManyConnections as exc:
             n_passes = _more_passes(exc, budget, jobs, n_passes, quiet)
+    if logs:
+        from . import correlate
+        correlate.attach(result, logs[0], logs[1])
     if not no_redact:
+        from .render.exceptions import redacted
         from .render.redact import redact_frame
         result.connections = redact_frame(result.connections)
+        result.exceptions = redacted(result.exceptions)
     if html is not None:
         _write_html(result, html, redact=not no_redact, quiet=quiet)
     _emit(result, format, output, redact=not no_redact, limit=limit, quiet=quiet, wanted=wanted)
@@ -212,13 +227,16 @@ def report(
     until: UntilOption = None,
     passes: PassesOption = 0,
     keylog: KeylogOption = None,
+    log: LogOption = None,
+    log_tz: LogTzOption = None,
 ):
     """Write a self-contained HTML report of one capture (to attach to a ticket)."""
     err = Console(stderr=True, highlight=False)
     if output is None:
         output = Path("pcapsense-report.html" if capture == "-" else Path(capture).name + ".html")
-    n_passes = 1 if scheduler else _passes(capture, passes)
-    budget = _budget(capture, passes, scheduler)
+    n_passes = 1 if scheduler or log else _passes(capture, passes)
+    budget = 0 if log else _budget(capture, passes, scheduler)
+    logs = _read_logs(log, log_tz)
     while True:
         try:
             if n_passes > 1:
@@ -239,6 +257,9 @@ def report(
             break
         except TooManyConnections as exc:
             n_passes = _more_passes(exc, budget, jobs, n_passes, quiet)
+    if logs:
+        from . import correlate
+        correlate.attach(result, logs[0], logs[1])
     if not no_redact:
         from .render.redact import redact_frame
         result.connections = redact_frame(result.connections)
@@ -270,6 +291,20 @@ def _keylog(paths: Optional[list[Path]]):
         from .app.keylog import ENV_SOURCE
         return [ENV_SOURCE + os.path.expandvars(env)]
     return None
+
+
+def _read_logs(paths: Optional[list[Path]], tz_text: Optional[str]):
+    """(the exceptions of each --log, the zone) or None; a one-line error (exit 2) for a
+    log that cannot be read or a zone that is not one."""
+    if not paths:
+        return None
+    from . import correlate
+    try:
+        tz = correlate.parse_tz(tz_text)
+        return [(str(p), correlate.read_log(p, tz)) for p in paths], tz
+    except (ValueError, correlate.LogError) as exc:
+        _stderr(f"pcapsense: error: {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT)
 
 
 def _passes(capture, passes: int) -> int:
@@ -449,6 +484,9 @@ def _progress(capture, quiet: bool, err: Console, scale: int = 1):
         prog.update(task, completed=pos)
         prog.refresh()
     return update, prog.stop
+
+
+from . import cli_live  # noqa: E402,F401  (registers record and watch on app)
 
 
 def main():

@@ -309,7 +309,20 @@ def context(analysis, *, redact: bool = True, max_cards: int = MAX_CARDS, charts
         "cards": cards, "cards_left_out": len(bad) - len(chosen), "max_cards": max_cards,
         "ladder_unavailable": bool(len(chosen)) and not pks,
         "redacted": redact, "colors": plots.CAUSE_COLORS,
+        "exceptions": _exceptions(analysis, df, redact),
     }
+
+
+def _exceptions(analysis, df, redact: bool):
+    """The program's exceptions (--log, record): None without a log."""
+    ex = getattr(analysis, "exceptions", None)
+    if ex is None:
+        return None
+    from .exceptions import lines, redacted, summary
+    if redact:
+        ex = redacted(ex)
+    return {"summary": _s(summary(ex, getattr(analysis, "log_sources", [])), redact),
+            "lines": [{"match": m, "text": _s(t, redact)} for m, t in lines(ex, df)]}
 
 
 def _rows(analysis, df: pd.DataFrame, labels, redact: bool) -> pd.DataFrame:

@@ -153,7 +153,11 @@ def write(analysis, fh, chunk_rows: int = CHUNK_ROWS) -> None:
     per row: see _jsonrows.c), `chunk_rows` rows at a time: memory follows the chunk,
     not the capture."""
     write_head(analysis, fh)
-    write_records(fh, record_blocks(analysis.connections, RECORD_SEP, chunk_rows))
+    ex = getattr(analysis, "exceptions", None)
+    if ex is not None:
+        from .exceptions import records
+        ex = records(ex)
+    write_records(fh, record_blocks(analysis.connections, RECORD_SEP, chunk_rows), ex)
 
 
 def write_head(analysis, fh) -> None:
@@ -179,16 +183,20 @@ def _write_block(fh, sep: bytes, block: bytes) -> None:
         fh.write(sep.decode() + block.decode())
 
 
-def write_records(fh, blocks) -> None:
+def write_records(fh, blocks, exceptions: list | None = None) -> None:
     """The rest of the document after write_head: the connections' JSON objects
-    (`blocks`: bytes of one or more objects joined by RECORD_SEP, in table order), then
-    the end."""
+    (`blocks`: bytes of one or more objects joined by RECORD_SEP, in table order), the
+    program's `exceptions` when a log was read (render/exceptions.records), then the end."""
     first = True
     for block in blocks:
         if block:
             _write_block(fh, b"\n  " if first else RECORD_SEP, block)
             first = False
-    fh.write("]\n}\n" if first else "\n ]\n}\n")
+    fh.write("]" if first else "\n ]")
+    if exceptions is not None:
+        body = ",\n  ".join(json.dumps(e, ensure_ascii=False) for e in exceptions)
+        fh.write(',\n "exceptions": [' + (f"\n  {body}\n ]" if exceptions else "]"))
+    fh.write("\n}\n")
 
 
 def record_blocks(conns: pd.DataFrame, sep: bytes = b"\n", chunk_rows: int = CHUNK_ROWS):

@@ -120,6 +120,19 @@ def render(analysis, *, redact: bool = True, top: int = 10) -> str:
         streams = " ".join(str(s) for s in g["stream"].sort_values().head(20))
         out.append(f"  - Wireshark: `tcp.stream in {{{streams}}}`" + (" (first 20)" if len(g) > 20 else ""))
     out.append("")
+    ex = getattr(analysis, "exceptions", None)
+    if ex is not None:
+        from .exceptions import lines, redacted, summary
+        if redact:
+            ex = redacted(ex)
+        out.append("#### Your program's errors")
+        out.append("")
+        out.append(esc(summary(ex, getattr(analysis, "log_sources", [])), redact, 400) + ".")
+        out.append("")
+        for match, text in lines(ex, df):
+            out.append(f"- {'**' if match == 'explained' else ''}{esc(text, redact, 500)}"
+                       f"{'**' if match == 'explained' else ''}")
+        out.append("")
     out.append("#### Servers")
     out.append("")
     out.append("| server | host / SNI | connections | abnormal | causes | keep-alive timeout | peak concurrency |")

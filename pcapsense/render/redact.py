@@ -27,6 +27,20 @@ def redact_text(s: str | None) -> str | None:
     return USERINFO.sub(r"\1REDACTED@", s)
 
 
+#: credentials a log line may carry beside an exception (headers, keys as arguments)
+LOG_SECRETS = re.compile(
+    r"(?i)((?:authorization|proxy-authorization|cookie|set-cookie|x-api-key|api[_-]?key|apikey|"
+    r"access[_-]?token|password|passwd|secret|token)['\"]?\s*[:=]\s*['\"]?)"
+    r"(?:(?:bearer|basic|token)\s+)?[^'\"\s,;&}]+")
+
+
+def redact_log_text(s: str | None) -> str | None:
+    """redact_text, and the header and key=value credentials a log line may hold."""
+    if s is None or not isinstance(s, str):
+        return s
+    return redact_text(LOG_SECRETS.sub(r"\1REDACTED", s))
+
+
 def redact_frame(df: pd.DataFrame, columns=COLUMNS) -> pd.DataFrame:
     """`df` with the credentials in its text `columns` redacted (redact_column). The
     other columns are shared with `df`, not copied (a deep copy cost the CLI 37 MiB of

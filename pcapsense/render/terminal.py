@@ -155,6 +155,7 @@ def render(analysis, console: Console, *, limit: int = 50) -> None:
     if not len(df):
         return
     _verdict(df, console)
+    _exceptions(analysis, console)
     order = _row_order(df)
     # only the columns the table reads: itertuples makes every row of every column
     # (150), 20 ms for the table of a small capture
@@ -184,6 +185,19 @@ def render(analysis, console: Console, *, limit: int = 50) -> None:
     if n_abn:
         first = df["wireshark_filter"].iloc[order[0]]
         console.print(Text(f"  Inspect in Wireshark: {first}", style="dim"))
+
+
+def _exceptions(analysis, console: Console) -> None:
+    """The program's exceptions and the connections that explain them (--log, record)."""
+    ex = getattr(analysis, "exceptions", None)
+    if ex is None:
+        return
+    from .exceptions import lines, summary
+    console.print(Text("Your program's errors", style="bold") + Text(": ") +
+                  safe(summary(ex, getattr(analysis, "log_sources", []))), soft_wrap=True)
+    for match, text in lines(ex, analysis.connections):
+        style = {"explained": "red", "nearest": "yellow"}.get(match)
+        console.print(Text("  ") + Text(_CTRL.sub("?", text), style=style), soft_wrap=True)
 
 
 #: the columns of the connections table's rows (render)

@@ -36,8 +36,10 @@ def record(
     no_redact: Annotated[bool, typer.Option("--no-redact", help="Keep credentials in the reports.")] = False,
     limit: Annotated[int, typer.Option("--limit", help="Rows in the terminal table.")] = 20,
 ):
-    """Capture while COMMAND runs (with SSLKEYLOGFILE set), then say why its connections
-    ended and which of its exceptions each one explains. Exit code: COMMAND's."""
+    """Capture while COMMAND runs, then say why its connections ended and which exception each explains.
+
+    SSLKEYLOGFILE is set for COMMAND, so its TLS keys are embedded in DIR/capture.pcapng.
+    Exit code: COMMAND's (128 + N when signal N ended it); 2 when the capture cannot start."""
     from . import correlate
     from .analysis import analyze as run_analysis
     from .capture.reader import CaptureError
@@ -115,9 +117,10 @@ def watch(
     quiet_windows: Annotated[bool, typer.Option("--quiet-windows", help="Print only the windows with an "
                                                 "abnormal ending.")] = False,
 ):
-    """Watch a running capture: every interval, the abnormal endings since the last one,
-    by server and cause, with the inferred keep-alive timeouts; memory stays bounded
-    however long it runs. Ctrl-C prints the summary of the whole run."""
+    """Watch a running capture: every interval, the abnormal endings by server and cause.
+
+    With the inferred keep-alive timeouts; memory stays bounded however long it runs.
+    Ctrl-C prints the summary of the whole run."""
     import queue
     import threading
     import time as _time

@@ -213,8 +213,10 @@ class Scanner:
             if self._tb is not None and self._tb_excs and not self._chained:
                 self._flush()
             if self._tb is None:
-                if self.events and self.events[-1].line == self.lineno - 1 and self._marker_event:
-                    self.events.pop()         # (the log line that introduced this traceback)
+                # (a log line naming the exception just before: the traceback is the same
+                # event, told again; dropped when the traceback's kind is the same)
+                self._intro = self.events[-1] if self.events and self.events[-1].line == self.lineno - 1 \
+                    and self._marker_event else None
                 self._tb, self._tb_ts, self._tb_excs = [], self._ts, []
             self._in_frames, self._chained = True, False
             self._tb.append(line)
@@ -257,13 +259,17 @@ class Scanner:
     _chained = False
     _exc_line = 0
     _marker_event = False
+    _intro = None
 
     def _flush(self) -> None:
         if self._tb is not None and self._tb_excs:
             text = "\n".join(self._tb)
             name, msg = self._tb_excs[-1]
             self._emit(self._tb_excs, text, self._exc_line, self._tb_ts, message=msg, exc=name)
+            if self._intro is not None and self._intro.kind == self.events[-1].kind:
+                self.events.remove(self._intro)
             self._marker_event = False
+        self._intro = None
         self._tb, self._tb_excs, self._in_frames, self._chained = None, [], False, False
 
     def _emit(self, excs, text, lineno, ts, *, message: str, exc: str | None = None) -> None:

@@ -68,8 +68,7 @@ def record(
         _stderr(f"pcapsense record: error: cannot analyse {rec.capture}: {exc}")
         raise typer.Exit(code)
     name = shlex.join(command)
-    correlate.attach(result, [(f"stderr of {name}", correlate.scan_lines(rec.stderr_lines)),
-                              (f"stdout of {name}", correlate.scan_lines(rec.stdout_lines))])
+    correlate.attach(result, [(f"stderr of {name}", rec.stderr_events), (f"stdout of {name}", rec.stdout_events)])
     if not no_redact:
         result.connections = redact_frame(result.connections)
         result.exceptions = redacted(result.exceptions)

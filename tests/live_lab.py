@@ -115,7 +115,50 @@ sys.exit(10 + failed)
 '''
 
 
-def client_script(dirpath: Path) -> Path:
-    p = dirpath / "client.py"
-    p.write_text(CLIENT)
+HTTPX_CLIENT = r'''
+import logging, sys, time, httpx
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+base, rounds = sys.argv[1], int(sys.argv[2])
+failed = 0
+with httpx.Client() as c:
+    for i in range(rounds):
+        try:
+            print(c.get(base + "/a").status_code, flush=True)
+            print(c.get(base + "/b").status_code, flush=True)
+        except Exception:
+            failed += 1
+            logging.exception("round %d failed", i)
+        time.sleep(0.15)
+sys.exit(10 + failed)
+'''
+
+# aiohttp retries an idempotent request on a new connection by itself (field notes): the
+# request the server drops is a POST, which it does not retry
+AIOHTTP_CLIENT = r'''
+import asyncio, logging, sys, aiohttp
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+base, rounds = sys.argv[1], int(sys.argv[2])
+async def main():
+    failed = 0
+    async with aiohttp.ClientSession() as s:
+        for i in range(rounds):
+            try:
+                async with s.get(base + "/a") as r:
+                    print(r.status, await r.text(), flush=True)
+                async with s.post(base + "/b", data=b"") as r:
+                    print(r.status, flush=True)
+            except Exception:
+                failed += 1
+                logging.exception("round %d failed", i)
+            await asyncio.sleep(0.15)
+    return failed
+sys.exit(10 + asyncio.run(main()))
+'''
+
+CLIENTS = {"requests": CLIENT, "httpx": HTTPX_CLIENT, "aiohttp": AIOHTTP_CLIENT}
+
+
+def client_script(dirpath: Path, library: str = "requests") -> Path:
+    p = dirpath / f"client_{library}.py"
+    p.write_text(CLIENTS[library])
     return p

@@ -182,6 +182,23 @@ def test_record_finds_the_cause_and_matches_the_clients_exceptions(tmp_path):
 
 
 @needs_capture
+@pytest.mark.parametrize("library,exception", [("httpx", "RemoteProtocolError"),
+                                               ("aiohttp", "ServerDisconnectedError")])
+def test_record_matches_httpx_and_aiohttp_exceptions(tmp_path, library, exception):
+    srv = live_lab.Server()
+    try:
+        client = live_lab.client_script(tmp_path, library)
+        r = _record(tmp_path, "-f", f"tcp port {srv.port}", "--no-html", "--",
+                    sys.executable, str(client), f"http://127.0.0.1:{srv.port}", "2")
+    finally:
+        srv.close()
+    assert r.returncode == 12, r.stdout[-2000:] + r.stderr[-3000:]
+    assert exception in r.stderr
+    assert "2 explained by a connection" in r.stdout, r.stdout
+    assert "request-rejected" in r.stdout
+
+
+@needs_capture
 def test_record_over_tls_embeds_the_keys_and_decrypts(tmp_path, tshark):
     crt, key = live_lab.make_cert(tmp_path)
     srv = live_lab.Server(tls=(crt, key))
@@ -331,6 +348,23 @@ def test_watch_reads_a_stream_on_stdin_and_fails_on_a_cause(tmp_path):
     assert r.returncode == 0
     summary = [ln for ln in r.stdout.splitlines() if ln.startswith("pcapsense watch:")][-1]
     assert f"{int(whole['abnormal'].sum())} abnormal" in summary, r.stdout
+
+
+def test_watch_prints_the_summary_on_ctrl_c(tmp_path):
+    """Ctrl-C (SIGINT) while the stream is still open: the summary of the run, exit 0."""
+    src = ROOT / "sample_pcaps" / "captures" / "la-keepalive-race-httpclient.pcap"
+    whole = pcapsense.analyze(src).connections
+    p = subprocess.Popen(PCAPSENSE + ["watch", "-", "--every", "300ms"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdin.write(src.read_bytes())
+    p.stdin.flush()                       # (the stream stays open: a live capture)
+    time.sleep(3)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    summary = [ln for ln in out.decode().splitlines() if ln.startswith("pcapsense watch:")][-1]
+    assert f"{int(whole['abnormal'].sum())} abnormal" in summary
+    assert b"Traceback" not in err
 
 
 def test_watch_on_a_stream_that_is_not_a_capture_is_a_one_line_error(tmp_path):

@@ -51,16 +51,6 @@ def read_log(path, tz: dt.tzinfo | None = None) -> list[LogException]:
     return sc.events
 
 
-def scan_lines(lines, tz: dt.tzinfo | None = None) -> list[LogException]:
-    """The exceptions in (line, arrival UTC ns) pairs (`pcapsense record`'s output):
-    timed by their arrival."""
-    sc = Scanner(tz, prefer_arrival=True)
-    for line, ns in lines:
-        sc.feed(line, ns)
-    sc.close()
-    return sc.events
-
-
 def attach(analysis, logs: list[tuple[str, list[LogException]]], tz: dt.tzinfo | None = None) -> None:
     """Match every log's exceptions to `analysis.connections`: sets `analysis.exceptions`
     and the connections' `exceptions` column (text: "HH:MM:SS.mmm Name; ...")."""

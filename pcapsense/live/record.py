@@ -148,12 +148,14 @@ def _why(tool: str, iface: str, messages: list[str]) -> str:
 
 class _Tee(threading.Thread):
     """One of the command's output streams: to our own, and into `log` with each line's
-    arrival time (UTC, ISO 8601 prefix) and kept for the exception scanner."""
+    arrival time (UTC, ISO 8601 prefix), and through the exception scanner (only its
+    events are kept: a command that prints for hours costs no memory here)."""
 
     def __init__(self, src, dst, log_path: Path):
         super().__init__(daemon=True)
+        from ..correlate.logscan import Scanner
         self.src, self.dst, self.log_path = src, dst, log_path
-        self.lines: list[tuple[str, int]] = []
+        self.scanner = Scanner(prefer_arrival=True)
 
     def run(self) -> None:
         with open(self.log_path, "w", encoding="utf-8") as log:
@@ -168,7 +170,8 @@ class _Tee(threading.Thread):
                 stamp = dt.datetime.fromtimestamp(now / 1e9, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
                 log.write(f"{stamp} {line}\n")
                 log.flush()
-                self.lines.append((line, now))
+                self.scanner.feed(line, now)
+        self.scanner.close()
 
 
 @dataclass
@@ -181,8 +184,8 @@ class Recording:
     packets: int
     keys_embedded: bool
     keys_file: Path | None
-    stdout_lines: list[tuple[str, int]]
-    stderr_lines: list[tuple[str, int]]
+    stdout_events: list        # the exceptions in the command's stdout (correlate.LogException)
+    stderr_events: list
     capture_messages: list[str]
 
 
@@ -285,7 +288,8 @@ def _record(command, exe, iface, bpf, outdir: Path, keep_keys, linger_s, on_list
     else:
         keyfile.unlink(missing_ok=True)
     exit_code = code if code >= 0 else 128 - code
-    return Recording(exit_code, outdir, final, packets, bool(keys), kept, out_t.lines, err_t.lines, cap.messages)
+    return Recording(exit_code, outdir, final, packets, bool(keys), kept, out_t.scanner.events,
+                     err_t.scanner.events, cap.messages)
 
 
 def _from_terminal() -> bool:

@@ -21,8 +21,43 @@ from . import classify, memory, parallel
 from .tcp import connections as conn_table
 from .tcp.state import Kind
 
-LINKTYPE_NAMES = {0: "NULL", 1: "EN10MB", 12: "RAW", 14: "RAW", 101: "RAW", 108: "LOOP",
-                  113: "LINUX_SLL", 228: "IPV4", 229: "IPV6", 276: "LINUX_SLL2"}
+#: link-layer header types by their LINKTYPE_ names (tcpdump.org/linktypes.html); the
+#: ones pcapsense reads are READ_LINKTYPES
+LINKTYPE_NAMES = {
+    0: "NULL", 1: "EN10MB", 3: "AX25", 6: "IEEE802_5", 7: "ARCNET_BSD", 8: "SLIP", 9: "PPP", 10: "FDDI",
+    12: "RAW", 14: "RAW", 50: "PPP_HDLC", 51: "PPP_ETHER", 100: "ATM_RFC1483", 101: "RAW", 104: "C_HDLC",
+    105: "IEEE802_11", 107: "FRELAY", 108: "LOOP", 113: "LINUX_SLL", 114: "LTALK", 117: "PFLOG",
+    119: "IEEE802_11_PRISM", 122: "IP_OVER_FC", 123: "SUNATM", 127: "IEEE802_11_RADIOTAP", 129: "ARCNET_LINUX",
+    138: "APPLE_IP_OVER_IEEE1394", 139: "MTP2_WITH_PHDR", 140: "MTP2", 141: "MTP3", 142: "SCCP",
+    143: "DOCSIS", 144: "LINUX_IRDA", 161: "USER0", 163: "IEEE802_11_AVS", 165: "BACNET_MS_TP",
+    166: "PPP_PPPD", 169: "GPRS_LLC", 177: "LINUX_LAPD", 178: "JUNIPER_ETHER", 187: "BLUETOOTH_HCI_H4",
+    189: "USB_LINUX", 192: "PPI", 195: "IEEE802_15_4_WITHFCS", 196: "SITA", 197: "ERF", 201: "BLUETOOTH_HCI_H4_WITH_PHDR",
+    202: "AX25_KISS", 203: "LAPD", 204: "PPP_WITH_DIR", 205: "C_HDLC_WITH_DIR", 206: "FRELAY_WITH_DIR",
+    209: "IPMB_LINUX", 215: "IEEE802_15_4_NONASK_PHY", 220: "USB_LINUX_MMAPPED", 224: "FC_2",
+    225: "FC_2_WITH_FRAME_DELIMS", 226: "IPNET", 227: "CAN_SOCKETCAN", 228: "IPV4", 229: "IPV6",
+    230: "IEEE802_15_4_NOFCS", 231: "DBUS", 235: "DVB_CI", 236: "MUX27010", 237: "STANAG_5066_D_PDU",
+    239: "NFLOG", 240: "NETANALYZER", 241: "NETANALYZER_TRANSPARENT", 242: "IPOIB", 243: "MPEG_2_TS",
+    244: "NG40", 245: "NFC_LLCP", 247: "INFINIBAND", 248: "SCTP", 249: "USBPCAP", 250: "RTAC_SERIAL",
+    251: "BLUETOOTH_LE_LL", 252: "WIRESHARK_UPPER_PDU", 253: "NETLINK", 254: "BLUETOOTH_LINUX_MONITOR",
+    255: "BLUETOOTH_BREDR_BB", 256: "BLUETOOTH_LE_LL_WITH_PHDR", 257: "PROFIBUS_DL", 258: "PKTAP",
+    259: "EPON", 260: "IPMI_HPM_2", 261: "ZWAVE_R1_R2", 262: "ZWAVE_R3", 263: "WATTSTOPPER_DLM",
+    264: "ISO_14443", 265: "RDS", 266: "USB_DARWIN", 268: "SDLC", 270: "LORATAP", 271: "VSOCK",
+    272: "NORDIC_BLE", 273: "DOCSIS31_XRA31", 274: "ETHERNET_MPACKET", 275: "DISPLAYPORT_AUX",
+    276: "LINUX_SLL2", 278: "OPENVIZSLA", 279: "EBHSCR", 280: "VPP_DISPATCH", 281: "DSA_TAG_BRCM",
+    282: "DSA_TAG_BRCM_PREPEND", 283: "IEEE802_15_4_TAP", 284: "DSA_TAG_DSA", 285: "DSA_TAG_EDSA",
+    286: "ELEE", 287: "Z_WAVE_SERIAL", 288: "USB_2_0", 289: "ATSC_ALP", 290: "ETW", 292: "ZBOSS_NCP",
+    293: "USB_2_0_LOW_SPEED", 294: "USB_2_0_FULL_SPEED", 295: "USB_2_0_HIGH_SPEED", 296: "AUERSWALD_LOG",
+    297: "ZWAVE_TAP", 298: "SILABS_DEBUG_CHANNEL", 299: "FIRA_UCI", 300: "MDB", 301: "DECT_NR",
+}
+READ_LINKTYPES = {0, 1, 9, 12, 14, 50, 101, 104, 105, 108, 113, 127, 166, 192, 204, 205, 228, 229, 242, 276}
+ODD_HEADER = ((1, "its pcap version is not 2.4 (libpcap refuses it); read as 2.4"),
+              (2, "a pcapng section's version is not 1.0 (libpcap refuses it); read as 1.0"),
+              (4, "reserved bits are set in its pcap link-type field; the link type was read from the low 16 bits"),
+              (8, "its pcap link-type field says every frame ends with an FCS (frame check sequence)"))
+
+
+def linktype_name(x: int) -> str:
+    return LINKTYPE_NAMES.get(x, f"LINKTYPE_{x}")
 
 
 @dataclass
@@ -489,10 +524,20 @@ def capture_facts(part: parallel.Partial, opts: parallel.Options, files: list[st
     if bad and not opts.verify_checksums:
         warnings.append(f"{bad} TCP packets have bad checksums (usual for captures taken on the "
                         f"sending host with checksum offload); analysed anyway, --verify-checksums to drop them")
-    for key, what in (("unsupported_link_packets", "frames of an unsupported link type were skipped"),
-                      ("undecodable_packets", "frames could not be decoded (malformed or cut headers)")):
-        if counters[key]:
-            warnings.append(f"{counters[key]} {what}")
+    if counters.get("unsupported_link_packets"):
+        other = [x for x in counters["link_types"] if x not in READ_LINKTYPES]
+        kind = (f"link type {linktype_name(other[0])} ({other[0]}), which pcapsense does not read,"
+                if len(other) == 1 else "a link type pcapsense does not read" +
+                (f" ({', '.join(f'{linktype_name(x)} ({x})' for x in other)})" if other else ""))
+        warnings.append(f"{counters['unsupported_link_packets']} frames of {kind} were skipped")
+    if counters.get("undecodable_packets"):
+        warnings.append(f"{counters['undecodable_packets']} frames could not be decoded (malformed or cut headers)")
+    if counters.get("opaque_ipsec_packets"):
+        warnings.append(f"{counters['opaque_ipsec_packets']} IPsec ESP or IPComp packets: encrypted or compressed, "
+                        f"the TCP inside them is not read")
+    for bit, what in ODD_HEADER:
+        if counters.get("odd_header", 0) & bit:
+            warnings.append(f"the capture is unusual: {what}")
     first = pd.Timestamp(counters["first_ts_ns"], unit="ns", tz="UTC") if counters["frames"] else None
     last = pd.Timestamp(counters["last_ts_ns"], unit="ns", tz="UTC") if counters["frames"] else None
     cap = Capture(
@@ -500,7 +545,7 @@ def capture_facts(part: parallel.Partial, opts: parallel.Options, files: list[st
         format=",".join(sorted(part.formats)),
         compressed=res.compressed,
         file_bytes=res.file_bytes,
-        link_types=[LINKTYPE_NAMES.get(x, f"LINKTYPE_{x}") for x in counters["link_types"]],
+        link_types=[linktype_name(x) for x in counters["link_types"]],
         frames=counters["frames"],
         tcp_packets=counters["tcp_packets"],
         non_tcp_packets=counters["frames"] - counters["tcp_packets"],

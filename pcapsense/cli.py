@@ -193,7 +193,7 @@ def _emit(result, format: "Format", output: Optional[Path], *, redact: bool, lim
             if not con.is_terminal:
                 con = Console(highlight=False, width=160)
             terminal.render(result, con, limit=limit)
-    if result.capture.error and not quiet:
+    if result.capture.error:                  # (-q drops progress and warnings, never the error line)
         _stderr(f"pcapsense: error: {result.capture.error}")
     elif format is not Format.terminal and not quiet:
         for w in result.capture.warnings:
@@ -247,8 +247,7 @@ def report(
                                       max_packets=max_packets, since=since, until=until, connection_budget=budget,
                                       keylog=_keylog(keylog))
                 if result.capture.error:
-                    if not quiet:
-                        _stderr(f"pcapsense: error: {result.capture.error}")
+                    _stderr(f"pcapsense: error: {result.capture.error}")
                     raise typer.Exit(EXIT_BAD_INPUT)
                 return
             result = _run(capture, quiet, err, verify_checksums=verify_checksums, strict=strict, jobs=jobs,
@@ -265,8 +264,7 @@ def report(
         result.connections = redact_frame(result.connections)
     _write_html(result, output, redact=not no_redact, quiet=quiet, max_cards=max_cards)
     if result.capture.error:
-        if not quiet:
-            _stderr(f"pcapsense: error: {result.capture.error}")
+        _stderr(f"pcapsense: error: {result.capture.error}")
         raise typer.Exit(EXIT_BAD_INPUT)
 
 

@@ -41,7 +41,8 @@ def capture_dict(analysis) -> dict[str, Any]:
         "truncated": c.truncated,
         "error": c.error,
         "warnings": c.warnings,
-        "counters": {k: v for k, v in c.counters.items() if k not in ("format", "link_types", "pcap_nano")},
+        "counters": {k: v for k, v in c.counters.items() if k not in ("format", "link_types", "pcap_nano",
+                                                                       "odd_header")},
         **({"tls_keys": c.tls_keys} if getattr(c, "tls_keys", None) is not None else {}),
     }
 

@@ -65,6 +65,12 @@ enum { K_SYN_OUT, K_SYNACK_OUT, K_SEG_OUT, K_FIN_OUT, K_FIN_CROSS_OUT, K_RST_OUT
 
 #define HIST_MAX 48
 
+/* Engine.odd_header bits: what libpcap refuses or flags, read anyway and said */
+#define ODD_PCAP_VERSION   1   /* a pcap version other than 2.4 */
+#define ODD_PCAPNG_VERSION 2   /* a pcapng section version other than 1.0 */
+#define ODD_LT_RESERVED    4   /* reserved bits set in the pcap link-type field */
+#define ODD_LT_FCS         8   /* the link-type field says frames end with an FCS */
+
 typedef struct {
     int64_t packets;
     int64_t payload_bytes;        /* sum of TCP segment lengths (retransmissions included) */
@@ -276,7 +282,9 @@ typedef struct {
     /* counters */
     int64_t c_tcp, c_ipv4, c_ipv6, c_non_ip, c_non_tcp, c_undecodable, c_fragments,
             c_tunnelled, c_bad_csum, c_unverified_csum, c_cut, c_unknown_blocks,
-            c_unsupported_link, c_sections, c_bytes;
+            c_unsupported_link, c_sections, c_bytes,
+            c_opaque;         /* ESP and IPComp packets (their TCP cannot be read) */
+    int odd_header;       /* ODD_*: what libpcap would refuse or flag in the file's headers */
     int64_t first_ts_seen, last_ts_seen;
     /* what to read: frames with ts_from <= ts < ts_to (the others are skipped and not
      * numbered, as if cut out by `editcap -A -B`), at most max_frames of them (0: all) */

@@ -4,9 +4,82 @@
 /* ------------------------------------------------------------------ layers */
 
 static int decode_ip(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *out, int *emitted);
+static int decode_ether(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *out, int *emitted);
 
-static int decode_ether(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *out,
-                        int *emitted) {
+/* an MPLS label stack, then IPv4/IPv6 or (a pseudowire's control word and) Ethernet */
+static int decode_mpls(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *out, int *emitted) {
+    size_t off = 0;
+    e->cur_tunnelled = 1;
+    for (;;) {
+        if (n < off + 4) { e->c_undecodable++; return 0; }
+        int bos = p[off + 2] & 1; off += 4;
+        if (bos) break;
+    }
+    if (n <= off) { e->c_undecodable++; return 0; }
+    int v = p[off] >> 4;
+    if (v == 4 || v == 6) return decode_ip(e, p + off, n - off, ts, out, emitted);
+    if (v == 0 && n >= off + 4 + 14 && e->tunnel_depth < 8) {
+        e->tunnel_depth++;
+        int r = decode_ether(e, p + off + 4, n - off - 4, ts, out, emitted);
+        e->tunnel_depth--;
+        return r;
+    }
+    e->c_non_ip++; return 0;
+}
+
+/* PPP (RFC 1661): an optional HDLC address/control (0xff 0x03; LINKTYPE_PPP_PPPD puts a
+ * direction byte, 0x00 or 0x01, where the address is), then the protocol: two bytes, or
+ * one when protocol-field compression made it odd (RFC 1661 6.5) */
+static int decode_ppp(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *out, int *emitted) {
+    size_t off = 0;
+    if (n >= 2 && (p[0] == 0xff || p[0] == 0x00 || p[0] == 0x01) && p[1] == 0x03) off = 2;
+    if (n <= off) { e->c_undecodable++; return 0; }
+    uint16_t proto;
+    if (p[off] & 1) { proto = p[off]; off += 1; }
+    else {
+        if (n < off + 2) { e->c_undecodable++; return 0; }
+        proto = rd16be(p + off); off += 2;
+    }
+    if (proto == 0x0021 || proto == 0x0057) return decode_ip(e, p + off, n - off, ts, out, emitted);
+    if (proto == 0x0281 || proto == 0x0283) return decode_mpls(e, p + off, n - off, ts, out, emitted);
+    e->c_non_ip++; return 0;
+}
+
+/* Cisco HDLC: address (0x0f unicast, 0x8f broadcast), control, an Ethernet type */
+static int decode_chdlc(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *out, int *emitted) {
+    if (n < 4) { e->c_undecodable++; return 0; }
+    uint16_t pr = rd16be(p + 2);
+    if (pr == 0x0800 || pr == 0x86dd) return decode_ip(e, p + 4, n - 4, ts, out, emitted);
+    if (pr == 0x8847 || pr == 0x8848) return decode_mpls(e, p + 4, n - 4, ts, out, emitted);
+    e->c_non_ip++; return 0;
+}
+
+/* IEEE 802.11 data frames (LINKTYPE_IEEE802_11, and inside radiotap and PPI): the MAC
+ * header (24 bytes, 30 with four addresses, + 2 of QoS control, + 4 of HT control), then
+ * LLC/SNAP and an Ethernet type. Protected (encrypted) frames and A-MSDUs are not read. */
+static int decode_80211(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *out, int *emitted) {
+    if (n < 24) { e->c_undecodable++; return 0; }
+    int type = (p[0] >> 2) & 3, subtype = (p[0] >> 4) & 0xf, flags = p[1];
+    if (type != 2 || (subtype & 0x4)) { e->c_non_ip++; return 0; }          /* not data, or null data */
+    if (flags & 0x40) { e->c_non_ip++; return 0; }                          /* protected */
+    size_t hl = 24;
+    if ((flags & 3) == 3) hl += 6;
+    if (subtype & 0x8) {
+        if (n < hl + 2) { e->c_undecodable++; return 0; }
+        if (p[hl] & 0x80) { e->c_non_ip++; return 0; }                      /* A-MSDU */
+        hl += 2;
+        if (flags & 0x80) hl += 4;
+    }
+    if (n < hl + 8) { e->c_undecodable++; return 0; }
+    const uint8_t *l = p + hl;
+    if (l[0] == 0xaa && l[1] == 0xaa && l[2] == 0x03) {
+        uint16_t pr = rd16be(l + 6);
+        if (pr == 0x0800 || pr == 0x86dd) return decode_ip(e, l + 8, n - hl - 8, ts, out, emitted);
+    }
+    e->c_non_ip++; return 0;
+}
+
+static int decode_ether(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *out, int *emitted) {
     if (n < 14 || e->tunnel_depth > 8) { e->c_undecodable++; return 0; }
     e->cur_mac = p + 6;
     uint16_t type = rd16be(p + 12);
@@ -16,6 +89,10 @@ static int decode_ether(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t
             if (n < off + 4) { e->c_undecodable++; return 0; }
             e->cur_tunnelled = 1;
             type = rd16be(p + off + 2); off += 4;
+        } else if (type == 0x893f) {               /* 802.1BR E-Tag: 6 bytes of tag */
+            if (n < off + 8) { e->c_undecodable++; return 0; }
+            e->cur_tunnelled = 1;
+            type = rd16be(p + off + 6); off += 8;
         } else if (type == 0x88e7) {               /* PBB: I-TAG then a whole frame */
             if (n < off + 4 + 14) { e->c_undecodable++; return 0; }
             e->cur_tunnelled = 1;
@@ -32,31 +109,12 @@ static int decode_ether(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t
             return r;
         } else break;
     }
-    if (type == 0x8847 || type == 0x8848) {         /* MPLS label stack */
+    if (type == 0x8847 || type == 0x8848)           /* MPLS label stack */
+        return decode_mpls(e, p + off, n - off, ts, out, emitted);
+    if (type == 0x8864) {                           /* PPPoE session: 6 bytes, then PPP */
+        if (n < off + 7) { e->c_undecodable++; return 0; }
         e->cur_tunnelled = 1;
-        for (;;) {
-            if (n < off + 4) { e->c_undecodable++; return 0; }
-            int bos = p[off + 2] & 1; off += 4;
-            if (bos) break;
-        }
-        if (n <= off) { e->c_undecodable++; return 0; }
-        int v = p[off] >> 4;
-        if (v == 4 || v == 6) return decode_ip(e, p + off, n - off, ts, out, emitted);
-        /* pseudowire with control word then Ethernet */
-        if (v == 0 && n >= off + 4 + 14) {
-            e->tunnel_depth++;
-            int r = decode_ether(e, p + off + 4, n - off - 4, ts, out, emitted);
-            e->tunnel_depth--;
-            return r;
-        }
-        e->c_non_ip++; return 0;
-    }
-    if (type == 0x8864) {                           /* PPPoE session */
-        if (n < off + 8) { e->c_undecodable++; return 0; }
-        e->cur_tunnelled = 1;
-        uint16_t proto = rd16be(p + off + 6);
-        if (proto == 0x0021 || proto == 0x0057) return decode_ip(e, p + off + 8, n - off - 8, ts, out, emitted);
-        e->c_non_ip++; return 0;
+        return decode_ppp(e, p + off + 6, n - off - 6, ts, out, emitted);
     }
     if (type == 0x0800 || type == 0x86dd) return decode_ip(e, p + off, n - off, ts, out, emitted);
     e->c_non_ip++;
@@ -74,6 +132,16 @@ static int decode_udp_tunnel(Engine *e, const uint8_t *u, size_t n, int64_t ts, 
     int r = 1;
     if ((dp == 4789 || sp == 4789) && m >= 8 + 14 && (p[0] & 0x08)) {          /* VXLAN */
         r = decode_ether(e, p + 8, m - 8, ts, out, emitted);
+    } else if ((dp == 1701 || sp == 1701) && m >= 6 && (p[1] & 0x0f) == 2) {   /* L2TPv2 */
+        uint16_t fl = rd16be(p);
+        if (!(fl & 0x8000)) {                                                   /* data, not control */
+            size_t off = 2;
+            if (fl & 0x4000) off += 2;                                          /* length */
+            off += 4;                                                           /* tunnel, session */
+            if (fl & 0x0800) off += 4;                                          /* Ns, Nr */
+            if (fl & 0x0200) { if (m < off + 2) goto out; off += 2 + rd16be(p + off); }   /* offset */
+            if (m > off) r = decode_ppp(e, p + off, m - off, ts, out, emitted);
+        }
     } else if ((dp == 6081 || sp == 6081) && m >= 8) {                          /* Geneve */
         size_t hl = 8 + (size_t)(p[0] & 0x3f) * 4;
         uint16_t pt = rd16be(p + 2);
@@ -156,6 +224,11 @@ static int decode_gre(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *
             size_t hl = 12 + ((p[off + 11] & 1) ? 8 : 0);
             if (n > off + hl + 14) r = decode_ether(e, p + off + hl, n - off - hl, ts, out, emitted);
         }
+    } else if (pt == 0x883e) {               /* WCCP redirect: a 4-byte header, then IP */
+        size_t o2 = off + 4;
+        if (n > o2 && (p[o2] >> 4) != 4 && (p[o2] >> 4) != 6) o2 += 4;      /* (WCCPv2 alternate header) */
+        if (n > o2 && ((p[o2] >> 4) == 4 || (p[o2] >> 4) == 6)) r = decode_ip(e, p + o2, n - o2, ts, out, emitted);
+        else e->c_undecodable++;
     } else if (pt == 0x880b && ver == 1) {   /* PPP in enhanced GRE */
         size_t o2 = off;
         if (n > o2 + 2 && p[o2] == 0xff && p[o2 + 1] == 0x03) o2 += 2;
@@ -189,6 +262,12 @@ static int decode_ip(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *o
         ip.ip_len = tot;
         proto = p[9];
         l4 = p + ihl; l4_avail = n - ihl; l4_len = tot - (uint32_t)ihl;
+        if (proto == 51) {                             /* AH: its length, then the next header */
+            if (l4_avail < 8) { e->c_undecodable++; return 0; }
+            size_t ah = ((size_t)l4[1] + 2) * 4;
+            if (ah > l4_avail || ah > l4_len) { e->c_undecodable++; return 0; }
+            proto = l4[0]; l4 += ah; l4_avail -= ah; l4_len -= (uint32_t)ah;
+        }
     } else if (v == 6) {
         if (n < 40) { e->c_undecodable++; return 0; }
         e->c_ipv6++;
@@ -235,6 +314,7 @@ static int decode_ip(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *o
         e->tunnel_depth--;
         return r;
     }
+    if (proto == 50 || proto == 108) e->c_opaque++;    /* ESP, IPComp: encrypted or compressed */
     e->c_non_tcp++;
     return 0;
 }
@@ -271,6 +351,39 @@ int eng_decode_link(Engine *e, int linktype, const uint8_t *p, size_t n, int64_t
     }
     case 101: case 12: case 14: case 228: case 229:  /* raw IP */
         return decode_ip(e, p, n, ts, out, emitted);
+    case 9: case 166: case 204:                      /* PPP; PPP_PPPD; PPP_WITH_DIR (a direction byte) */
+        if (linktype == 204) { if (n < 1) { e->c_undecodable++; return 0; } p++; n--; }
+        return decode_ppp(e, p, n, ts, out, emitted);
+    case 50:                                         /* PPP in HDLC framing, or Cisco HDLC */
+        if (n >= 1 && (p[0] == 0x0f || p[0] == 0x8f)) return decode_chdlc(e, p, n, ts, out, emitted);
+        return decode_ppp(e, p, n, ts, out, emitted);
+    case 104: case 205:                              /* Cisco HDLC; with a direction byte */
+        if (linktype == 205) { if (n < 1) { e->c_undecodable++; return 0; } p++; n--; }
+        return decode_chdlc(e, p, n, ts, out, emitted);
+    case 242:                                        /* IP over InfiniBand (RFC 4391 6) as Linux */
+        /* captures it: a 40-byte pseudo-header (the GRH, or the destination address), then
+         * the 4-byte IPoIB header (type, reserved), as Wireshark reads it */
+        if (n < 44) { e->c_undecodable++; return 0; }
+        { uint16_t pr = rd16be(p + 40);
+          if (pr == 0x0800 || pr == 0x86dd) return decode_ip(e, p + 44, n - 44, ts, out, emitted); }
+        e->c_non_ip++; return 0;
+    case 105:                                        /* IEEE 802.11 */
+        return decode_80211(e, p, n, ts, out, emitted);
+    case 127: {                                      /* radiotap, then 802.11 */
+        if (n < 8) { e->c_undecodable++; return 0; }
+        size_t hl = (size_t)p[2] | ((size_t)p[3] << 8);
+        if (hl < 8 || hl > n) { e->c_undecodable++; return 0; }
+        return decode_80211(e, p + hl, n - hl, ts, out, emitted);
+    }
+    case 192: {                                      /* PPI: a header, then the frame of its DLT */
+        if (n < 8) { e->c_undecodable++; return 0; }
+        size_t hl = (size_t)p[2] | ((size_t)p[3] << 8);
+        uint32_t dlt = (uint32_t)p[4] | ((uint32_t)p[5] << 8) | ((uint32_t)p[6] << 16) | ((uint32_t)p[7] << 24);
+        if (hl < 8 || hl > n || dlt == 192) { e->c_undecodable++; return 0; }
+        if (dlt == 105) return decode_80211(e, p + hl, n - hl, ts, out, emitted);
+        if (dlt == 1) return decode_ether(e, p + hl, n - hl, ts, out, emitted);
+        e->c_unsupported_link++; return 0;
+    }
     default:
         e->c_unsupported_link++;
         return 0;

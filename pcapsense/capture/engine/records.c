@@ -64,7 +64,13 @@ void eng_feed(Engine *e, const uint8_t *buf, Py_ssize_t n, int64_t base, pkt_t *
             uint32_t mm = rd32(p, e->swapped);
             e->pcap_nano = mm == 0xa1b23c4d;
             e->pcap_snaplen = rd32(p + 16, e->swapped);
-            e->pcap_linktype = (int)(rd32(p + 20, e->swapped) & 0x0fffffff);
+            /* the link-type field: the type in its low 16 bits, reserved bits, and the FCS
+             * length (bit 26 says it is there: 0x04000001 is Ethernet with an FCS) */
+            uint32_t ltf = rd32(p + 20, e->swapped);
+            if (rd16(p + 4, e->swapped) != 2 || rd16(p + 6, e->swapped) != 4) e->odd_header |= ODD_PCAP_VERSION;
+            if (ltf & 0x03FF0000) e->odd_header |= ODD_LT_RESERVED;
+            if (ltf & 0x04000000) e->odd_header |= ODD_LT_FCS;
+            e->pcap_linktype = (int)(ltf & 0xFFFF);
             e->fmt = FMT_PCAP;
             e->n_ifaces = 1;
             e->ifaces[0].linktype = e->pcap_linktype;
@@ -132,6 +138,8 @@ void eng_feed(Engine *e, const uint8_t *buf, Py_ssize_t n, int64_t base, pkt_t *
         const uint8_t *body = p + 8; size_t blen_body = blen - 12;
         if (btype == 0x0A0D0D0A) {
             e->n_ifaces = 0; e->c_sections++;
+            if (blen_body >= 8 && (rd16(body + 4, e->swapped) != 1 || rd16(body + 6, e->swapped) != 0))
+                e->odd_header |= ODD_PCAPNG_VERSION;
         } else if (btype == 1) {                       /* IDB */
             if (blen_body >= 8 && e->n_ifaces < MAX_IFACES) {
                 iface_t *ifc = &e->ifaces[e->n_ifaces++];

@@ -1,0 +1,67 @@
+"""Link layers and encapsulations (issue "Readers"): every capture of
+tests/captures/make_links.py holds one HTTP exchange (8 packets, one connection, closed by
+FIN) in a different wrapping; pcapsense must find it, name the link type, and say what it
+could not read. tests/test_tshark_crosscheck.py compares the files under crafted/links
+with tshark; the ones tshark 4.0 refuses are here alone."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pcapsense
+
+HERE = Path(__file__).parent / "captures"
+LINKS = sorted((HERE / "crafted" / "links").glob("*.pcap"))
+BEYOND = sorted((HERE / "links_beyond_tshark").glob("*.pcap"))
+NAMES = {"ppp": "PPP", "ppp_pfc": "PPP", "ppp_mpls": "PPP", "ppp_hdlc": "PPP_HDLC", "ppp_pppd": "PPP_PPPD",
+         "ppp_with_dir": "PPP_WITH_DIR", "chdlc": "C_HDLC", "chdlc_with_dir": "C_HDLC_WITH_DIR", "ipoib": "IPOIB",
+         "ieee80211": "IEEE802_11", "ieee80211_qos": "IEEE802_11", "radiotap": "IEEE802_11_RADIOTAP",
+         "ppi_80211": "PPI"}
+
+
+@pytest.mark.parametrize("path", [p for p in LINKS + BEYOND if p.stem != "esp"], ids=lambda p: p.stem)
+def test_each_wrapping_decodes_to_the_one_connection(path):
+    a = pcapsense.analyze(path)
+    c = a.connections
+    assert len(c) == 1 and a.capture.tcp_packets == 8, a.capture.warnings
+    r = c.iloc[0]
+    assert (r.first_frame, r.packets, r.close_kind, r.closer, r.http_statuses) == (1, 8, "FIN", "client", "200")
+    assert a.capture.link_types == [NAMES.get(path.stem, "EN10MB")]
+    assert not any("skipped" in w or "could not be decoded" in w for w in a.capture.warnings)
+
+
+def test_what_libpcap_refuses_is_read_and_said():
+    warn = {p.stem: pcapsense.analyze(p).capture.warnings for p in LINKS + BEYOND}
+    assert any("pcap version is not 2.4" in w for w in warn["pcap_version_2_3"])
+    assert any("reserved bits are set" in w for w in warn["linktype_reserved_bits"])
+    assert any("ends with an FCS" in w for w in warn["ether_fcs"])
+    assert not warn["ppp"]
+
+
+def test_esp_is_said_not_silently_lost():
+    a = pcapsense.analyze(HERE / "crafted" / "links" / "esp.pcap")
+    assert len(a.connections) == 0
+    assert a.capture.counters["opaque_ipsec_packets"] == 8
+    assert any("IPsec ESP or IPComp" in w for w in a.capture.warnings)
+
+
+def test_an_unsupported_link_type_is_named_with_its_frame_count(tmp_path):
+    import struct
+    p = tmp_path / "arcnet.pcap"
+    with open(p, "wb") as fh:
+        fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 129))
+        for i in range(3):
+            fh.write(struct.pack("<IIII", 1_700_000_000, i, 10, 10) + b"\x01" * 10)
+    w = pcapsense.analyze(p).capture.warnings
+    assert "3 frames of link type ARCNET_LINUX (129), which pcapsense does not read, were skipped" in w
+
+
+def test_quiet_still_prints_the_one_line_error(tmp_path):
+    src = HERE / "crafted" / "corrupt_record.pcap"
+    r = subprocess.run([sys.executable, "-m", "pcapsense", "analyze", str(src), "-q", "-f", "json"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("pcapsense: error:") and "offset" in lines[0], r.stderr

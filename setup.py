@@ -3,7 +3,7 @@ pcapsense/app/_segments.c, pcapsense/app/_http1.c, pcapsense/render/_jsonrows.c)
 metadata lives in pyproject.toml."""
 from setuptools import Extension, setup
 
-ENGINE = ["records", "layers", "tcp", "app", "tls_frame", "module"]
+ENGINE = ["records", "layers", "frag", "tcp", "app", "tls_frame", "module"]
 
 
 def _ext(name: str, *sources: str) -> Extension:

@@ -532,6 +532,9 @@ def capture_facts(part: parallel.Partial, opts: parallel.Options, files: list[st
         warnings.append(f"{counters['unsupported_link_packets']} frames of {kind} were skipped")
     if counters.get("undecodable_packets"):
         warnings.append(f"{counters['undecodable_packets']} frames could not be decoded (malformed or cut headers)")
+    if counters.get("ip_datagrams_incomplete"):
+        warnings.append(f"{counters['ip_datagrams_incomplete']} fragmented IP datagrams never completed (a fragment "
+                        f"missing or cut): the TCP packets inside them are not in the analysis")
     if counters.get("opaque_ipsec_packets"):
         warnings.append(f"{counters['opaque_ipsec_packets']} IPsec ESP or IPComp packets: encrypted or compressed, "
                         f"the TCP inside them is not read")

@@ -21,7 +21,8 @@ NAMES = {"ppp": "PPP", "ppp_pfc": "PPP", "ppp_mpls": "PPP", "ppp_hdlc": "PPP_HDL
          "ppi_80211": "PPI"}
 
 
-@pytest.mark.parametrize("path", [p for p in LINKS + BEYOND if p.stem != "esp"], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [p for p in LINKS + BEYOND if p.stem != "esp" and not p.stem.startswith("frag_")],
+                         ids=lambda p: p.stem)
 def test_each_wrapping_decodes_to_the_one_connection(path):
     a = pcapsense.analyze(path)
     c = a.connections
@@ -65,3 +66,25 @@ def test_quiet_still_prints_the_one_line_error(tmp_path):
     assert r.returncode == 2
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("pcapsense: error:") and "offset" in lines[0], r.stderr
+
+
+@pytest.mark.parametrize("name,reassembled,first_frame,last_frame", [
+    ("frag_ipv4", 3, 3, 16), ("frag_vlan", 2, 3, 13), ("frag_ppp", 2, 3, 13), ("frag_ipv6", 2, 3, 13)])
+def test_fragments_are_reassembled_at_the_frame_that_completes_them(name, reassembled, first_frame, last_frame):
+    """The SYN whose TCP header is split in three starts the stream at its last fragment's
+    frame, as in tshark (tests/test_tshark_crosscheck.py checks every frame); the request
+    sent last fragment first and the response whose fragments overlap (the first bytes
+    win) are read."""
+    a = pcapsense.analyze(HERE / "crafted" / "links" / f"{name}.pcap")
+    r = a.connections.iloc[0]
+    assert (len(a.connections), r.first_frame, r.last_frame, r.packets) == (1, first_frame, last_frame, 8)
+    assert (r.http_requests, r.http_statuses) == (1, "200")
+    assert a.capture.counters["ip_datagrams_reassembled"] == reassembled
+    assert a.capture.counters["ip_datagrams_incomplete"] == 0 and not a.capture.warnings
+
+
+def test_a_datagram_that_never_completes_is_said():
+    a = pcapsense.analyze(HERE / "crafted" / "links" / "frag_missing.pcap")
+    assert a.connections.iloc[0].packets == 7
+    assert a.capture.counters["ip_datagrams_incomplete"] == 1
+    assert any("1 fragmented IP datagrams never completed" in w for w in a.capture.warnings)

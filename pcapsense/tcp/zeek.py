@@ -105,6 +105,9 @@ def history(raw: np.ndarray, flipped: np.ndarray) -> tuple[np.ndarray, list[str]
             continue                     # (the letters of every row end before this word)
         k, u = pd.factorize(w)
         codes, _ = pd.factorize(codes * len(u) + k)
+    # (numbered 0..m-1 in order of first appearance, also when no word had a letter: a
+    # lone stream with an empty history whose first sender is not the originator)
+    codes, _ = pd.factorize(codes)
     codes, first = _first_of(codes)
     texts = []
     for i in first.tolist():

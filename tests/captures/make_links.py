@@ -130,6 +130,71 @@ def l2tp(c: bool, ip: bytes) -> bytes:
 CASES.update({"gre_wccp.pcap": (1, gre_wccp), "ah_ipip.pcap": (1, ah_ipip), "l2tp.pcap": (1, l2tp)})
 
 
+def frag4(ip: bytes, size: int, order=None, overlap: bool = False, drop: int | None = None) -> list[bytes]:
+    """An IPv4 packet cut into fragments of `size` payload bytes (a multiple of 8), in
+    `order` (indices; default as cut); `overlap`: the second fragment sent again over the
+    first's last 8 bytes with other data (the first bytes must win); `drop`: leave one out."""
+    pkt = IP(ip)
+    from scapy.layers.inet import fragment
+    frs = [bytes(f) for f in fragment(pkt, fragsize=size)]
+    if overlap and len(frs) > 1:
+        f1 = IP(frs[1])
+        bad = IP(bytes(f1))
+        bad.frag = f1.frag - 1
+        raw = bytes(bad.payload)
+        bad.remove_payload()
+        bad.add_payload(b"\xee" * 8 + raw)
+        bad.len = None
+        bad.chksum = None
+        frs.insert(1, bytes(bad))
+    if drop is not None:
+        frs.pop(drop)
+    return frs[::-1] if order == "reverse" else frs
+
+
+def frag6(ip: bytes, size: int, order=None) -> list[bytes]:
+    """An IPv6 packet cut into fragments (a fragment header, id 0x1234) of `size` bytes."""
+    from scapy.layers.inet6 import IPv6ExtHdrFragment
+    pkt = IPv6(ip)
+    payload = bytes(pkt.payload)
+    out = []
+    for off in range(0, len(payload), size):
+        part = payload[off:off + size]
+        h = IPv6(src=pkt.src, dst=pkt.dst, hlim=64) / IPv6ExtHdrFragment(
+            nh=pkt.nh, offset=off // 8, m=1 if off + size < len(payload) else 0, id=0x1234) / part
+        out.append(bytes(h))
+    return out[::-1] if order == "reverse" else out
+
+
+def fragmented(link, which: dict, v6: bool = False, wrap_link=None) -> list[bytes]:
+    """The conversation with packet i replaced by which[i](ip) -> fragments."""
+    frames = []
+    for i, (c, ip) in enumerate(conversation(v6)):
+        for part in (which[i](ip) if i in which else [ip]):
+            frames.append(link(c, part))
+    return frames
+
+
+def fragments() -> None:
+    """IP fragments, reassembled as tshark does (the TCP packet at the frame that completes
+    its datagram): a SYN whose TCP header is split, a request cut in three and sent last
+    first, a response whose fragments overlap, over Ethernet, VLAN and PPP; IPv6; and a
+    datagram that never completes (its TCP packet is not there, for tshark either)."""
+    eth = lambda c, ip: ether(c, 0x0800) + ip
+    eth6 = lambda c, ip: ether(c, 0x86DD) + ip
+    vlan = lambda c, ip: ether(c, 0x8100) + b"\x00\x64\x08\x00" + ip
+    ppp = lambda c, ip: b"\xff\x03\x00\x21" + ip
+    syn_split = lambda ip: frag4(ip, 8)                                  # 20-byte TCP header in 3 pieces
+    req = lambda ip: frag4(ip, 16, order="reverse")
+    resp = lambda ip: frag4(ip, 24, overlap=True)
+    write("frag_ipv4.pcap", 1, fragmented(eth, {0: syn_split, 3: req, 4: resp}))
+    write("frag_vlan.pcap", 1, fragmented(vlan, {0: syn_split, 3: req}))
+    write("frag_ppp.pcap", 9, fragmented(ppp, {0: syn_split, 4: resp}))
+    write("frag_ipv6.pcap", 1, fragmented(eth6, {0: lambda ip: frag6(ip, 8), 3: lambda ip: frag6(ip, 16, "reverse")},
+                                          v6=True))
+    write("frag_missing.pcap", 1, fragmented(eth, {3: lambda ip: frag4(ip, 16, drop=1)}))
+
+
 def odd_headers() -> None:
     """Files libpcap refuses or flags, read anyway (tests/test_links.py: the warnings)."""
     frames = wrap(lambda c, ip: ether(c, 0x0800) + ip)
@@ -154,7 +219,8 @@ def main() -> None:
         write(name, lt, wrap(fn))
     odd_headers()
     esp()
-    print(f"wrote {len(CASES) + 3} captures to {OUT}")
+    fragments()
+    print(f"wrote {len(CASES) + 8} captures to {OUT}")
 
 
 if __name__ == "__main__":

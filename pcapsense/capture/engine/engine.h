@@ -306,6 +306,11 @@ typedef struct {
     int cur_iface;
     int tunnel_depth;
     int cur_tunnelled;
+    /* IP fragment reassembly (frag.c) */
+    struct frag *frags; int frag_used; uint64_t frag_bytes;
+    uint8_t *frag_out;    /* the datagram a fragment just completed */
+    int in_frag;          /* decoding a reassembled datagram (its inner fragments are not held) */
+    int64_t c_frag_reassembled, c_frag_incomplete;
 } Engine;
 
 /* ------------------------------------------------------------------ helpers */
@@ -370,6 +375,9 @@ int eng_tls_segment(Engine *e, stream_t *s, dir_t *me, int dir, uint32_t seq, co
 int eng_tls_flush(Engine *e, int64_t stream);
 void eng_tls_free(Engine *e, appst_t *as);
 /* layers.c */
+int eng_frag_v4(Engine *e, const uint8_t *p, size_t n, uint32_t ihl, uint32_t tot);
+int eng_frag_v6(Engine *e, const uint8_t *p, size_t n, size_t fh, uint32_t plen);
+void eng_frag_free(Engine *e);
 int eng_decode_link(Engine *e, int linktype, const uint8_t *p, size_t n, int64_t ts, pkt_t *out, int *emitted);
 /* records.c */
 void eng_feed(Engine *e, const uint8_t *buf, Py_ssize_t n, int64_t base, pkt_t *rows, Py_ssize_t cap,

@@ -254,9 +254,16 @@ static int decode_ip(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *o
         if (tot == 0) tot = (uint32_t)n;          /* TSO on the capturing host */
         if (tot < ihl) { e->c_undecodable++; return 0; }
         uint16_t frag = rd16be(p + 6);
-        if (frag & 0x1fff) { e->c_fragments++; return 0; }   /* not the first fragment */
-        ip.fragment = (frag & 0x2000) != 0;
-        if (ip.fragment) e->c_fragments++;
+        if (frag & 0x3fff) {                       /* a fragment: held until its datagram is whole */
+            e->c_fragments++;
+            if (e->in_frag || tot <= ihl) return 0;
+            int whole = eng_frag_v4(e, p, n, (uint32_t)ihl, tot);
+            if (whole <= 0) return whole;
+            e->in_frag = 1;
+            int r = decode_ip(e, e->frag_out, (size_t)whole, ts, out, emitted);
+            e->in_frag = 0;
+            return r;
+        }
         e->c_ipv4++;
         ip.ipver = 4; ip.src = p + 12; ip.dst = p + 16; ip.ttl = p[8]; ip.ipid = rd16be(p + 4);
         ip.ip_len = tot;
@@ -284,9 +291,17 @@ static int decode_ip(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *o
             } else if (proto == 44) {
                 if (n < off + 8) { e->c_undecodable++; return 0; }
                 uint16_t fo = rd16be(p + off + 2);
-                if (fo & 0xfff8) { e->c_fragments++; return 0; }
-                ip.fragment = (fo & 1) != 0;
-                if (ip.fragment) e->c_fragments++;
+                if (fo & 0xfff9) {                 /* a fragment (not an atomic one): held */
+                    e->c_fragments++;
+                    e->c_ipv6--;
+                    if (e->in_frag) return 0;
+                    int whole = eng_frag_v6(e, p, n, off, plen);
+                    if (whole <= 0) return whole;
+                    e->in_frag = 1;
+                    int r = decode_ip(e, e->frag_out, (size_t)whole, ts, out, emitted);
+                    e->in_frag = 0;
+                    return r;
+                }
                 proto = p[off]; off += 8;
             } else if (proto == 51) {
                 if (n < off + 8) { e->c_undecodable++; return 0; }

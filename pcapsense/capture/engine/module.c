@@ -74,6 +74,7 @@ static void Engine_dealloc(Engine *self) {
         }
     free(self->appst); free(self->app); free(self->appbuf);
     free(self->tls_randoms); free(self->tls_sessions); free(self->tlsrec); free(self->tlsbuf); free(self->dsb);
+    eng_frag_free(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -326,7 +327,7 @@ static PyObject *Engine_counters(Engine *self, PyObject *noargs) {
         }
     if (self->other_linktype) { PyObject *v = PyLong_FromLongLong(self->other_linktype); PyList_Append(lts, v); Py_DECREF(v); }
     return Py_BuildValue(
-        "{s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:N,s:i,s:i,s:L,s:L,s:L,s:L,s:L,s:i}",
+        "{s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:N,s:i,s:i,s:L,s:L,s:L,s:L,s:L,s:i,s:L,s:L}",
         "frames", (long long)self->frame, "tcp_packets", (long long)self->c_tcp,
         "ipv4_packets", (long long)self->c_ipv4, "ipv6_packets", (long long)self->c_ipv6,
         "non_ip_packets", (long long)self->c_non_ip, "non_tcp_packets", (long long)self->c_non_tcp,
@@ -340,7 +341,9 @@ static PyObject *Engine_counters(Engine *self, PyObject *noargs) {
         "link_types", lts, "format", self->fmt, "pcap_nano", self->pcap_nano,
         "tls_framed_streams", (long long)self->c_tls_streams, "tls_records", (long long)self->c_tls_records,
         "tls_framing_lost", (long long)self->c_tls_gaps, "tls_framing_resynced", (long long)self->c_tls_resyncs,
-        "opaque_ipsec_packets", (long long)self->c_opaque, "odd_header", self->odd_header);
+        "opaque_ipsec_packets", (long long)self->c_opaque, "odd_header", self->odd_header,
+        "ip_datagrams_reassembled", (long long)self->c_frag_reassembled,
+        "ip_datagrams_incomplete", (long long)(self->c_frag_incomplete + self->frag_used));
 }
 
 static PyObject *sizes(PyObject *m, PyObject *noargs) {

@@ -49,7 +49,7 @@ LINKTYPE_NAMES = {
     293: "USB_2_0_LOW_SPEED", 294: "USB_2_0_FULL_SPEED", 295: "USB_2_0_HIGH_SPEED", 296: "AUERSWALD_LOG",
     297: "ZWAVE_TAP", 298: "SILABS_DEBUG_CHANNEL", 299: "FIRA_UCI", 300: "MDB", 301: "DECT_NR",
 }
-READ_LINKTYPES = {0, 1, 9, 12, 14, 50, 101, 104, 105, 108, 113, 127, 166, 192, 204, 205, 228, 229, 242, 276}
+READ_LINKTYPES = {0, 1, 7, 9, 129, 12, 14, 50, 101, 104, 105, 108, 113, 127, 166, 192, 204, 205, 228, 229, 242, 276}
 ODD_HEADER = ((1, "its pcap version is not 2.4 (libpcap refuses it); read as 2.4"),
               (2, "a pcapng section's version is not 1.0 (libpcap refuses it); read as 1.0"),
               (4, "reserved bits are set in its pcap link-type field; the link type was read from the low 16 bits"),

@@ -18,10 +18,12 @@ BEYOND = sorted((HERE / "links_beyond_tshark").glob("*.pcap"))
 NAMES = {"ppp": "PPP", "ppp_pfc": "PPP", "ppp_mpls": "PPP", "ppp_hdlc": "PPP_HDLC", "ppp_pppd": "PPP_PPPD",
          "ppp_with_dir": "PPP_WITH_DIR", "chdlc": "C_HDLC", "chdlc_with_dir": "C_HDLC_WITH_DIR", "ipoib": "IPOIB",
          "ieee80211": "IEEE802_11", "ieee80211_qos": "IEEE802_11", "radiotap": "IEEE802_11_RADIOTAP",
-         "ppi_80211": "PPI"}
+         "ppi_80211": "PPI", "arcnet_bsd": "ARCNET_BSD", "arcnet_linux": "ARCNET_LINUX",
+         "arcnet_linux_rfc1051": "ARCNET_LINUX"}
 
 
-@pytest.mark.parametrize("path", [p for p in LINKS + BEYOND if p.stem != "esp" and not p.stem.startswith("frag_")],
+@pytest.mark.parametrize("path", [p for p in LINKS + BEYOND if p.stem not in ("esp", "ip_source_route")
+                                  and not p.stem.startswith("frag_")],
                          ids=lambda p: p.stem)
 def test_each_wrapping_decodes_to_the_one_connection(path):
     a = pcapsense.analyze(path)
@@ -48,15 +50,22 @@ def test_esp_is_said_not_silently_lost():
     assert any("IPsec ESP or IPComp" in w for w in a.capture.warnings)
 
 
+def test_a_source_routed_connection_is_keyed_by_its_final_destination():
+    a = pcapsense.analyze(HERE / "crafted" / "links" / "ip_source_route.pcap")
+    c = a.connections
+    assert list(c.server_ip) == ["10.9.9.9", "10.9.9.9"] and list(c.packets) == [8, 8]
+    assert a.capture.counters["bad_checksums"] == 0          # (the pseudo-header's destination is the final one)
+
+
 def test_an_unsupported_link_type_is_named_with_its_frame_count(tmp_path):
     import struct
-    p = tmp_path / "arcnet.pcap"
+    p = tmp_path / "juniper.pcap"
     with open(p, "wb") as fh:
-        fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 129))
+        fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 178))
         for i in range(3):
             fh.write(struct.pack("<IIII", 1_700_000_000, i, 10, 10) + b"\x01" * 10)
     w = pcapsense.analyze(p).capture.warnings
-    assert "3 frames of link type ARCNET_LINUX (129), which pcapsense does not read, were skipped" in w
+    assert "3 frames of link type JUNIPER_ETHER (178), which pcapsense does not read, were skipped" in w
 
 
 def test_quiet_still_prints_the_one_line_error(tmp_path):

@@ -90,6 +90,11 @@ CASES = {
     "ppp_with_dir.pcap": (204, lambda c, ip: (b"\x01" if c else b"\x00") + b"\xff\x03\x00\x21" + ip),
     "chdlc.pcap": (104, lambda c, ip: b"\x0f\x00\x08\x00" + ip),
     "chdlc_with_dir.pcap": (205, lambda c, ip: (b"\x01" if c else b"\x00") + b"\x0f\x00\x08\x00" + ip),
+    # ARCNET: BSD (RFC 1201 type 212, split flag 0, sequence), Linux (offset, then the same)
+    "arcnet_bsd.pcap": (7, lambda c, ip: (b"\x01\x02" if c else b"\x02\x01") + b"\xd4\x00\x00\x01" + ip),
+    "arcnet_linux.pcap": (129, lambda c, ip: (b"\x01\x02" if c else b"\x02\x01") + b"\x00\x00" + b"\xd4\x00\x00\x01"
+                          + ip),
+    "arcnet_linux_rfc1051.pcap": (129, lambda c, ip: (b"\x01\x02" if c else b"\x02\x01") + b"\x00\x00\xf0" + ip),
     "ipoib.pcap": (242, lambda c, ip: b"\x00" * 40 + b"\x08\x00\x00\x00" + ip),   # pseudo-header, then RFC 4391
     "ieee80211.pcap": (105, lambda c, ip: l80211(c, ip)),
     "ieee80211_qos.pcap": (105, lambda c, ip: l80211(c, ip, qos=True)),
@@ -195,6 +200,33 @@ def fragments() -> None:
     write("frag_missing.pcap", 1, fragmented(eth, {3: lambda ip: frag4(ip, 16, drop=1)}))
 
 
+def source_route() -> None:
+    """IPv4 loose and strict source routes not yet completed: the connection is keyed by
+    the route's last address (the datagram's destination; tshark's ip.dst), not by the
+    header's next hop; the TCP checksums are computed over that final destination."""
+    from scapy.layers.inet import IPOption_LSRR, IPOption_SSRR
+    frames = []
+    for cport, opt in ((41001, IPOption_LSRR), (41002, IPOption_SSRR)):
+        for c, ip in conversation(cport=cport):
+            pkt = IP(ip)
+            final = "10.9.9.9"
+            if c:
+                routed = IP(src=pkt.src, dst="10.5.5.5", id=pkt.id, ttl=64,
+                            options=[opt(routers=["10.5.5.5", final], pointer=4)]) / pkt[TCP]
+            else:
+                routed = IP(src=final, dst=pkt.dst, id=pkt.id, ttl=64) / pkt[TCP]
+            routed[TCP].chksum = None
+            raw = IP(bytes(routed))
+            # the client's checksum over the final destination, as the sender computes it
+            if c:
+                t = raw[TCP].copy()
+                t.chksum = None
+                pseudo_src = IP(src=pkt.src, dst=final) / t
+                raw[TCP].chksum = IP(bytes(pseudo_src))[TCP].chksum
+            frames.append(ether(c, 0x0800) + bytes(raw))
+    write("ip_source_route.pcap", 1, frames)
+
+
 def odd_headers() -> None:
     """Files libpcap refuses or flags, read anyway (tests/test_links.py: the warnings)."""
     frames = wrap(lambda c, ip: ether(c, 0x0800) + ip)
@@ -220,7 +252,8 @@ def main() -> None:
     odd_headers()
     esp()
     fragments()
-    print(f"wrote {len(CASES) + 8} captures to {OUT}")
+    source_route()
+    print(f"wrote {len(CASES) + 9} captures to {OUT}")
 
 
 if __name__ == "__main__":

@@ -266,6 +266,19 @@ static int decode_ip(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *o
         }
         e->c_ipv4++;
         ip.ipver = 4; ip.src = p + 12; ip.dst = p + 16; ip.ttl = p[8]; ip.ipid = rd16be(p + 4);
+        /* a loose or strict source route not yet completed: the datagram's destination
+         * is the route's last address (RFC 791 3.1; the TCP pseudo-header's, and
+         * Wireshark's ip.dst), the header's is the next hop */
+        for (size_t o = 20; o + 1 < ihl;) {
+            uint8_t t = p[o];
+            if (t == 0) break;
+            if (t == 1) { o++; continue; }
+            size_t ol = p[o + 1];
+            if (ol < 2 || o + ol > ihl) break;
+            if ((t == 131 || t == 137) && ol >= 7 && p[o + 2] <= ol)
+                ip.dst = p + o + 3 + 4 * ((ol - 3) / 4 - 1);
+            o += ol;
+        }
         ip.ip_len = tot;
         proto = p[9];
         l4 = p + ihl; l4_avail = n - ihl; l4_len = tot - (uint32_t)ihl;
@@ -334,6 +347,33 @@ static int decode_ip(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *o
     return 0;
 }
 
+/* ARCNET (RFC 1201, and RFC 1051's "old" types): BSD's header (7) is source, destination,
+ * type, then for the RFC 1201 types a split flag and sequence number (an exception frame,
+ * flag 0xff, 4 bytes more); Linux's (129) puts a 2-byte offset before the type and always
+ * carries the flag and sequence for the RFC 1201 types. Middle pieces of a split packet
+ * are not read. */
+static int decode_arcnet(Engine *e, int linux_hdr, const uint8_t *p, size_t n, int64_t ts, pkt_t *out,
+                         int *emitted) {
+    size_t tpos = linux_hdr ? 4 : 2;
+    if (n <= tpos) { e->c_undecodable++; return 0; }
+    uint8_t type = p[tpos];
+    int old = type == 240 || type == 241 || type == 0x80;
+    size_t hl = old ? tpos + 1 : tpos + 4;
+    if (!old) {
+        if (n < hl) { e->c_undecodable++; return 0; }
+        uint8_t flag = p[tpos + 1];
+        if (!linux_hdr && flag == 0xff) {
+            hl += 4;
+            if (n < hl) { e->c_undecodable++; return 0; }
+            flag = p[tpos + 5];
+        }
+        if (flag && !(flag & 1)) { e->c_non_ip++; return 0; }          /* a middle piece */
+    }
+    if (n <= hl) { e->c_undecodable++; return 0; }
+    if (type == 212 || type == 240 || type == 0xc4) return decode_ip(e, p + hl, n - hl, ts, out, emitted);
+    e->c_non_ip++; return 0;
+}
+
 int eng_decode_link(Engine *e, int linktype, const uint8_t *p, size_t n, int64_t ts,
                        pkt_t *out, int *emitted) {
     e->cur_mac = NULL; e->tunnel_depth = 0; e->cur_tunnelled = 0;
@@ -375,6 +415,8 @@ int eng_decode_link(Engine *e, int linktype, const uint8_t *p, size_t n, int64_t
     case 104: case 205:                              /* Cisco HDLC; with a direction byte */
         if (linktype == 205) { if (n < 1) { e->c_undecodable++; return 0; } p++; n--; }
         return decode_chdlc(e, p, n, ts, out, emitted);
+    case 7: case 129:                                /* ARCNET: BSD, Linux */
+        return decode_arcnet(e, linktype == 129, p, n, ts, out, emitted);
     case 242:                                        /* IP over InfiniBand (RFC 4391 6) as Linux */
         /* captures it: a 40-byte pseudo-header (the GRH, or the destination address), then
          * the 4-byte IPoIB header (type, reserved), as Wireshark reads it */

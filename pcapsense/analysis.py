@@ -29,7 +29,7 @@ LINKTYPE_NAMES = {
     105: "IEEE802_11", 107: "FRELAY", 108: "LOOP", 113: "LINUX_SLL", 114: "LTALK", 117: "PFLOG",
     119: "IEEE802_11_PRISM", 122: "IP_OVER_FC", 123: "SUNATM", 127: "IEEE802_11_RADIOTAP", 129: "ARCNET_LINUX",
     138: "APPLE_IP_OVER_IEEE1394", 139: "MTP2_WITH_PHDR", 140: "MTP2", 141: "MTP3", 142: "SCCP",
-    143: "DOCSIS", 144: "LINUX_IRDA", 161: "USER0", 163: "IEEE802_11_AVS", 165: "BACNET_MS_TP",
+    143: "DOCSIS", 144: "LINUX_IRDA", **{147 + i: f"USER{i}" for i in range(16)}, 163: "IEEE802_11_AVS", 165: "BACNET_MS_TP",
     166: "PPP_PPPD", 169: "GPRS_LLC", 177: "LINUX_LAPD", 178: "JUNIPER_ETHER", 187: "BLUETOOTH_HCI_H4",
     189: "USB_LINUX", 192: "PPI", 195: "IEEE802_15_4_WITHFCS", 196: "SITA", 197: "ERF", 201: "BLUETOOTH_HCI_H4_WITH_PHDR",
     202: "AX25_KISS", 203: "LAPD", 204: "PPP_WITH_DIR", 205: "C_HDLC_WITH_DIR", 206: "FRELAY_WITH_DIR",
@@ -49,7 +49,7 @@ LINKTYPE_NAMES = {
     293: "USB_2_0_LOW_SPEED", 294: "USB_2_0_FULL_SPEED", 295: "USB_2_0_HIGH_SPEED", 296: "AUERSWALD_LOG",
     297: "ZWAVE_TAP", 298: "SILABS_DEBUG_CHANNEL", 299: "FIRA_UCI", 300: "MDB", 301: "DECT_NR",
 }
-READ_LINKTYPES = {0, 1, 7, 9, 129, 12, 14, 50, 101, 104, 105, 108, 113, 127, 166, 192, 204, 205, 228, 229, 242, 276}
+READ_LINKTYPES = {0, 1, 7, 9, 129, 178, 12, 14, 50, 101, 104, 105, 108, 113, 127, 166, 192, 204, 205, 228, 229, 242, 276}
 ODD_HEADER = ((1, "its pcap version is not 2.4 (libpcap refuses it); read as 2.4"),
               (2, "a pcapng section's version is not 1.0 (libpcap refuses it); read as 1.0"),
               (4, "reserved bits are set in its pcap link-type field; the link type was read from the low 16 bits"),

@@ -19,7 +19,7 @@ NAMES = {"ppp": "PPP", "ppp_pfc": "PPP", "ppp_mpls": "PPP", "ppp_hdlc": "PPP_HDL
          "ppp_with_dir": "PPP_WITH_DIR", "chdlc": "C_HDLC", "chdlc_with_dir": "C_HDLC_WITH_DIR", "ipoib": "IPOIB",
          "ieee80211": "IEEE802_11", "ieee80211_qos": "IEEE802_11", "radiotap": "IEEE802_11_RADIOTAP",
          "ppi_80211": "PPI", "arcnet_bsd": "ARCNET_BSD", "arcnet_linux": "ARCNET_LINUX",
-         "arcnet_linux_rfc1051": "ARCNET_LINUX"}
+         "arcnet_linux_rfc1051": "ARCNET_LINUX", "juniper_ether": "JUNIPER_ETHER"}
 
 
 @pytest.mark.parametrize("path", [p for p in LINKS + BEYOND if p.stem not in ("esp", "ip_source_route")
@@ -59,13 +59,13 @@ def test_a_source_routed_connection_is_keyed_by_its_final_destination():
 
 def test_an_unsupported_link_type_is_named_with_its_frame_count(tmp_path):
     import struct
-    p = tmp_path / "juniper.pcap"
+    p = tmp_path / "ax25.pcap"
     with open(p, "wb") as fh:
-        fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 178))
+        fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 3))
         for i in range(3):
             fh.write(struct.pack("<IIII", 1_700_000_000, i, 10, 10) + b"\x01" * 10)
     w = pcapsense.analyze(p).capture.warnings
-    assert "3 frames of link type JUNIPER_ETHER (178), which pcapsense does not read, were skipped" in w
+    assert "3 frames of link type AX25 (3), which pcapsense does not read, were skipped" in w
 
 
 def test_quiet_still_prints_the_one_line_error(tmp_path):

@@ -95,6 +95,9 @@ CASES = {
     "arcnet_linux.pcap": (129, lambda c, ip: (b"\x01\x02" if c else b"\x02\x01") + b"\x00\x00" + b"\xd4\x00\x00\x01"
                           + ip),
     "arcnet_linux_rfc1051.pcap": (129, lambda c, ip: (b"\x01\x02" if c else b"\x02\x01") + b"\x00\x00\xf0" + ip),
+    # Juniper Ethernet: "MGC", flags (extensions present), their length, one TLV; then Ethernet
+    "juniper_ether.pcap": (178, lambda c, ip: b"MGC" + (b"\x81" if c else b"\x80") + b"\x00\x03" + b"\x01\x01\x05"
+                           + ether(c, 0x0800) + ip),
     "ipoib.pcap": (242, lambda c, ip: b"\x00" * 40 + b"\x08\x00\x00\x00" + ip),   # pseudo-header, then RFC 4391
     "ieee80211.pcap": (105, lambda c, ip: l80211(c, ip)),
     "ieee80211_qos.pcap": (105, lambda c, ip: l80211(c, ip, qos=True)),
@@ -198,6 +201,10 @@ def fragments() -> None:
     write("frag_ipv6.pcap", 1, fragmented(eth6, {0: lambda ip: frag6(ip, 8), 3: lambda ip: frag6(ip, 16, "reverse")},
                                           v6=True))
     write("frag_missing.pcap", 1, fragmented(eth, {3: lambda ip: frag4(ip, 16, drop=1)}))
+    # the request's first fragment cut short (its last 4 bytes not captured): as tshark, no
+    # reassembly for it; its TCP header is read as it is, the other fragments wait in vain
+    write("frag_first_cut.pcap", 1, fragmented(eth, {3: lambda ip: [f[:-4] if k == 0 else f
+                                                                   for k, f in enumerate(frag4(ip, 32))]}))
 
 
 def source_route() -> None:

@@ -257,6 +257,13 @@ static int decode_ip(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *o
         if (frag & 0x3fff) {                       /* a fragment: held until its datagram is whole */
             e->c_fragments++;
             if (e->in_frag || tot <= ihl) return 0;
+            if (n < tot) {
+                /* not all of it captured (the snap length): as tshark, no reassembly; a
+                 * first fragment's TCP header is read as it is, the others are not */
+                if (frag & 0x1fff) return 0;
+                ip.fragment = 1;
+                goto v4_decoded;
+            }
             int whole = eng_frag_v4(e, p, n, (uint32_t)ihl, tot);
             if (whole <= 0) return whole;
             e->in_frag = 1;
@@ -264,6 +271,7 @@ static int decode_ip(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *o
             e->in_frag = 0;
             return r;
         }
+    v4_decoded:
         e->c_ipv4++;
         ip.ipver = 4; ip.src = p + 12; ip.dst = p + 16; ip.ttl = p[8]; ip.ipid = rd16be(p + 4);
         /* a loose or strict source route not yet completed: the datagram's destination
@@ -306,6 +314,12 @@ static int decode_ip(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *o
                 uint16_t fo = rd16be(p + off + 2);
                 if (fo & 0xfff9) {                 /* a fragment (not an atomic one): held */
                     e->c_fragments++;
+                    if (n < 40 + (size_t)plen) {   /* cut by the snap length: as IPv4 above */
+                        if (fo & 0xfff8) return 0;
+                        ip.fragment = 1;
+                        proto = p[off]; off += 8;
+                        continue;
+                    }
                     e->c_ipv6--;
                     if (e->in_frag) return 0;
                     int whole = eng_frag_v6(e, p, n, off, plen);
@@ -415,6 +429,21 @@ int eng_decode_link(Engine *e, int linktype, const uint8_t *p, size_t n, int64_t
     case 104: case 205:                              /* Cisco HDLC; with a direction byte */
         if (linktype == 205) { if (n < 1) { e->c_undecodable++; return 0; } p++; n--; }
         return decode_chdlc(e, p, n, ts, out, emitted);
+    case 178: {                                      /* Juniper Ethernet: "MGC", flags, extensions */
+        if (n < 4 || p[0] != 'M' || p[1] != 'G' || p[2] != 'C') { e->c_undecodable++; return 0; }
+        size_t hl = 4;
+        if (p[3] & 0x80) {                           /* extension TLVs, their total length first */
+            if (n < 6) { e->c_undecodable++; return 0; }
+            hl += 2 + rd16be(p + 4);
+        }
+        if (p[3] & 0x02) {                           /* no layer 2: a 4-byte cookie, then IP */
+            hl += 4;
+            if (n <= hl || ((p[hl] >> 4) != 4 && (p[hl] >> 4) != 6)) { e->c_undecodable++; return 0; }
+            return decode_ip(e, p + hl, n - hl, ts, out, emitted);
+        }
+        if (n < hl + 14) { e->c_undecodable++; return 0; }
+        return decode_ether(e, p + hl, n - hl, ts, out, emitted);
+    }
     case 7: case 129:                                /* ARCNET: BSD, Linux */
         return decode_arcnet(e, linktype == 129, p, n, ts, out, emitted);
     case 242:                                        /* IP over InfiniBand (RFC 4391 6) as Linux */

@@ -242,12 +242,15 @@ def odd_headers() -> None:
 
 
 def esp() -> None:
-    """ESP: encrypted, its TCP unreadable: counted and said (tshark sees no TCP either)."""
+    """ESP: encrypted, its TCP unreadable: counted and said (tshark sees no TCP either);
+    then one clear connection (a capture without any TCP writes a Parquet schema of its
+    own: see the issue note)."""
     frames = []
     for c, _ip in conversation():
         outer = bytes(IP(src=CLI if c else SRV, dst=SRV if c else CLI, proto=50, id=3, ttl=64) /
                       (b"\x00\x00\x10\x00" + b"\x00\x00\x00\x01" + b"\x5a" * 48))
         frames.append(ether(c, 0x0800) + outer)
+    frames += [ether(c, 0x0800) + ip for c, ip in conversation(cport=41003)]
     write("esp.pcap", 1, frames)
 
 

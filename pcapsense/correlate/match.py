@@ -96,12 +96,10 @@ def _resolve_clock(ev: LogException, first_ns: int | None, tz: dt.tzinfo | None)
     day after when that is nearer the capture."""
     if ev.ts_ns is None or first_ns is None:
         return None
-    first = pd.Timestamp(first_ns, tz="UTC").tz_convert(tz) if tz else \
-        pd.Timestamp(first_ns, tz="UTC").tz_convert(dt.datetime.now().astimezone().tzinfo)
-    midnight = first.normalize()
-    cands = [midnight + pd.Timedelta(days=d, microseconds=0) + pd.Timedelta(ev.ts_ns, "ns") for d in (-1, 0, 1)]
-    best = min(cands, key=lambda c: abs(c.value - first_ns))
-    return best.value
+    zone = tz or dt.datetime.now().astimezone().tzinfo
+    midnight = pd.Timestamp(first_ns, tz="UTC").tz_convert(zone).normalize()
+    cands = [(midnight + pd.Timedelta(days=d, microseconds=ev.ts_ns / 1000)).value for d in (-1, 0, 1)]
+    return min(cands, key=lambda v: abs(v - first_ns))
 
 
 def display_name(ev: LogException) -> str:

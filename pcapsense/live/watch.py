@@ -120,7 +120,6 @@ class Totals:
     stale: int = 0
     by_server_cause: collections.Counter = field(default_factory=collections.Counter)
     keepalive_s: dict = field(default_factory=dict)           # server -> the latest inferred timeout
-    started: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -170,10 +169,7 @@ class Watcher:
             fh.write(header)
             for r in recs:
                 fh.write(r)
-        try:
-            a = analyze(path, tables="connections", jobs=1, keylog=self.keylog)
-        finally:
-            pass
+        a = analyze(path, tables="connections", jobs=1, keylog=self.keylog)
         df = a.connections
         if not len(df):
             self.carry = []
@@ -198,7 +194,7 @@ class Watcher:
             key = _server(ip, port)
             self.totals.by_server_cause[(key, cause)] += len(g)
             first = g.iloc[0]
-            abn.append((key, cause, len(g), str(first.get("cause_detail", "")), len(g)))
+            abn.append((key, cause, len(g), str(first.get("cause_detail", "")), str(first.get("wireshark_filter", ""))))
         ka = {}
         if "server_keepalive_timeout_s" in df:
             k = df.dropna(subset=["server_keepalive_timeout_s"])

@@ -254,11 +254,15 @@ def race_rejected(p):
     c.fin("c", t + 0.0095)
 
 
-def _tls12(c, t):
+def _tls12(c, t, alpn: bytes = b""):
     """A TLS 1.2 handshake (ClientHello, ServerHello flight, both ChangeCipherSpec and
-    Finished) ending at t + 0.004; returns that time."""
+    Finished) ending at t + 0.004; returns that time. `alpn`: the protocol the ServerHello
+    names (in clear in TLS 1.2), none by default."""
     c.send("c", t + 0.001, _client_hello())
-    sh = b"\x03\x03" + b"\x22" * 32 + b"\x00" + b"\xc0\x2f" + b"\x00" + b"\x00\x00"
+    ext = b"\x00\x10" + (len(alpn) + 3).to_bytes(2, "big") + (len(alpn) + 1).to_bytes(2, "big") + \
+        bytes([len(alpn)]) + alpn if alpn else b""
+    sh = b"\x03\x03" + b"\x22" * 32 + b"\x00" + b"\xc0\x2f" + b"\x00" + \
+        (len(ext).to_bytes(2, "big") + ext if alpn else b"\x00\x00")
     c.send("s", t + 0.002, _tls_record(22, b"\x02" + len(sh).to_bytes(3, "big") + sh) +
            _tls_record(22, b"\x0e\x00\x00\x00"))
     c.send("c", t + 0.003, _tls_record(20, b"\x01") + _tls_record(22, b"\x00" * 40))
@@ -318,18 +322,6 @@ def tls_rejected(p):
     c.fin("c", t + 0.0016)
 
 
-def _tls12_h2(c, t):
-    """_tls12 with ALPN h2 in the ServerHello (TLS 1.2 says it in clear)."""
-    c.send("c", t + 0.001, _client_hello())
-    alpn = b"\x00\x10\x00\x05\x00\x03\x02h2"
-    sh = b"\x03\x03" + b"\x22" * 32 + b"\x00" + b"\xc0\x2f" + b"\x00" + len(alpn).to_bytes(2, "big") + alpn
-    c.send("s", t + 0.002, _tls_record(22, b"\x02" + len(sh).to_bytes(3, "big") + sh) +
-           _tls_record(22, b"\x0e\x00\x00\x00"))
-    c.send("c", t + 0.003, _tls_record(20, b"\x01") + _tls_record(22, b"\x00" * 40))
-    c.send("s", t + 0.004, _tls_record(20, b"\x01") + _tls_record(22, b"\x00" * 40))
-    return t + 0.004
-
-
 def tls_h2_control_after_response(p):
     """Without keys: an HTTP/2 client acknowledges the server's SETTINGS and opens its
     window after the response (one small record each: 26 and 30 bytes in TLS 1.3 sizes;
@@ -337,29 +329,18 @@ def tls_h2_control_after_response(p):
     are not requests, the close is graceful (httpx and curl in lc-http2-goaway-tls).
     A request of 40 bytes, then the client's close 100 ms later with no answer, is still
     a client abort."""
-    c = Conn(p, sport=443, cport=46000)
-    t = _tls12(c, c.handshake(0.0))
-    c.send("c", t + 0.001, _app(120))
-    c.send("s", t + 0.003, _app(400))
-    c.send("c", t + 0.0035, _app(26))
-    c.send("c", t + 0.0040, _app(30))
-    c.fin("c", t + 0.104)
-    c.fin("s", t + 0.1045)
-    c = Conn(p, sport=443, cport=46001)
-    t = _tls12_h2(c, c.handshake(1.0))
-    c.send("c", t + 0.001, _app(120))
-    c.send("s", t + 0.003, _app(400))
-    c.send("c", t + 0.0035, _app(33))
-    c.send("c", t + 0.0040, _app(37))
-    c.fin("c", t + 0.104)
-    c.fin("s", t + 0.1045)
-    c = Conn(p, sport=443, cport=46002)
-    t = _tls12(c, c.handshake(2.0))
-    c.send("c", t + 0.001, _app(120))
-    c.send("s", t + 0.003, _app(400))
-    c.send("c", t + 0.005, _app(40))
-    c.fin("c", t + 0.105)
-    c.fin("s", t + 0.1055)
+    def one(cport, start, alpn, after_response, close_at):
+        c = Conn(p, sport=443, cport=cport)
+        t = _tls12(c, c.handshake(start), alpn)
+        c.send("c", t + 0.001, _app(120))
+        c.send("s", t + 0.003, _app(400))
+        for dt, n in after_response:
+            c.send("c", t + dt, _app(n))
+        c.fin("c", t + close_at)
+        c.fin("s", t + close_at + 0.0005)
+    one(46000, 0.0, b"", [(0.0035, 26), (0.0040, 30)], 0.104)
+    one(46001, 1.0, b"h2", [(0.0035, 33), (0.0040, 37)], 0.104)
+    one(46002, 2.0, b"", [(0.005, 40)], 0.105)
 
 
 BIG_HEAD = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: application/octet-stream\r\n" + \

@@ -106,6 +106,28 @@ def test_every_capture_writes_the_same_parquet_schema(tmp_path):
     assert len(seen) == 4
 
 
+def test_a_capture_without_tcp_has_the_whole_schema(tmp_path):
+    """A capture with no TCP connection at all (UDP only) still gives every column of
+    the connections table with its type, and its Parquet files the schema of every
+    other capture's: a fleet's queries must not fail on the one quiet host."""
+    import pyarrow.parquet as pq
+    from scapy.all import IP, UDP, Ether, wrpcap
+    from pcapsense.render import parquet
+    quiet = tmp_path / "udp.pcap"
+    wrpcap(str(quiet), [Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=5353, dport=53) / b"q"])
+    empty, full = pcapsense.analyze(str(quiet)), pcapsense.analyze(RACE)
+    assert len(empty.connections) == 0 and len(full.connections) > 0
+    assert list(empty.connections.columns) == list(full.connections.columns)
+    assert {c: str(t) for c, t in empty.connections.dtypes.items()} == \
+        {c: str(t) for c, t in full.connections.dtypes.items()}
+    parquet.write(empty, str(tmp_path / "empty"))
+    parquet.write(full, str(tmp_path / "full"))
+    for table in ("connections", "http", "tls", "transitions"):
+        a = pq.read_schema(tmp_path / "empty" / f"{table}.parquet").remove_metadata()
+        b = pq.read_schema(tmp_path / "full" / f"{table}.parquet").remove_metadata()
+        assert a.equals(b), table
+
+
 def test_row_groups_do_not_change_the_tables(tmp_path, monkeypatch):
     """The tables are written a row group at a time with the whole table's schema: a
     text column empty in one group (TLS on some connections only, a proxy's CONNECT

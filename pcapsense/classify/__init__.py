@@ -306,23 +306,25 @@ def run(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataF
     prepare() the rows, context() across connections, decide() each row, the pool
     overflow pass across connections, finish() each row."""
     df = prepare(conns, app, streams)
-    if not len(df):
-        return _finish_empty(df)
+    if not len(df):            # (no TCP: the same steps, so the same columns and types;
+        df = df.copy()         # one block per dtype, as a table of rows has)
     c = context(df)
     add_context(df, c.rows())
     out = decide(df, c.keys, c.servers, c.capture_end_s)
     release()                  # (the rules' inputs, made and freed a chunk at a time)
     pool.apply(out, pool.claims(df, out["cause"], c.keys))
     timeout, closes = keepalive_timeouts(c.keys, out["_idle_s"])
-    return finish(df, out, timeout, closes, c.peak_concurrency())
-
-
-def _finish_empty(df: pd.DataFrame) -> pd.DataFrame:
-    for col in RESULT_COLUMNS:
-        df[col] = pd.Series(dtype=object)
-    df["phase"] = pd.Categorical([], categories=PHASES)
-    df["inferred"] = pd.Series(dtype=bool)
+    df = finish(df, out, timeout, closes, c.peak_concurrency())
+    if not len(df):
+        for col in EMPTY_TYPES:
+            df[col] = df[col].astype(EMPTY_TYPES[col])
     return df
+
+
+#: the columns whose type an empty table would infer otherwise (float64 from no values)
+EMPTY_TYPES = {"client_ip": "str", "server_ip": "str", "evidence_frames": "str", "alternatives": "str",
+               "cause_detail": "str", "python_error": "str", "fix_section": "str", "fix": "str",
+               "fix_snippet": "str", "server_peak_concurrency": "int64"}
 
 
 def prepare(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.DataFrame:
@@ -330,8 +332,6 @@ def prepare(conns: pd.DataFrame, app: pd.DataFrame, streams: np.ndarray) -> pd.D
     and the application facts (per row: no other connection is looked at)."""
     df = conns.copy(deep=False)          # columns are only added or replaced, never written into
     n = len(df)
-    if not n:
-        return df
     d = streams["d"]
     cd = df["_client_dir"].to_numpy()
     idx = np.arange(n)

@@ -343,7 +343,8 @@ def _run_bounded(capture, quiet: bool, err: Console, *, passes: int, jobs: int, 
     """The analysis out of core (pcapsense/bounded.py), `jobs` (0: the usable cores)
     passes read at once. The JSON document (`json_to`: a path, or "-" for stdout) and
     the HTML report (`html_to`) are written as the passes end, each to a temporary
-    file beside its destination that is renamed once complete. Returns the result (the
+    file beside its destination that is renamed once complete (a destination that is
+    not a regular file, such as /dev/null or a FIFO, is written to directly). Returns the result (the
     `columns` of every connection, for the other reports)."""
     from . import bounded
     from .parallel import usable_cores
@@ -354,9 +355,11 @@ def _run_bounded(capture, quiet: bool, err: Console, *, passes: int, jobs: int, 
             return None
         if dest == "-":
             return sys.stdout
-        tmp = dest.with_name(f".{dest.name}.pcapsense-tmp")
+        # a device, a FIFO or a socket (/dev/null, /dev/stdout, a pipe) is written to
+        # directly: renaming a file onto /dev/null would replace the device itself
+        tmp = None if dest.exists() and not dest.is_file() else dest.with_name(f".{dest.name}.pcapsense-tmp")
         try:
-            fh = tmp.open("w", encoding="utf-8")
+            fh = (tmp or dest).open("w", encoding="utf-8")
         except OSError as exc:
             _close(opened, keep=False)
             _stderr(f"pcapsense: error: cannot write {dest}: {exc.strerror or exc}")
@@ -382,6 +385,8 @@ def _close(opened: list, *, keep: bool) -> None:
     (`keep`), or removed."""
     for fh, tmp, dest in opened:
         fh.close()
+        if tmp is None:                 # (written in place: a device or a pipe)
+            continue
         if keep:
             os.replace(tmp, dest)
         else:

@@ -152,6 +152,31 @@ def test_cli_passes_give_the_same_report(fmt, tmp_path):
         assert json.loads(outs[1])["capture"]["connections"] > 3
 
 
+@pytest.mark.parametrize("fmt", ["json", "html"])
+def test_cli_passes_write_into_a_pipe_and_leave_it_a_pipe(fmt, tmp_path):
+    """A destination that is not a regular file (a FIFO here; /dev/null the same way)
+    is written to directly: the out-of-core run once wrote beside it and renamed its
+    file onto it, which replaced /dev/null itself with a regular file (as root)."""
+    import os
+    import stat
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    opts = ["-f", "json", "-o", str(fifo)] if fmt == "json" else ["--html", str(fifo)]
+    r = _cli(str(LAB / "la-idle-close.pcap"), *opts, "--passes", "2", "-q")
+    try:
+        out, _ = reader.communicate(timeout=60)
+    finally:
+        reader.kill()
+    assert r.returncode == 0, r.stderr
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode), "the FIFO was replaced by a file"
+    assert list(tmp_path.iterdir()) == [fifo]
+    if fmt == "json":
+        assert json.loads(out)["capture"]["connections"] >= 1
+    else:
+        assert out.rstrip().endswith(b"</html>")
+
+
 def test_cli_passes_bad_input_is_one_line_and_no_output(tmp_path):
     out = tmp_path / "o.json"
     r = _cli(crafted("not_a_capture.pcap"), "-f", "json", "-o", str(out), "--passes", "2")

@@ -37,20 +37,28 @@ static void frag_drop(Engine *e, struct frag *f, int completed) {
     e->frag_used--;
 }
 
+/* the datagram under reassembly touched longest ago, other than `keep` (NULL: none) */
+static struct frag *frag_oldest(Engine *e, const struct frag *keep) {
+    struct frag *oldest = NULL;
+    for (int i = 0; i < FRAG_SLOTS; i++) {
+        struct frag *f = &e->frags[i];
+        if (f->used && f != keep && (!oldest || f->last_frame < oldest->last_frame)) oldest = f;
+    }
+    return oldest;
+}
+
 static struct frag *frag_slot(Engine *e, const uint8_t *key) {
     if (!e->frags) {
         e->frags = calloc(FRAG_SLOTS, sizeof(struct frag));
         if (!e->frags) return NULL;
     }
-    struct frag *free_slot = NULL, *oldest = NULL;
+    struct frag *free_slot = NULL;
     for (int i = 0; i < FRAG_SLOTS; i++) {
         struct frag *f = &e->frags[i];
-        if (f->used) {
-            if (key_eq(f, key)) return f;
-            if (!oldest || f->last_frame < oldest->last_frame) oldest = f;
-        } else if (!free_slot) free_slot = f;
+        if (f->used && key_eq(f, key)) return f;
+        if (!f->used && !free_slot) free_slot = f;
     }
-    if (!free_slot) { frag_drop(e, oldest, 0); free_slot = oldest; }
+    if (!free_slot) { free_slot = frag_oldest(e, NULL); frag_drop(e, free_slot, 0); }
     memcpy(free_slot->key, key, sizeof free_slot->key);
     free_slot->used = 1;
     e->frag_used++;
@@ -92,10 +100,7 @@ static int frag_add(Engine *e, const uint8_t *key, const uint8_t *hdr, uint32_t 
         if (!block_have(f, b)) whole = 0;
     if (!whole) {
         while (e->frag_bytes > FRAG_BYTES && e->frag_used > 1) {       /* the oldest go first */
-            struct frag *oldest = NULL;
-            for (int i = 0; i < FRAG_SLOTS; i++)
-                if (e->frags[i].used && &e->frags[i] != f && (!oldest || e->frags[i].last_frame < oldest->last_frame))
-                    oldest = &e->frags[i];
+            struct frag *oldest = frag_oldest(e, f);
             if (!oldest) break;
             frag_drop(e, oldest, 0);
         }

@@ -6,6 +6,16 @@
 static int decode_ip(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *out, int *emitted);
 static int decode_ether(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *out, int *emitted);
 
+/* the datagram a fragment completed (`whole` bytes in e->frag_out; 0: not complete yet,
+ * -1: no memory), decoded as the packet of this frame; fragments inside it are not held */
+static int decode_reassembled(Engine *e, int whole, int64_t ts, pkt_t *out, int *emitted) {
+    if (whole <= 0) return whole;
+    e->in_frag = 1;
+    int r = decode_ip(e, e->frag_out, (size_t)whole, ts, out, emitted);
+    e->in_frag = 0;
+    return r;
+}
+
 /* an MPLS label stack, then IPv4/IPv6 or (a pseudowire's control word and) Ethernet */
 static int decode_mpls(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *out, int *emitted) {
     size_t off = 0;
@@ -264,12 +274,7 @@ static int decode_ip(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *o
                 ip.fragment = 1;
                 goto v4_decoded;
             }
-            int whole = eng_frag_v4(e, p, n, (uint32_t)ihl, tot);
-            if (whole <= 0) return whole;
-            e->in_frag = 1;
-            int r = decode_ip(e, e->frag_out, (size_t)whole, ts, out, emitted);
-            e->in_frag = 0;
-            return r;
+            return decode_reassembled(e, eng_frag_v4(e, p, n, (uint32_t)ihl, tot), ts, out, emitted);
         }
     v4_decoded:
         e->c_ipv4++;
@@ -322,12 +327,7 @@ static int decode_ip(Engine *e, const uint8_t *p, size_t n, int64_t ts, pkt_t *o
                     }
                     e->c_ipv6--;
                     if (e->in_frag) return 0;
-                    int whole = eng_frag_v6(e, p, n, off, plen);
-                    if (whole <= 0) return whole;
-                    e->in_frag = 1;
-                    int r = decode_ip(e, e->frag_out, (size_t)whole, ts, out, emitted);
-                    e->in_frag = 0;
-                    return r;
+                    return decode_reassembled(e, eng_frag_v6(e, p, n, off, plen), ts, out, emitted);
                 }
                 proto = p[off]; off += 8;
             } else if (proto == 51) {

@@ -271,12 +271,13 @@ def write_scapy(path, pkts, wrap=eth, linktype=LINKTYPE_ETHERNET):
 
 
 def pcap_bytes(records, linktype=LINKTYPE_ETHERNET, *, nano=False, big_endian=False,
-               snaplen=262144):
-    """records: iterable of (ts_ns, data_bytes, orig_len). Returns pcap file bytes."""
+               snaplen=262144, version=(2, 4)):
+    """records: iterable of (ts_ns, data_bytes, orig_len). Returns pcap file bytes.
+    `linktype`: the header's whole link-type field (FCS and reserved bits included)."""
     e = ">" if big_endian else "<"
     magic = 0xA1B23C4D if nano else 0xA1B2C3D4
     out = io.BytesIO()
-    out.write(struct.pack(e + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype))
+    out.write(struct.pack(e + "IHHiIII", magic, version[0], version[1], 0, 0, snaplen, linktype))
     for ts_ns, data, orig in records:
         sec, frac_ns = divmod(ts_ns, 10**9)
         frac = frac_ns if nano else frac_ns // 1000

@@ -19,6 +19,8 @@ from scapy.config import conf
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
 
+from make_crafted import pcap_bytes, write_bytes
+
 conf.verb = 0
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "crafted", "links")
 # files tshark 4.0 refuses (link types it does not know, reserved bits): out of the
@@ -62,11 +64,10 @@ TSHARK_REFUSES = {"ppp_pppd.pcap", "chdlc_with_dir.pcap", "linktype_reserved_bit
 
 
 def write(name: str, linktype_field: int, frames: list[bytes], version=(2, 4)) -> None:
-    with open(os.path.join(BEYOND if name in TSHARK_REFUSES else OUT, name), "wb") as fh:
-        fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, version[0], version[1], 0, 0, 65535, linktype_field))
-        for i, f in enumerate(frames):
-            fh.write(struct.pack("<IIII", T0 + i // 10, (i % 10) * 1000 + 1, len(f), len(f)))
-            fh.write(f)
+    # ten frames a second, 1 ms apart
+    recs = [((T0 + i // 10) * 10**9 + ((i % 10) * 1000 + 1) * 1000, f, len(f)) for i, f in enumerate(frames)]
+    write_bytes(os.path.join(BEYOND if name in TSHARK_REFUSES else OUT, name),
+                pcap_bytes(recs, linktype_field, snaplen=65535, version=version))
 
 
 def wrap(fn, v6=False) -> list[bytes]:

@@ -38,12 +38,11 @@ try:
     a = pcapsense.analyze(sys.argv[1], jobs=1, tables="connections")
 except CaptureError as e:
     print(json.dumps({"refused": str(e)})); sys.exit(0)
+import pandas as pd
 c = a.connections
 out = {}
 for r in c[["stream", "first_frame", "first_fin_frame", "first_rst_frame"]].itertuples(index=False):
-    out[int(r.stream)] = [int(r.first_frame), None if r.first_fin_frame is None or str(r.first_fin_frame) == "<NA>"
-                          else int(r.first_fin_frame),
-                          None if r.first_rst_frame is None or str(r.first_rst_frame) == "<NA>" else int(r.first_rst_frame)]
+    out[int(r.stream)] = [None if pd.isna(x) else int(x) for x in (r.first_frame, r.first_fin_frame, r.first_rst_frame)]
 print(json.dumps({"streams": out, "warnings": a.capture.warnings[:5]}))
 """
 

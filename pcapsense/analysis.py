@@ -22,7 +22,7 @@ from .tcp import connections as conn_table
 from .tcp.state import Kind
 
 #: link-layer header types by their LINKTYPE_ names (tcpdump.org/linktypes.html); the
-#: ones pcapsense reads are READ_LINKTYPES
+#: engine says which of a capture's it did not read (counters["unread_link_types"])
 LINKTYPE_NAMES = {
     0: "NULL", 1: "EN10MB", 3: "AX25", 6: "IEEE802_5", 7: "ARCNET_BSD", 8: "SLIP", 9: "PPP", 10: "FDDI",
     12: "RAW", 14: "RAW", 50: "PPP_HDLC", 51: "PPP_ETHER", 100: "ATM_RFC1483", 101: "RAW", 104: "C_HDLC",
@@ -49,7 +49,6 @@ LINKTYPE_NAMES = {
     293: "USB_2_0_LOW_SPEED", 294: "USB_2_0_FULL_SPEED", 295: "USB_2_0_HIGH_SPEED", 296: "AUERSWALD_LOG",
     297: "ZWAVE_TAP", 298: "SILABS_DEBUG_CHANNEL", 299: "FIRA_UCI", 300: "MDB", 301: "DECT_NR",
 }
-READ_LINKTYPES = {0, 1, 7, 9, 129, 178, 12, 14, 50, 101, 104, 105, 108, 113, 127, 166, 192, 204, 205, 228, 229, 242, 276}
 ODD_HEADER = ((1, "its pcap version is not 2.4 (libpcap refuses it); read as 2.4"),
               (2, "a pcapng section's version is not 1.0 (libpcap refuses it); read as 1.0"),
               (4, "reserved bits are set in its pcap link-type field; the link type was read from the low 16 bits"),
@@ -525,7 +524,7 @@ def capture_facts(part: parallel.Partial, opts: parallel.Options, files: list[st
         warnings.append(f"{bad} TCP packets have bad checksums (usual for captures taken on the "
                         f"sending host with checksum offload); analysed anyway, --verify-checksums to drop them")
     if counters.get("unsupported_link_packets"):
-        other = [x for x in counters["link_types"] if x not in READ_LINKTYPES]
+        other = counters.get("unread_link_types", [])
         kind = (f"link type {linktype_name(other[0])} ({other[0]}), which pcapsense does not read,"
                 if len(other) == 1 else "a link type pcapsense does not read" +
                 (f" ({', '.join(f'{linktype_name(x)} ({x})' for x in other)})" if other else ""))

@@ -42,7 +42,7 @@ def capture_dict(analysis) -> dict[str, Any]:
         "error": c.error,
         "warnings": c.warnings,
         "counters": {k: v for k, v in c.counters.items() if k not in ("format", "link_types", "pcap_nano",
-                                                                       "odd_header")},
+                                                                       "odd_header", "unread_link_types")},
         **({"tls_keys": c.tls_keys} if getattr(c, "tls_keys", None) is not None else {}),
     }
 

@@ -292,7 +292,9 @@ typedef struct {
     int64_t c_outside;    /* frames skipped outside that window */
     int64_t prev_ts;      /* the previous record's time, read or skipped (an SPB has none) */
     uint64_t linktypes_seen[8];   /* bitmap of first 512 link types */
-    int64_t other_linktype;
+    uint64_t linktypes_unread[8]; /* the same, of those eng_decode_link does not read */
+    int64_t other_linktype;       /* one past 511 (its frames read or not: other_unread) */
+    int other_unread;
     /* flows and streams */
     flow_t *flows; size_t flow_cap, flow_n;
     stream_t *streams; size_t stream_cap, stream_n;

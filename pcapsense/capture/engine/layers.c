@@ -470,7 +470,9 @@ int eng_decode_link(Engine *e, int linktype, const uint8_t *p, size_t n, int64_t
         if (dlt == 1) return decode_ether(e, p + hl, n - hl, ts, out, emitted);
         e->c_unsupported_link++; return 0;
     }
-    default:
+    default:                                         /* said by its name in a warning */
+        if (linktype >= 0 && linktype < 512) e->linktypes_unread[linktype / 64] |= 1ULL << (linktype % 64);
+        else e->other_unread = 1;
         e->c_unsupported_link++;
         return 0;
     }

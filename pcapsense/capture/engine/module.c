@@ -319,15 +319,22 @@ static PyObject *Engine_take_secrets(Engine *self, PyObject *noargs) {
     return r;
 }
 
-static PyObject *Engine_counters(Engine *self, PyObject *noargs) {
+/* the link types of a bitmap of the first 512, and `other` (0: none), as a list */
+static PyObject *linktype_list(const uint64_t *bits, int64_t other) {
     PyObject *lts = PyList_New(0);
     for (int i = 0; i < 512; i++)
-        if (self->linktypes_seen[i / 64] & (1ULL << (i % 64))) {
+        if (bits[i / 64] & (1ULL << (i % 64))) {
             PyObject *v = PyLong_FromLong(i); PyList_Append(lts, v); Py_DECREF(v);
         }
-    if (self->other_linktype) { PyObject *v = PyLong_FromLongLong(self->other_linktype); PyList_Append(lts, v); Py_DECREF(v); }
+    if (other) { PyObject *v = PyLong_FromLongLong(other); PyList_Append(lts, v); Py_DECREF(v); }
+    return lts;
+}
+
+static PyObject *Engine_counters(Engine *self, PyObject *noargs) {
+    PyObject *lts = linktype_list(self->linktypes_seen, self->other_linktype);
+    PyObject *unread = linktype_list(self->linktypes_unread, self->other_unread ? self->other_linktype : 0);
     return Py_BuildValue(
-        "{s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:N,s:i,s:i,s:L,s:L,s:L,s:L,s:L,s:i,s:L,s:L}",
+        "{s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:N,s:N,s:i,s:i,s:L,s:L,s:L,s:L,s:L,s:i,s:L,s:L}",
         "frames", (long long)self->frame, "tcp_packets", (long long)self->c_tcp,
         "ipv4_packets", (long long)self->c_ipv4, "ipv6_packets", (long long)self->c_ipv6,
         "non_ip_packets", (long long)self->c_non_ip, "non_tcp_packets", (long long)self->c_non_tcp,
@@ -338,7 +345,7 @@ static PyObject *Engine_counters(Engine *self, PyObject *noargs) {
         "captured_bytes", (long long)self->c_bytes, "first_ts_ns", (long long)self->first_ts_seen,
         "last_ts_ns", (long long)self->last_ts_seen, "streams", (long long)self->stream_n,
         "frames_outside_window", (long long)self->c_outside,
-        "link_types", lts, "format", self->fmt, "pcap_nano", self->pcap_nano,
+        "link_types", lts, "unread_link_types", unread, "format", self->fmt, "pcap_nano", self->pcap_nano,
         "tls_framed_streams", (long long)self->c_tls_streams, "tls_records", (long long)self->c_tls_records,
         "tls_framing_lost", (long long)self->c_tls_gaps, "tls_framing_resynced", (long long)self->c_tls_resyncs,
         "opaque_ipsec_packets", (long long)self->c_opaque, "odd_header", self->odd_header,

@@ -334,8 +334,7 @@ class _Run:
         g = self.gids[k]
         df = _load(_path(self.tmp, "pass", k))
         conn_table.renumber(df, g)
-        classify.add_context(df, c.rows(g))
-        return df
+        return classify.add_context(df, c.rows(g))
 
     def write_json(self, res: Result, fh) -> None:
         """Step 5: the document: the head, then every pass's lines in stream order (each

@@ -84,3 +84,49 @@ def test_rounded_floats_as_orjson_writes_them():
     df = pd.DataFrame({"x": r})
     got = b"\n".join(jsonout.record_blocks(df, b"\n")).split(b"\n")
     assert got == [orjson.dumps({"x": v}) for v in r.tolist()]
+
+
+def test_arrow_text_is_read_from_its_buffers_as_orjson_writes_it():
+    """pandas' str columns go to the writer as Arrow's bytes and offsets (STR), not as
+    Python strs: sliced, chunked, string and large_string arrays, missing values, one
+    value in every row (the row template) and no value at all."""
+    pa = pytest.importorskip("pyarrow")
+    texts = ["", "plain", 'quote " back \\ slash', "\x00\x01\x1f\x7f\b\t\n\f\r", "é\u2028\U0001F600", None]
+    vals = [texts[k % len(texts)] for k in range(300)]
+    base = pd.Series(vals, dtype="str")
+    chunked = pd.concat([base.iloc[:100], base.iloc[100:]], ignore_index=True)
+    sliced = base.iloc[7:207].reset_index(drop=True)
+    small = pd.Series(pd.arrays.ArrowStringArray(pa.array(vals[:200], pa.string())))
+    df = pd.DataFrame({"chunked": chunked.iloc[50:250].reset_index(drop=True).array, "sliced": sliced.array,
+                       "small": small.array,
+                       "same": pd.Series(["FIN exchange, every request answered"] * 200, dtype="str").array,
+                       "none": pd.Series([None] * 199 + ["x"], dtype="str").array})
+    assert all(isinstance(df[c].array, pd.arrays.ArrowStringArray) for c in df)
+    for rows in (1, 7, 200):
+        got = b"\n".join(jsonout.record_blocks(df, b"\n", chunk_rows=rows))
+        assert got.split(b"\n") == _per_row(df).split(b"\n")
+
+
+def test_arrow_text_offsets_outside_the_text_are_refused():
+    from pcapsense.render import _jsonrows
+    spec = [(b'"s":', _jsonrows.STR, np.array([0, 3, 99], dtype=np.int64), (np.zeros(5, np.uint8), None))]
+    with pytest.raises(ValueError, match="offsets"):
+        _jsonrows.rows(spec, 2, b"\n")
+    short = [(b'"s":', _jsonrows.STR, np.array([0], dtype=np.int64), (np.zeros(5, np.uint8), None))]
+    with pytest.raises(ValueError, match="offsets"):
+        _jsonrows.rows(short, 1, b"\n")
+
+
+def test_floats_are_rounded_by_the_writer_as_round_does():
+    """Float columns go to the writer unrounded; it rounds each value to 6 decimals
+    as Python's round(x, 6) (and _rounded_array) does, halves and huge values too."""
+    rng = np.random.default_rng(5)
+    xs = np.concatenate([rng.uniform(-1, 1, 20000) * 10.0 ** rng.integers(-7, 12, 20000),
+                         (np.arange(-3000, 3000) + 0.5) / 1e6, [1.0039145, 2.0000005, -0.0000005, 1e300, -1e17,
+                                                               2.0 ** 60 + 0.5, float("nan"), float("inf")]])
+    want = [orjson.dumps({"x": round(v, 6) if math.isfinite(v) else None, "y": None}) for v in xs.tolist()]
+    df = pd.DataFrame({"x": xs, "y": pd.array([None] * len(xs), dtype="Float64")})
+    assert b"\n".join(jsonout.record_blocks(df, b"\n")).split(b"\n") == want
+    r = jsonout._rounded_array(xs)
+    assert [orjson.dumps(v) for v in r[np.isfinite(r)].tolist()] == \
+        [orjson.dumps(round(v, 6)) for v in xs[np.isfinite(xs)].tolist()]

@@ -6,7 +6,9 @@
  * order, `key` the JSON text of the name with its colon (b'"stream":'):
  *
  *   INT    values: int64 buffer; extra: uint8 mask buffer (1 = missing) or None
- *   FLOAT  values: float64 buffer (already rounded); NaN and infinities -> null
+ *   FLOAT  values: float64 buffer; NaN and infinities -> null; extra: None (written as
+ *          they are) or True (rounded to 6 decimals first, as Python's round(x, 6):
+ *          round6)
  *   BOOL   values: uint8 buffer; extra: mask or None
  *   CAT    values: int32 codes buffer (-1 = missing); extra: tuple of the categories'
  *          JSON texts (bytes)
@@ -15,6 +17,10 @@
  *   OBJ    values: object ndarray (contiguous); None, str, bool, int and float written
  *          here, anything else by extra(value) -> bytes (the Python fallback: orjson
  *          with the renderer's default)
+ *   STR    text in Arrow's layout, without a Python str per value: values: int64
+ *          buffer of n+1 offsets into the UTF-8 bytes; extra: (bytes buffer, uint8
+ *          mask buffer (1 = missing) or None). Arrow text is valid UTF-8, so it is
+ *          escaped as a str's UTF-8 is (put_str)
  *
  * Why by hand: orjson (what the renderer used per row) needs a dict per row, which for a
  * connection-heavy capture costs more than the whole analysis (130 keys, 1M rows: 12 s in
@@ -33,7 +39,7 @@
 #include <string.h>
 #include <math.h>
 
-enum { K_INT = 0, K_FLOAT = 1, K_BOOL = 2, K_CAT = 3, K_TIME = 4, K_OBJ = 5 };
+enum { K_INT = 0, K_FLOAT = 1, K_BOOL = 2, K_CAT = 3, K_TIME = 4, K_OBJ = 5, K_STR = 6 };
 
 typedef struct {
     char *p;
@@ -106,6 +112,27 @@ static int put_micro(buf_t *b, double v) {
         n += w;
     }
     return put(b, out, n) < 0 ? -1 : 1;
+}
+
+/* round(v, 6) as Python computes it (correctly rounded), the way jsonout._rounded_array
+ * does it over arrays: rint(v * 1e6) / 1e6, except where v * 1e6 lies within its
+ * rounding error of a half or is too large to hold the units exactly: those few get
+ * Python's own decimal rounding (the "%.6f" digits, which round() reads back). */
+static int round6(double v, double *out) {
+    if (!isfinite(v)) { *out = v; return 0; }
+    double y = v * 1e6;
+    double frac = fabs(y - floor(y) - 0.5);
+    if ((frac > fmax(1.0, fabs(y)) * 0x1p-40) && (fabs(y) < 0x1p52)) {
+        *out = rint(y) / 1e6;
+        return 0;
+    }
+    char *s = PyOS_double_to_string(v, 'f', 6, 0, NULL);
+    if (!s) return -1;
+    double r = PyOS_string_to_double(s, NULL, NULL);
+    PyMem_Free(s);
+    if (r == -1.0 && PyErr_Occurred()) return -1;
+    *out = r;
+    return 0;
 }
 
 /* orjson's float layout from Python's shortest repr. */
@@ -212,11 +239,12 @@ typedef struct {
     const char *key;
     Py_ssize_t key_len;
     int kind;
-    Py_buffer values, mask;
-    int has_values, has_mask;
+    Py_buffer values, mask, text;
+    int has_values, has_mask, has_text;
     PyObject *cats;          /* CAT: tuple of bytes */
     PyObject **objs;         /* OBJ: the array's items */
     PyObject *fallback;      /* OBJ: callable */
+    int round6;              /* FLOAT: rounded to 6 decimals when written */
 } col_t;
 
 static int put_obj(buf_t *b, PyObject *v, PyObject *fallback) {
@@ -254,6 +282,7 @@ static void release_cols(col_t *cols, Py_ssize_t k) {
     for (Py_ssize_t i = 0; i < k; i++) {
         if (cols[i].has_values) PyBuffer_Release(&cols[i].values);
         if (cols[i].has_mask) PyBuffer_Release(&cols[i].mask);
+        if (cols[i].has_text) PyBuffer_Release(&cols[i].text);
     }
     PyMem_Free(cols);
 }
@@ -266,8 +295,11 @@ static int put_col(buf_t *b, const col_t *c, Py_ssize_t r, int first) {
     switch (c->kind) {
     case K_INT:
         return (mask && mask[r]) ? put_null(b) : put_i64(b, ((const int64_t *)c->values.buf)[r]);
-    case K_FLOAT:
-        return put_f64(b, ((const double *)c->values.buf)[r]);
+    case K_FLOAT: {
+        double v = ((const double *)c->values.buf)[r];
+        if (c->round6 && round6(v, &v) < 0) return -1;
+        return put_f64(b, v);
+    }
     case K_BOOL:
         return (mask && mask[r]) ? put_null(b)
                : ((const uint8_t *)c->values.buf)[r] ? put(b, "true", 4) : put(b, "false", 5);
@@ -279,6 +311,11 @@ static int put_col(buf_t *b, const col_t *c, Py_ssize_t r, int first) {
     }
     case K_TIME:
         return put_time(b, ((const int64_t *)c->values.buf)[r]);
+    case K_STR: {
+        if (mask && mask[r]) return put_null(b);
+        const int64_t *off = (const int64_t *)c->values.buf;
+        return put_str(b, (const char *)c->text.buf + off[r], off[r + 1] - off[r]);
+    }
     default:
         return put_obj(b, c->objs[r], c->fallback);
     }
@@ -307,6 +344,14 @@ static int col_const(const col_t *c, Py_ssize_t n) {
     case K_OBJ:
         for (Py_ssize_t r = 1; r < n; r++) if (c->objs[r] != c->objs[0]) return 0;
         return 1;
+    case K_STR: {
+        const int64_t *off = (const int64_t *)c->values.buf;
+        const char *t = (const char *)c->text.buf;
+        int64_t len0 = off[1] - off[0];
+        for (Py_ssize_t r = 1; r < n; r++)
+            if (off[r + 1] - off[r] != len0 || memcmp(t + off[r], t + off[0], (size_t)len0)) return 0;
+        return 1;
+    }
     default: {                                       /* INT, FLOAT, TIME: 8 bytes */
         const uint64_t *v = (const uint64_t *)c->values.buf;
         for (Py_ssize_t r = 1; r < n; r++) if (v[r] != v[0]) return 0;
@@ -340,6 +385,29 @@ static PyObject *rows(PyObject *self, PyObject *args) {
             }
             c->objs = (PyObject **)c->values.buf;
             c->fallback = extra;
+        } else if (c->kind == K_STR) {
+            PyObject *text, *mask;
+            if (!PyArg_ParseTuple(extra, "OO", &text, &mask)) goto fail;
+            if (PyObject_GetBuffer(values, &c->values, PyBUF_C_CONTIGUOUS) < 0) goto fail;
+            c->has_values = 1;
+            if (PyObject_GetBuffer(text, &c->text, PyBUF_C_CONTIGUOUS) < 0) goto fail;
+            c->has_text = 1;
+            if (mask != Py_None) {
+                if (PyObject_GetBuffer(mask, &c->mask, PyBUF_C_CONTIGUOUS) < 0) goto fail;
+                c->has_mask = 1;
+                if (c->mask.len < n) { PyErr_SetString(PyExc_ValueError, "jsonrows: mask too short"); goto fail; }
+            }
+            if (c->values.itemsize != 8 || c->values.len / 8 < n + 1) {
+                PyErr_Format(PyExc_ValueError, "jsonrows: column %zd: STR needs %zd int64 offsets", filled, n + 1);
+                goto fail;
+            }
+            const int64_t *off = (const int64_t *)c->values.buf;
+            for (Py_ssize_t r = 0; r < n; r++)          /* (every span inside the text) */
+                if (off[r] < 0 || off[r + 1] < off[r] || off[r + 1] > c->text.len) {
+                    PyErr_Format(PyExc_ValueError, "jsonrows: column %zd: offsets out of the text", filled);
+                    goto fail;
+                }
+            continue;
         } else {
             if (PyObject_GetBuffer(values, &c->values, PyBUF_C_CONTIGUOUS) < 0) goto fail;
             c->has_values = 1;
@@ -352,6 +420,8 @@ static PyObject *rows(PyObject *self, PyObject *args) {
             if (c->kind == K_CAT) {
                 if (!PyTuple_Check(extra)) { PyErr_SetString(PyExc_TypeError, "jsonrows: CAT needs a tuple"); goto fail; }
                 c->cats = extra;
+            } else if (c->kind == K_FLOAT) {
+                c->round6 = extra == Py_True;
             } else if (extra != Py_None) {
                 if (PyObject_GetBuffer(extra, &c->mask, PyBUF_C_CONTIGUOUS) < 0) goto fail;
                 c->has_mask = 1;
@@ -462,7 +532,20 @@ done:
     return out;
 }
 
+/* newlines(buffer) -> int: how many '\n' bytes it holds (memchr from one to the next:
+ * lines of KBs are skipped at memchr's speed, where bytes.count looks at every byte). */
+static PyObject *newlines(PyObject *self, PyObject *arg) {
+    Py_buffer b;
+    if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0) return NULL;
+    const char *p = b.buf, *end = p + b.len;
+    Py_ssize_t n = 0;
+    while (p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) { n++; p++; }
+    PyBuffer_Release(&b);
+    return PyLong_FromSsize_t(n);
+}
+
 static PyMethodDef methods[] = {
+    {"newlines", newlines, METH_O, "newlines(buffer) -> int: the '\\n' bytes in it"},
     {"rows", rows, METH_VARARGS, "rows(columns, n, sep) -> bytes: the rows as compact JSON objects"},
     {"interleave", interleave, METH_VARARGS, "interleave(part, bufs, sep) -> (bytes, used): lines of several buffers in one order"},
     {NULL, NULL, 0, NULL},
@@ -479,5 +562,6 @@ PyMODINIT_FUNC PyInit__jsonrows(void) {
     PyModule_AddIntConstant(m, "CAT", K_CAT);
     PyModule_AddIntConstant(m, "TIME", K_TIME);
     PyModule_AddIntConstant(m, "OBJ", K_OBJ);
+    PyModule_AddIntConstant(m, "STR", K_STR);
     return m;
 }

@@ -102,13 +102,14 @@ def _objects(values) -> np.ndarray:
 
 def _column(arr) -> Callable[[int, int], tuple]:
     """`f(lo, hi)`: rows lo..hi of one column as a _jsonrows spec (kind, values,
-    extra): contiguous arrays, missing values masked (or NaN, NaT, None), floats rounded
-    to 6 decimals (microseconds for seconds, nanoseconds for milliseconds), times as
+    extra): contiguous arrays, missing values masked (or NaN, NaT, None), floats to be
+    rounded to 6 decimals by the writer (microseconds for seconds, nanoseconds for
+    milliseconds; round(x, 6)'s values, as _rounded_array gives them), times as
     nanoseconds. Built once per column; each call converts only its slice, so memory
     follows the chunk, not the capture."""
     if isinstance(arr, pd.arrays.FloatingArray):
         data, mask = arr._data, arr._mask
-        return lambda lo, hi: (_jsonrows.FLOAT, np.where(mask[lo:hi], np.nan, _rounded_array(data[lo:hi])), None)
+        return lambda lo, hi: (_jsonrows.FLOAT, np.where(mask[lo:hi], np.nan, data[lo:hi]), True)
     if isinstance(arr, pd.arrays.IntegerArray):
         data, mask = arr._data, arr._mask
         if data.dtype.kind == "u" and data.dtype.itemsize == 8:
@@ -128,13 +129,15 @@ def _column(arr) -> Callable[[int, int], tuple]:
     if isinstance(arr.dtype, pd.DatetimeTZDtype):
         ns = arr.tz_convert("UTC").asi8
         return lambda lo, hi: (_jsonrows.TIME, np.ascontiguousarray(ns[lo:hi]), None)
-    if isinstance(arr, pd.arrays.ArrowStringArray) or isinstance(arr.dtype, pd.StringDtype):
+    if isinstance(arr, pd.arrays.ArrowStringArray):
+        return _arrow_text(arr)
+    if isinstance(arr.dtype, pd.StringDtype):
         return lambda lo, hi: (_jsonrows.OBJ, np.ascontiguousarray(arr[lo:hi].to_numpy(dtype=object, na_value=None)),
                                _dump_other)
     nd = np.asarray(arr)
     kind = nd.dtype.kind
     if kind == "f":
-        return lambda lo, hi: (_jsonrows.FLOAT, _rounded_array(nd[lo:hi]), None)
+        return lambda lo, hi: (_jsonrows.FLOAT, np.ascontiguousarray(nd[lo:hi], dtype=np.float64), True)
     if kind == "b":
         return lambda lo, hi: (_jsonrows.BOOL, np.ascontiguousarray(nd[lo:hi]).view(np.uint8), None)
     if kind == "i" or (kind == "u" and nd.dtype.itemsize < 8):
@@ -142,6 +145,23 @@ def _column(arr) -> Callable[[int, int], tuple]:
     if kind == "O":
         return lambda lo, hi: (_jsonrows.OBJ, np.ascontiguousarray(nd[lo:hi]), _dump_other)
     return lambda lo, hi: (_jsonrows.OBJ, _objects(nd[lo:hi].tolist()), _dump_other)
+
+
+def _arrow_text(arr) -> Callable[[int, int], tuple]:
+    """_column() for text held by pyarrow (pandas' str dtype): the C writer reads the
+    UTF-8 bytes and offsets themselves (STR), no Python str made per value (making them
+    was a fifth of a million-connection report's time)."""
+    import pyarrow as pa
+    col = arr.__arrow_array__()
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    _, offsets, data = col.buffers()           # (string or large_string: pandas' str dtype)
+    width = np.int64 if pa.types.is_large_string(col.type) else np.int32
+    offs = np.frombuffer(offsets, dtype=width)[col.offset:col.offset + len(col) + 1] \
+        if offsets is not None else np.zeros(len(col) + 1, dtype=width)
+    text = np.frombuffer(data, dtype=np.uint8) if data is not None and data.size else np.zeros(1, np.uint8)
+    mask = np.asarray(col.is_null()).view(np.uint8) if col.null_count else None
+    return lambda lo, hi: (_jsonrows.STR, offs[lo:hi + 1].astype(np.int64),
+                           (text, None if mask is None else mask[lo:hi]))
 
 
 #: rows per call of the C writer: a chunk's converted columns stay a few MB

@@ -315,9 +315,11 @@ class _Run:
                 _dump(df, _path(tmp, "final", k))
             if lines:
                 with _spilling(path), open(path, "wb") as fh:    # (the pass's rows are done: its lines replace them)
-                    lines = _LinesWriter(fh)
+                    lines = _FrameWriter(fh, lines=True)
                     for block in jsonout.record_blocks(df):
-                        lines.write(block + b"\n")
+                        lines.write(block)
+                        lines.write(b"\n")
+                    lines.close()
             report = pd.DataFrame({col: df[col] for col in columns if col in df})
             for col in SHARED_TEXT:
                 if col in report:
@@ -344,7 +346,7 @@ class _Run:
             return
         jsonout.write_head(res, fh)
         with _spilling(self.tmp):
-            sources = [_LinesReader(open(_path(self.tmp, "pass", k), "rb")) for k in range(self.passes)]
+            sources = [_FrameReader(open(_path(self.tmp, "pass", k), "rb")) for k in range(self.passes)]
         try:
             jsonout.write_records(fh, self._merged_lines(sources))
         finally:
@@ -370,7 +372,7 @@ class _Run:
                 pieces = [bufs[k][starts[k]:]]
                 width = max(1, (len(bufs[k]) - starts[k]) // max(1, avail[k]))       # (bytes a line, so far)
                 while avail[k] < counts[k]:
-                    more, lines = sources[k].read(max(read_bytes, int((counts[k] - avail[k]) * width * 1.25)))
+                    more, lines = sources[k].frames(max(read_bytes, int((counts[k] - avail[k]) * width * 1.25)))
                     if not more:
                         raise SpillError(f"{sources[k].name}: a pass's JSON lines end early")
                     avail[k] += lines
@@ -488,47 +490,68 @@ class _spilling:
         return False
 
 
-class _LinesWriter:
-    """A pass's JSON lines into its temporary file, in frames of at most FRAME bytes,
-    each compressed with zstd when pyarrow has it (as it does where pandas keeps its
-    text in Arrow), else as they are. A frame: its stored size, its raw size and how
-    many line ends it holds (8 bytes each, little endian; stored size = raw size: not
-    compressed), then its bytes. Why: a flood's lines are 3.6 KB each, mostly the same
-    keys and nulls, and writing them out and reading them back was most of an
-    out-of-core run's time (3.6 GB at a million connections, written at 400 MB/s here);
-    zstd makes them 80 times smaller at 3 GB/s."""
+class _FrameWriter:
+    """What a bounded run spills (a pass's pickled rows, its JSON lines) into a
+    temporary file, in frames of at most FRAME bytes, each compressed with zstd when
+    pyarrow has it (as it does where pandas keeps its text in Arrow), else as it is. A
+    frame: its stored size, its raw size and how many line ends it holds (8 bytes each,
+    little endian; stored size = raw size: not compressed; line ends counted with
+    `lines`, else 0), then its bytes. Why: the spill was most of an out-of-core run's
+    time on a flood. A million SYNs spilled 0.8 GB of pickled rows and 3.6 GB of JSON
+    lines (3.6 KB each, mostly the same keys and nulls), written at 400 MB/s here; zstd
+    makes them 24 and 80 times smaller at 3 GB/s. A file-like `write`, for pickle."""
 
-    #: raw bytes a frame (a reader holds whole frames: memory per pass)
+    #: raw bytes a frame (a reader holds whole frames: memory per file read)
     FRAME = 1 << 20
 
-    def __init__(self, fh):
-        self.fh = fh
+    def __init__(self, fh, lines: bool = False):
+        self.fh, self.lines = fh, lines
         self.codec = _zstd()
+        self.pending: list = []
+        self.size = 0
         from .render import _jsonrows
         self.newlines = _jsonrows.newlines
 
-    def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        for at in range(0, len(view), self.FRAME):
-            raw = view[at:at + self.FRAME]
-            packed = self.codec.compress(raw, asbytes=True) if self.codec is not None else raw
-            if len(packed) >= len(raw):
-                packed = raw
-            lines = self.newlines(raw)
-            self.fh.write(len(packed).to_bytes(8, "little") + len(raw).to_bytes(8, "little")
-                          + lines.to_bytes(8, "little"))
-            self.fh.write(packed)
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        at = 0
+        while at < len(view):
+            take = min(len(view) - at, self.FRAME - self.size)
+            self.pending.append(bytes(view[at:at + take]))
+            self.size += take
+            at += take
+            if self.size == self.FRAME:
+                self._frame()
+        return len(view)
+
+    def close(self) -> None:
+        """The last, partial frame (the file itself is the caller's)."""
+        if self.size:
+            self._frame()
+
+    def _frame(self) -> None:
+        raw = b"".join(self.pending) if len(self.pending) > 1 else self.pending[0]
+        self.pending, self.size = [], 0
+        packed = self.codec.compress(raw, asbytes=True) if self.codec is not None else raw
+        if len(packed) >= len(raw):
+            packed = raw
+        lines = self.newlines(raw) if self.lines else 0
+        self.fh.write(len(packed).to_bytes(8, "little") + len(raw).to_bytes(8, "little")
+                      + lines.to_bytes(8, "little"))
+        self.fh.write(packed)
 
 
-class _LinesReader:
-    """_LinesWriter's file read back: `read(n)` -> (at least `n` bytes of lines, whole
-    frames, unless the file ends; the line ends in them); (b"", 0) at its end."""
+class _FrameReader:
+    """_FrameWriter's file read back: `frames(n)` -> (at least `n` bytes, whole frames,
+    unless the file ends; the line ends in them), (b"", 0) at its end; or as a file
+    (`read`, `readline`, `readinto`), for pickle."""
 
     def __init__(self, fh):
         self.fh, self.name = fh, fh.name
         self.codec = _zstd()
+        self.buf, self.at = b"", 0
 
-    def read(self, n: int) -> tuple[bytes, int]:
+    def frames(self, n: int) -> tuple[bytes, int]:
         out, have, lines = [], 0, 0
         while have < n:
             head = self.fh.read(24)
@@ -537,15 +560,45 @@ class _LinesReader:
             packed_len, raw_len, count = (int.from_bytes(head[i:i + 8], "little") for i in (0, 8, 16))
             packed = self.fh.read(packed_len)
             if len(head) < 24 or len(packed) < packed_len:
-                raise SpillError(f"{self.name}: a pass's JSON lines end early")
+                raise SpillError(f"{self.name}: a spilled file ends early")
             if packed_len != raw_len:
                 if self.codec is None:
-                    raise SpillError(f"{self.name}: compressed lines, and no zstd to read them")
+                    raise SpillError(f"{self.name}: compressed, and no zstd to read it")
                 packed = self.codec.decompress(packed, decompressed_size=raw_len, asbytes=True)
             out.append(packed)
             have += raw_len
             lines += count
-        return b"".join(out), lines
+        return (out[0] if len(out) == 1 else b"".join(out)), lines
+
+    def _fill(self, n: int) -> None:
+        """At least n bytes from `at` in `buf`, unless the file ends."""
+        if len(self.buf) - self.at < n:
+            more, _ = self.frames(n - (len(self.buf) - self.at))
+            self.buf, self.at = self.buf[self.at:] + more, 0
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = 1 << 62
+        self._fill(n)
+        out = self.buf[self.at:self.at + n]
+        self.at += len(out)
+        return out
+
+    def readinto(self, b) -> int:
+        view = memoryview(b).cast("B")
+        data = self.read(len(view))
+        view[:len(data)] = data
+        return len(data)
+
+    def readline(self) -> bytes:
+        while True:
+            end = self.buf.find(b"\n", self.at)
+            if end >= 0:
+                return self.read(end + 1 - self.at)
+            before = len(self.buf) - self.at
+            self._fill(before + 1)
+            if len(self.buf) - self.at == before:
+                return self.read()
 
     def close(self) -> None:
         self.fh.close()
@@ -562,9 +615,11 @@ def _zstd():
 
 def _dump(obj, path: str) -> None:
     with _spilling(path), open(path, "wb") as fh:
-        pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        frames = _FrameWriter(fh)
+        pickle.dump(obj, frames, protocol=pickle.HIGHEST_PROTOCOL)
+        frames.close()
 
 
 def _load(path: str):
     with _spilling(path), open(path, "rb") as fh:
-        return pickle.load(fh)
+        return pickle.load(_FrameReader(fh))

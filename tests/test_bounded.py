@@ -295,41 +295,48 @@ def test_text_kept_as_categories_is_redacted_like_text():
 
 
 @pytest.mark.parametrize("codec", ["zstd", None])
-def test_spilled_lines_round_trip_in_frames(monkeypatch, tmp_path, codec):
-    """A pass's JSON lines in their temporary file (compressed with zstd when pyarrow has
-    it, as they are without): read back in frames, with their line counts; a file cut
-    short is a one-line SpillError. A whole run without zstd gives the same document."""
+def test_spilled_files_round_trip_in_frames(monkeypatch, tmp_path, codec):
+    """What a pass spills (its JSON lines, its pickled rows), compressed with zstd when
+    pyarrow has it and as it is without: read back in frames with their line counts,
+    or as a file by pickle; a file cut short is a one-line SpillError. A whole run
+    without zstd gives the same document."""
     if codec is None:
         monkeypatch.setattr(bounded, "_zstd", lambda: None)
     elif bounded._zstd() is None:
         pytest.skip("no zstd in this pyarrow")
-    monkeypatch.setattr(bounded._LinesWriter, "FRAME", 1000)
+    monkeypatch.setattr(bounded._FrameWriter, "FRAME", 1000)
     lines = [json.dumps({"stream": k, "text": "é\n" * (k % 7), "pad": "x" * (k * 37 % 900)}).encode()
              for k in range(500)]
     blocks = [b"\n".join(lines[k:k + 64]) + b"\n" for k in range(0, 500, 64)]
     path = tmp_path / "pass-0.pkl"
     with open(path, "wb") as fh:
-        w = bounded._LinesWriter(fh)
+        w = bounded._FrameWriter(fh, lines=True)
         for b in blocks:
             w.write(b)
+        w.close()
     stored = path.stat().st_size
     assert (stored < sum(map(len, blocks)) / 3) if codec else stored > sum(map(len, blocks))
-    r = bounded._LinesReader(open(path, "rb"))
+    r = bounded._FrameReader(open(path, "rb"))
     got, count = [], 0
     while True:
-        data, n = r.read(1500)
+        data, n = r.frames(1500)
         if not data:
             break
-        assert len(data) >= 1500 or not r.read(1)[0]
         got.append(data)
         count += n
     r.close()
     assert b"".join(got) == b"".join(blocks) and count == 500
+    assert all(len(g) >= 1500 for g in got[:-1])
     path.write_bytes(path.read_bytes()[:-5])
-    r = bounded._LinesReader(open(path, "rb"))
-    with pytest.raises(bounded.SpillError, match="end early"):
-        while r.read(1 << 20)[0]:
+    r = bounded._FrameReader(open(path, "rb"))
+    with pytest.raises(bounded.SpillError, match="ends early"):
+        while r.frames(1 << 20)[0]:
             pass
     r.close()
+    table = pcapsense.analyze(str(LAB / "la-idle-close.pcap"), jobs=1).connections
+    bounded._dump((table, b"x" * 5000, list(range(3000))), str(tmp_path / "out-0.pkl"))
+    back = bounded._load(str(tmp_path / "out-0.pkl"))
+    pd.testing.assert_frame_equal(back[0], table)
+    assert back[1:] == (b"x" * 5000, list(range(3000)))
     if codec is None:
         _check(LAB / "la-idle-close.pcap", 3, reports=False)

@@ -616,10 +616,30 @@ def _zstd():
 def _dump(obj, path: str) -> None:
     with _spilling(path), open(path, "wb") as fh:
         frames = _FrameWriter(fh)
-        pickle.dump(obj, frames, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(_NoneColumns(obj) if isinstance(obj, pd.DataFrame) else obj, frames,
+                    protocol=pickle.HIGHEST_PROTOCOL)
         frames.close()
 
 
 def _load(path: str):
     with _spilling(path), open(path, "rb") as fh:
-        return pickle.load(_FrameReader(fh))
+        obj = pickle.load(_FrameReader(fh))
+    return obj.restore() if isinstance(obj, _NoneColumns) else obj
+
+
+class _NoneColumns:
+    """A DataFrame spilled without its object columns that hold None in every row,
+    which restore() puts back in their places. A flood's two dozen application text
+    columns are all None, and pickle writes and reads every None of every row: that
+    was most of the time spent loading a pass's rows."""
+
+    def __init__(self, df: pd.DataFrame):
+        self.none = [(i, c) for i, c in enumerate(df.columns)
+                     if df[c].dtype == object and bool(np.all(df[c].to_numpy() == None))]  # noqa: E711
+        self.df = df.drop(columns=[c for _, c in self.none]) if self.none else df
+
+    def restore(self) -> pd.DataFrame:
+        df = self.df
+        for i, c in self.none:
+            df.insert(i, c, pd.Series(np.full(len(df), None, dtype=object), index=df.index, dtype=object))
+        return df

@@ -153,13 +153,17 @@ def _arrow_text(arr) -> Callable[[int, int], tuple]:
     was a fifth of a million-connection report's time)."""
     import pyarrow as pa
     col = arr.__arrow_array__()
-    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    _, offsets, data = col.buffers()           # (string or large_string: pandas' str dtype)
+    if isinstance(col, pa.ChunkedArray):          # (one chunk, as a rule: read in place)
+        col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    validity, offsets, data = col.buffers()       # (string or large_string: pandas' str dtype)
     width = np.int64 if pa.types.is_large_string(col.type) else np.int32
     offs = np.frombuffer(offsets, dtype=width)[col.offset:col.offset + len(col) + 1] \
         if offsets is not None else np.zeros(len(col) + 1, dtype=width)
     text = np.frombuffer(data, dtype=np.uint8) if data is not None and data.size else np.zeros(1, np.uint8)
-    mask = np.asarray(col.is_null()).view(np.uint8) if col.null_count else None
+    mask = None
+    if col.null_count:                            # (Arrow's validity bits, 1 = present, as a mask)
+        bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
+        mask = (bits[col.offset:col.offset + len(col)] == 0).view(np.uint8)
     return lambda lo, hi: (_jsonrows.STR, offs[lo:hi + 1].astype(np.int64),
                            (text, None if mask is None else mask[lo:hi]))
 

@@ -105,7 +105,7 @@ def test_concat_column_by_column_equals_pd_concat(make):
 
 def test_rule_rows_made_in_small_chunks_give_the_same_causes(monkeypatch):
     whole = {p: pcapsense.analyze(p, jobs=1).connections for p in MIXED}
-    monkeypatch.setattr(classify, "SLOW_CHUNK", 3)
+    monkeypatch.setattr(classify.decision, "SLOW_CHUNK", 3)
     for p, expected in whole.items():
         got = pcapsense.analyze(p, jobs=1).connections
         pd.testing.assert_frame_equal(got, expected)

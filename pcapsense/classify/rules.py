@@ -28,7 +28,7 @@ class Match:
 
 class Facts:
     """Attribute access over the merged row (missing values already None: see
-    classify._row_dicts); a name the row does not have reads as None. The row's
+    classify.decision._row_dicts); a name the row does not have reads as None. The row's
     values are the instance's attributes, so reading one is a plain attribute lookup
     (the rules read about 70 per connection)."""
 

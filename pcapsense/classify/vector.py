@@ -494,7 +494,7 @@ def _rule_graceful(c: Cols):
     answered = ~c.http | c.all_answered
     b1 = fin & c.eq("conn_state", "SF") & answered
     b2 = fin & c.t("rst_after_close") & answered
-    b3 = c.t("_tls_closed") & answered               # (TLS read with its keys: classify._tls_closed_rows)
+    b3 = c.t("_tls_closed") & answered               # (TLS read with its keys: decision._tls_closed_rows)
     b4 = c.eq("closer", "client") & c.eq("close_kind", "RST") & c.http & c.all_answered \
         & c.true("http_last_response_complete") & ~c.eq("app_protocol", "tls")
     closer = c.s("closer")
@@ -513,7 +513,7 @@ def _rule_incomplete(c: Cols):
 
 
 def _phase(c: Cols) -> np.ndarray:
-    """classify._phase over columns."""
+    """decision._phase over columns."""
     none = c.eq("close_kind", "none")
     hs_state = c.isin("conn_state", ("S0", "SH", "SHR", "RSTOS0"))
     tunnel_ok = c.eq("app_protocol", "http-proxy-tunnel") & ~c.na("proxy_connect_status") \

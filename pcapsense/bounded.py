@@ -506,7 +506,7 @@ class _FrameWriter:
 
     def __init__(self, fh, lines: bool = False):
         self.fh, self.lines = fh, lines
-        self.codec = _zstd()
+        self.codec, self.pool = _zstd()
         self.pending: list = []
         self.size = 0
         from .render import _jsonrows
@@ -532,7 +532,7 @@ class _FrameWriter:
     def _frame(self) -> None:
         raw = b"".join(self.pending) if len(self.pending) > 1 else self.pending[0]
         self.pending, self.size = [], 0
-        packed = self.codec.compress(raw, asbytes=True) if self.codec is not None else raw
+        packed = self.codec.compress(raw, asbytes=True, memory_pool=self.pool) if self.codec is not None else raw
         if len(packed) >= len(raw):
             packed = raw
         lines = self.newlines(raw) if self.lines else 0
@@ -548,7 +548,7 @@ class _FrameReader:
 
     def __init__(self, fh):
         self.fh, self.name = fh, fh.name
-        self.codec = _zstd()
+        self.codec, self.pool = _zstd()
         self.buf, self.at = b"", 0
 
     def frames(self, n: int) -> tuple[bytes, int]:
@@ -564,7 +564,7 @@ class _FrameReader:
             if packed_len != raw_len:
                 if self.codec is None:
                     raise SpillError(f"{self.name}: compressed, and no zstd to read it")
-                packed = self.codec.decompress(packed, decompressed_size=raw_len, asbytes=True)
+                packed = self.codec.decompress(packed, decompressed_size=raw_len, asbytes=True, memory_pool=self.pool)
             out.append(packed)
             have += raw_len
             lines += count
@@ -605,12 +605,14 @@ class _FrameReader:
 
 
 def _zstd():
-    """pyarrow's zstd codec, or None (pyarrow is optional)."""
+    """pyarrow's zstd codec and the memory pool for its buffers (the system allocator,
+    whose freed memory memory.release() gives back: pyarrow's own pool keeps it), or
+    (None, None): pyarrow is optional."""
     try:
         import pyarrow as pa
-        return pa.Codec("zstd") if pa.Codec.is_available("zstd") else None
-    except Exception:          # noqa: BLE001 - no pyarrow, or one without codecs: lines as they are
-        return None
+        return (pa.Codec("zstd"), pa.system_memory_pool()) if pa.Codec.is_available("zstd") else (None, None)
+    except Exception:          # noqa: BLE001 - no pyarrow, or one without codecs: as they are
+        return None, None
 
 
 def _dump(obj, path: str) -> None:

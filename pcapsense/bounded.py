@@ -319,11 +319,11 @@ class _Run:
                 _dump(df, _path(tmp, "final", k))
             if lines:
                 with _spilling(path), open(path, "wb") as fh:    # (the pass's rows are done: its lines replace them)
-                    lines = _FrameWriter(fh, lines=True)
+                    spill = _FrameWriter(fh, lines=True)
                     for block in jsonout.record_blocks(df):
-                        lines.write(block)
-                        lines.write(b"\n")
-                    lines.close()
+                        spill.write(block)
+                        spill.write(b"\n")
+                    spill.close()
             report = pd.DataFrame({col: df[col] for col in columns if col in df})
             for col in SHARED_TEXT:
                 if col in report:
@@ -511,8 +511,7 @@ class _FrameWriter:
     def __init__(self, fh, lines: bool = False):
         self.fh, self.lines = fh, lines
         self.codec, self.pool = _zstd()
-        self.pending: list = []
-        self.size = 0
+        self.buf = bytearray()               # (the frame being filled)
         from .render import _jsonrows
         self.newlines = _jsonrows.newlines
 
@@ -520,22 +519,20 @@ class _FrameWriter:
         view = memoryview(data).cast("B")
         at = 0
         while at < len(view):
-            take = min(len(view) - at, self.FRAME - self.size)
-            self.pending.append(bytes(view[at:at + take]))
-            self.size += take
+            take = min(len(view) - at, self.FRAME - len(self.buf))
+            self.buf += view[at:at + take]
             at += take
-            if self.size == self.FRAME:
+            if len(self.buf) == self.FRAME:
                 self._frame()
         return len(view)
 
     def close(self) -> None:
         """The last, partial frame (the file itself is the caller's)."""
-        if self.size:
+        if self.buf:
             self._frame()
 
     def _frame(self) -> None:
-        raw = b"".join(self.pending) if len(self.pending) > 1 else self.pending[0]
-        self.pending, self.size = [], 0
+        raw, self.buf = self.buf, bytearray()
         packed = self.codec.compress(raw, asbytes=True, memory_pool=self.pool) if self.codec is not None else raw
         if len(packed) >= len(raw):
             packed = raw

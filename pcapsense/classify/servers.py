@@ -177,7 +177,7 @@ def context(df: pd.DataFrame) -> Context:
 def add_context(df: pd.DataFrame, columns: dict) -> pd.DataFrame:
     """`df` with the context's per-row columns (Context.rows()), in the table's column
     order."""
-    return with_columns(df, dict(columns))
+    return with_columns(df, columns)
 
 
 def keepalive_timeouts(keys: np.ndarray, idle_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

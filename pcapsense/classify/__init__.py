@@ -26,7 +26,7 @@ from .columns import TIMES_DTYPE, prepare, stream_times, with_columns  # noqa: F
 from .decision import PHASES, SLOW_CHUNK, decide  # noqa: F401
 from .outcome import INFERRED_BELOW, INFERRED_CAUSES, RESULT_COLUMNS, all_inferred, finish, inferred  # noqa: F401
 from .rules import NS  # noqa: F401
-from .servers import (CONTEXT_COLUMNS, RST_BURST_NS, Context, add_context, context,  # noqa: F401
+from .servers import (RST_BURST_NS, Context, add_context, context,  # noqa: F401
                       keepalive_servers, keepalive_timeouts, server_keys)
 
 

@@ -46,19 +46,26 @@ CONFIDENCE_FULL = 0.8
 CONFIDENCE_BURST = 0.7
 
 
-def _candidates(df: pd.DataFrame, cause: np.ndarray) -> np.ndarray:
+def precandidates(df: pd.DataFrame) -> np.ndarray:
     """Rows the client closed (FIN) right after a complete response on a connection both
-    sides wanted to keep, and classified graceful before this pass."""
+    sides wanted to keep: the candidates, whatever their cause (an out-of-core run keeps
+    the rows of their clients for claims(): pcapsense/bounded_context.py)."""
     close = df["_close_ns"].to_numpy()
     after_response = close - df["_server_last_data_ns"].to_numpy()
-    return (df["closer"].to_numpy() == "client") & (df["close_kind"].to_numpy() == "FIN") & (cause == "graceful") \
+    return (df["closer"].to_numpy() == "client") & (df["close_kind"].to_numpy() == "FIN") \
         & df["http_server_keep_alive"].fillna(False).to_numpy().astype(bool) \
         & df["http_client_keep_alive"].fillna(False).to_numpy().astype(bool) \
         & (close > 0) & (after_response >= 0) & (after_response <= POOL_WINDOW_NS)
 
 
+def _candidates(df: pd.DataFrame, cause: np.ndarray) -> np.ndarray:
+    """precandidates() classified graceful before this pass."""
+    return precandidates(df) & (cause == "graceful")
+
+
 def claims(df: pd.DataFrame, cause, keys: np.ndarray) -> list[tuple[int, tuple[str, float]]]:
-    """`df`: the table or its CONTEXT_COLUMNS, `cause`: every row's cause before this pass,
+    """`df`: the table (or the rows of the clients with a candidate, their columns
+    bounded_context.POOL_COLUMNS, in table order), `cause`: their causes before this pass,
     `keys`: classify.server_keys(). Each row is claimed at most once."""
     cause = np.asarray(cause, dtype=object)
     cand = _candidates(df, cause)

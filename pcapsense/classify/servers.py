@@ -1,10 +1,11 @@
 """Stage 5, across connections: what each connection's decision needs to know of
 the others, per server ("ip|port"): its peak concurrency, reset bursts, the connections
 opened while one was held, later connections, and its keep-alive timeout (the median
-idle time of its idle closes). `context()` over the prepared table (or, out of core,
-over its CONTEXT_COLUMNS of every connection: pcapsense/bounded.py), `add_context()`
-puts the per-row columns in the table. Vectorised: sorted sweeps and groupby, never a
-pair of connections compared.
+idle time of its idle closes). `context()` over the prepared table (out of core, the
+same Sweeps and held_context over the passes' files: pcapsense/bounded_context.py),
+`add_context()` puts the per-row columns in the table. Vectorised: every server's
+times sorted in one array and searched at once (Sweeps), groupby, never a pair of
+connections compared.
 """
 
 from __future__ import annotations
@@ -31,84 +32,214 @@ def server_keys(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return names[codes], codes
 
 
-def _server_context(df: pd.DataFrame, keys: np.ndarray, codes: np.ndarray) \
-        -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
-    """Per server (`keys`/`codes`: server_keys()): peak concurrency, largest burst of
-    server resets within 10 ms; per connection: connections open to its server when it
-    closed, whether the client opened more connections to that server afterwards, and
-    the connections carrying several requests open when it closed."""
-    ctx: dict = {}
-    conc_at_close = np.zeros(len(df), dtype=np.int64)
-    reused_open = np.zeros(len(df), dtype=np.int64)
-    later = np.zeros(len(df), dtype=bool)
-    rst_burst = np.zeros(len(df), dtype=np.int64)
-    if not len(df):
-        return ctx, conc_at_close, later, reused_open, rst_burst
-    start = df["_start_ns"].to_numpy()
-    end = df["_end_ns"].to_numpy()
-    close = df["_close_ns"].to_numpy()
-    close = np.where(close > 0, close, end)
-    # the few columns read per server, as arrays (a row slice of the table per server
-    # copied every column: the whole table, for a capture with one busy server)
+class Keyer:
+    """Times of many servers as one sortable int64 key: server code * `span` + the time
+    less `lo` (clipped to -1 .. span-1 for a query outside lo .. lo+span-2), so that one
+    np.searchsorted over every server's sorted keys counts within each server. Made by
+    keyer() when the codes times the span fit in an int64 (any capture shorter than a
+    day with fewer than 100,000 servers, or a year with 300)."""
+
+    def __init__(self, lo: int, span: int):
+        self.lo, self.span = lo, span
+
+    def key(self, codes: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return codes.astype(np.int64) * self.span + np.clip(np.asarray(t, dtype=np.int64) - self.lo, -1, self.span - 1)
+
+    def code(self, keys: np.ndarray) -> np.ndarray:
+        return keys // self.span
+
+
+def keyer(ncodes: int, lo: int, hi: int) -> Keyer | None:
+    """The Keyer of `ncodes` servers whose times lie in lo .. hi, or None if their keys
+    would not fit in an int64."""
+    span = int(hi) - int(lo) + 2
+    return Keyer(int(lo), span) if (ncodes + 1) * span < (1 << 62) else None
+
+
+class PerServer:
+    """Times of connections sorted by server, then time: `count(codes, t, side)` says,
+    per query, how many times of its server are <= t (side "right") or < t ("left"), as
+    np.searchsorted over that server's sorted times would. Keyed (one search for all
+    servers) when a Keyer is given, else server by server."""
+
+    def __init__(self, codes: np.ndarray, times: np.ndarray, ncodes: int, kr: Keyer | None, keys=None):
+        self.kr, self.ncodes = kr, ncodes
+        if kr is not None:
+            if keys is None:
+                keys = kr.key(codes, times)
+            keys.sort()
+            self.keys = keys
+            self.seg = np.searchsorted(keys, np.arange(ncodes + 1, dtype=np.int64) * kr.span, side="left")
+        else:
+            order = np.lexsort((times, codes))
+            self.times = np.asarray(times, dtype=np.int64)[order]
+            self.seg = np.searchsorted(np.asarray(codes)[order], np.arange(ncodes + 1), side="left")
+
+    def sizes(self) -> np.ndarray:
+        return np.diff(self.seg)
+
+    def count(self, codes: np.ndarray, t: np.ndarray, side: str) -> np.ndarray:
+        if self.kr is not None:
+            return np.searchsorted(self.keys, self.kr.key(codes, t), side=side) - self.seg[codes]
+        out = np.zeros(len(codes), dtype=np.int64)
+        order = np.argsort(codes, kind="stable")
+        bounds = np.flatnonzero(np.diff(codes[order])) + 1
+        t = np.asarray(t)
+        for ii in np.split(order, bounds) if len(order) else ():
+            c = int(codes[ii[0]])
+            out[ii] = np.searchsorted(self.times[self.seg[c]:self.seg[c + 1]], t[ii], side=side)
+        return out
+
+    def segments(self):
+        """(code, that server's sorted times) for every server with times (unkeyed)."""
+        for c in np.flatnonzero(self.sizes()).tolist():
+            yield c, self.times[self.seg[c]:self.seg[c + 1]]
+
+
+class Sweeps:
+    """What context() counts in, per server: every connection's start and end, those of
+    the connections that carried several requests (`multi`), and the close times of the
+    server's resets of established connections. Built from the rows of one table
+    (context()) or of every pass of an out-of-core run (pcapsense/bounded_context.py);
+    `servers()` gives the per-server figures, `rows()` each connection's."""
+
+    #: the starts of this many connections are swept at once for the peak
+    CHUNK = 1 << 20
+
+    def __init__(self, starts: PerServer, ends: PerServer, multi_starts: PerServer, multi_ends: PerServer,
+                 resets: PerServer):
+        self.starts, self.ends, self.multi_starts, self.multi_ends = starts, ends, multi_starts, multi_ends
+        self.resets = resets
+
+    @classmethod
+    def of(cls, codes, start, end, close_ns, multi, server_rst, ncodes: int) -> "Sweeps":
+        """The Sweeps of one table's rows (`close_ns`: _close_ns, 0 when not closed)."""
+        vals = [start, end, np.where(close_ns > 0, close_ns, end), close_ns[server_rst]]
+        lo = min((int(v.min()) for v in vals if len(v)), default=0)
+        hi = max((int(v.max()) for v in vals if len(v)), default=0)
+        kr = keyer(ncodes, lo, hi)
+        return cls(PerServer(codes, start, ncodes, kr), PerServer(codes, end, ncodes, kr),
+                   PerServer(codes[multi], start[multi], ncodes, kr), PerServer(codes[multi], end[multi], ncodes, kr),
+                   PerServer(codes[server_rst], close_ns[server_rst], ncodes, kr))
+
+    def servers(self) -> dict[str, np.ndarray]:
+        """Per server code: connections, peak_concurrency (the most open at once, a start
+        counted before an end at the same time: reached at a start, the starts up to it
+        minus the ends before it), reused_connections, rst_burst (the most server resets
+        within RST_BURST_NS)."""
+        s, e, r = self.starts, self.ends, self.resets
+        n = s.ncodes
+        peak = np.zeros(n, dtype=np.int64)
+        burst = np.zeros(n, dtype=np.int64)
+        if s.kr is not None:
+            kr = s.kr
+            for lo in range(0, len(s.keys), self.CHUNK):
+                k = s.keys[lo:lo + self.CHUNK]
+                c = kr.code(k)
+                open_ = (np.searchsorted(s.keys, k, side="right") - s.seg[c]) \
+                    - (np.searchsorted(e.keys, k, side="left") - e.seg[c])
+                np.maximum.at(peak, c, open_)
+            for lo in range(0, len(r.keys), self.CHUNK):
+                k = r.keys[lo:lo + self.CHUNK]
+                c = kr.code(k)
+                t = k - c * kr.span + kr.lo
+                j = np.searchsorted(r.keys, kr.key(c, t + RST_BURST_NS), side="right")
+                np.maximum.at(burst, c, j - np.arange(lo, lo + len(k)))
+        else:
+            ends = dict(e.segments())
+            for c, st in s.segments():
+                peak[c] = int((np.searchsorted(st, st, side="right") - np.searchsorted(ends[c], st, side="left")).max())
+            for c, rst_t in r.segments():
+                j = np.searchsorted(rst_t, rst_t + RST_BURST_NS, side="right")
+                burst[c] = int((j - np.arange(len(rst_t))).max())
+        return {"connections": s.sizes(), "peak_concurrency": peak, "reused_connections": self.multi_starts.sizes(),
+                "rst_burst": burst}
+
+    def rows(self, codes, start, end, close_ns, multi, server_rst) -> tuple[np.ndarray, ...]:
+        """Per connection: connections open to its server when it closed (started
+        before, ended at/after), whether more were opened to that server afterwards,
+        the connections carrying several requests open then (not itself), and for a
+        server reset, the server's resets within RST_BURST_NS of it."""
+        close = np.where(close_ns > 0, close_ns, end)
+        started = self.starts.count(codes, close, "right")
+        conc = started - self.ends.count(codes, close, "left")
+        later = started < self.starts.sizes()[codes]
+        del started
+        reused_open = self.multi_starts.count(codes, close, "right") - self.multi_ends.count(codes, close, "left")
+        reused_open -= multi & (start <= close)
+        rst_burst = np.zeros(len(codes), dtype=np.int64)
+        if server_rst.any():
+            c, t = codes[server_rst], close_ns[server_rst]
+            rst_burst[server_rst] = self.resets.count(c, t + RST_BURST_NS, "right") \
+                - self.resets.count(c, t - RST_BURST_NS, "left")
+        return conc, later, reused_open, rst_burst
+
+
+def server_rows(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The columns Sweeps reads of each row: start, end, _close_ns, whether it carried
+    several requests, whether the server reset it when established (not a refused SYN)."""
     requests = df["http_requests"].fillna(0).to_numpy() if "http_requests" in df else np.zeros(len(df))
-    # resets of established connections (not refused SYNs)
     server_rst = ((df["close_kind"] == "RST") & (df["closer"] == "server")
                   & ~df["closer_state"].isin(["LISTEN", "NONE", "SYN_RECEIVED"])).to_numpy(dtype=bool)
-    close_ns = df["_close_ns"].to_numpy()
-    order = np.argsort(codes, kind="stable")
-    bounds = np.flatnonzero(np.diff(codes[order])) + 1
-    for ii in np.split(order, bounds):
-        key = keys[ii[0]]
-        s, e = np.sort(start[ii]), np.sort(end[ii])
-        # concurrency when each connection closed: started before, ended at/after
-        c_at = np.searchsorted(s, close[ii], side="right") - np.searchsorted(e, close[ii], side="left")
-        conc_at_close[ii] = c_at
-        later[ii] = np.searchsorted(s, close[ii], side="right") < len(s)
-        # peak: the most open at once, a start counted before an end at the same time;
-        # reached at a start: the starts up to it minus the ends before it
-        peak = int((np.searchsorted(s, s, side="right") - np.searchsorted(e, s, side="left")).max())
-        multi = requests[ii] >= 2
-        reused = int(multi.sum())
-        if reused:
-            # connections carrying several requests that were open when each one closed
-            rs, re_ = np.sort(start[ii][multi]), np.sort(end[ii][multi])
-            reused_open[ii] = np.searchsorted(rs, close[ii], side="right") - np.searchsorted(re_, close[ii], side="left")
-            reused_open[ii] -= multi & (start[ii] <= close[ii])      # not itself
-        rst_t = np.sort(close_ns[ii][server_rst[ii]])
-        burst = 0
-        if len(rst_t):
-            j = np.searchsorted(rst_t, rst_t + RST_BURST_NS, side="right")
-            burst = int((j - np.arange(len(rst_t))).max())
-            mine = ii[server_rst[ii]]
-            t = close_ns[mine]
-            rst_burst[mine] = np.searchsorted(rst_t, t + RST_BURST_NS, side="right") \
-                - np.searchsorted(rst_t, t - RST_BURST_NS, side="left")
-        ctx[key] = {"peak_concurrency": peak, "rst_burst": burst, "connections": len(ii),
-                    "reused_connections": reused}
-    return ctx, conc_at_close, later, reused_open, rst_burst
+    return (df["_start_ns"].to_numpy(), df["_end_ns"].to_numpy(), df["_close_ns"].to_numpy(),
+            np.asarray(requests >= 2, dtype=bool), server_rst)
+
+
+def _server_context(df: pd.DataFrame, keys: np.ndarray, codes: np.ndarray) \
+        -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per server (`keys`/`codes`: server_keys()): peak concurrency, largest burst of
+    server resets within 10 ms; per connection: connections open to its server when it
+    closed, whether the client opened more connections to that server afterwards, the
+    connections carrying several requests open when it closed, its reset burst."""
+    n = len(df)
+    if not n:
+        z = np.zeros(0, dtype=np.int64)
+        return {}, z, np.zeros(0, dtype=bool), z.copy(), z.copy()
+    start, end, close_ns, multi, server_rst = server_rows(df)
+    codes = np.asarray(codes, dtype=np.int64)
+    ncodes = int(codes.max()) + 1
+    sw = Sweeps.of(codes, start, end, close_ns, multi, server_rst, ncodes)
+    conc, later, reused_open, rst_burst = sw.rows(codes, start, end, close_ns, multi, server_rst)
+    names = np.empty(ncodes, dtype=object)
+    names[codes[::-1]] = keys[::-1]                  # (each code's key)
+    return server_dict(names, sw.servers()), conc, later, reused_open, rst_burst
+
+
+def server_dict(names, figures: dict[str, np.ndarray]) -> dict:
+    """Context.servers: per server key (`names`, by code), its figures (Sweeps.servers)."""
+    cols = [(k, figures[k].tolist()) for k in ("peak_concurrency", "rst_burst", "connections", "reused_connections")]
+    return {name: {k: v[c] for k, v in cols} for c, name in enumerate(names.tolist() if hasattr(names, "tolist") else names)
+            if cols[2][1][c]}
 
 
 def _held_context(df: pd.DataFrame, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each connection the server closed first (FIN) and the client kept in
-    CLOSE_WAIT: how many new connections the same client opened to the same server while
-    it held this one (until its own FIN, or the capture's end), and the longest delay
-    with which that client closed its other connections after the server's FIN (a pool
-    that closes dead connections lazily, at its next checkout)."""
-    n = len(df)
-    opened = np.zeros(n, dtype=np.int64)
-    lazy = np.zeros(n)
+    """held_context() of the table's rows, grouped by server and client address."""
+    return held_context(*held_rows(df), df["_start_ns"].to_numpy(), df["_end_ns"].max(), [keys, df["client_ip"].to_numpy()])
+
+
+def held_rows(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: whether the server closed first (FIN) and the client kept the connection
+    in CLOSE_WAIT, the server's FIN time, and the client's FIN delay (s; NaN: none)."""
     held = (df["first_fin_by"] == "server").to_numpy(dtype=bool) & (df["_fin_ts"].to_numpy() > 0) \
         & (df["close_kind"] == "FIN").to_numpy(dtype=bool)
+    return held, df["_fin_ts"].to_numpy(), df["_client_fin_delay_s"].to_numpy()
+
+
+def held_context(held, fin, delay, start, end_ns, by: list) -> tuple[np.ndarray, np.ndarray]:
+    """For each connection the server closed first (FIN) and the client kept in
+    CLOSE_WAIT (`held`, held_rows()): how many new connections the same client opened to
+    the same server (the rows grouped `by` those two) while it held this one (until its
+    own FIN, or the capture's end `end_ns`), and the longest delay with which that
+    client closed its other connections after the server's FIN (a pool that closes dead
+    connections lazily, at its next checkout)."""
+    n = len(held)
+    opened = np.zeros(n, dtype=np.int64)
+    lazy = np.zeros(n)
     if not held.any():
         return opened, lazy
-    fin = df["_fin_ts"].to_numpy()
-    delay = df["_client_fin_delay_s"].to_numpy()
-    end_ns = df["_end_ns"].max()
     until = np.where(np.isnan(delay), end_ns, fin + np.nan_to_num(delay) * NS)
-    start = df["_start_ns"].to_numpy()
     lazy_close = np.where(held & (delay >= 0.1), delay, 0.0)
-    client = df["client_ip"].to_numpy()
-    groups = pd.Series(np.arange(n)).groupby([keys, client], sort=False, dropna=False).indices
+    groups = pd.Series(np.arange(n)).groupby(by, sort=False, dropna=False).indices
     for idx in groups.values():
         h = idx[held[idx]]
         if not len(h):
@@ -130,14 +261,6 @@ def keepalive_servers(df: pd.DataFrame) -> pd.DataFrame:
     server_keepalive_closes."""
     ka = df[["server_ip", "server_port", "server_keepalive_timeout_s", "server_keepalive_closes"]]
     return ka.dropna(subset=["server_keepalive_timeout_s"]).drop_duplicates(["server_ip", "server_port"])
-
-
-#: the columns the cross-connection context reads (context(), pool.claims()):
-#: about 80 bytes a connection, all an out-of-core run keeps of every connection
-CONTEXT_COLUMNS = ("stream", "first_frame", "server_ip", "server_port", "client_ip", "_start_ns", "_end_ns",
-                   "_close_ns", "_server_last_data_ns", "_last_data_ns", "http_requests", "close_kind", "closer",
-                   "http_server_keep_alive", "http_client_keep_alive", "closer_state", "first_fin_by", "_fin_ts",
-                   "_client_fin_delay_s", "http_user_agent", "_exchange_times")
 
 
 class Context:
@@ -167,7 +290,8 @@ class Context:
 
 def context(df: pd.DataFrame) -> Context:
     """The cross-connection context of every row of `df` (the prepared table of every
-    connection, or its CONTEXT_COLUMNS in table order)."""
+    connection; an out-of-core run counts it from its passes' files:
+    pcapsense/bounded_context.py)."""
     keys, key_codes = server_keys(df)
     ctx, conc, later, reused_open, rst_burst = _server_context(df, keys, key_codes)
     opened, lazy = _held_context(df, keys)

@@ -71,6 +71,11 @@ PASS_BYTES = 5 << 29
 #: not set the peak: a million-SYN flood stays near 500 MB as an ordinary capture does
 CONNECTION_BUDGET = 150_000
 
+#: rows of a pass's JSON lines made at once (a flood's lines are 3.6 KB each, and the
+#: writer's buffer and the block before it are alive together: 4096 rows put 50 MB on a
+#: pass's peak, this 13)
+SPILL_ROWS = 1024
+
 #: the columns the terminal and Markdown reports and `--fail-on` read
 REPORT_COLUMNS = ("stream", "client_ip", "client_port", "server_ip", "server_port", "start", "duration_s",
                   "client_bytes", "server_bytes", "close_kind", "closer", "close_frame", "closer_state",
@@ -297,7 +302,7 @@ class _Run:
         claimed = claims.claimed(passes)
         del claims
         timeout, closes = timeouts.table(len(c.names))
-        table = _Table(n)
+        table = _Table(n, gids)
         for k in range(passes):
             if not self.summaries[k].n:
                 continue
@@ -316,11 +321,11 @@ class _Run:
             if lines:
                 with _spilling(path), open(path, "wb") as fh:    # (the pass's rows are done: its lines replace them)
                     spill = _FrameWriter(fh, lines=True)
-                    for block in jsonout.record_blocks(df):
+                    for block in jsonout.record_blocks(df, chunk_rows=SPILL_ROWS):
                         spill.write(block)
                         spill.write(b"\n")
                     spill.close()
-            table.add(g, {col: df[col].astype("category") if col in SHARED_TEXT else df[col]
+            table.add(k, {col: df[col].astype("category") if col in SHARED_TEXT else df[col]
                           for col in columns if col in df})
             del df
             memory.release()
@@ -348,7 +353,7 @@ class _Run:
             for s in sources:
                 s.close()
 
-    def _merged_lines(self, sources, chunk: int = 8192, read_bytes: int = 1 << 18):
+    def _merged_lines(self, sources, chunk: int = 2048, read_bytes: int = 1 << 18):
         """The passes' lines (`sources`: their files) in stream order, `chunk` lines a
         block (joined as write_records() wants them), put in order by the C writer
         (_jsonrows.interleave) from what is read of each pass's file: per pass, a
@@ -438,19 +443,23 @@ class _Table:
     the whole table is made besides the result (the passes' tables, their
     concatenation and its reordered copy were three)."""
 
-    def __init__(self, n: int):
-        self.n = n
-        self.parts: list[tuple[np.ndarray, dict]] = []
+    def __init__(self, n: int, gids: Callable[[int], np.ndarray]):
+        self.n, self.gids = n, gids
+        self.parts: list[tuple[int, dict]] = []
 
-    def add(self, g: np.ndarray, cols: dict) -> None:
-        self.parts.append((g, dict(cols)))
+    def add(self, k: int, cols: dict) -> None:
+        """Pass k's columns (its rows' stream numbers: `gids(k)`, made again when
+        needed: kept, they were 8 bytes a connection)."""
+        # (copies of their own: a column of the pass's table is a view that keeps the
+        # whole block of its type alive)
+        self.parts.append((k, {name: col.copy(deep=True) for name, col in cols.items()}))
 
     def frame(self) -> pd.DataFrame:
         from pandas.api.types import union_categoricals
         names = list(dict.fromkeys(c for _, cols in self.parts for c in cols))
         data = {}
         for name in names:
-            pieces = [(g, cols.pop(name)) for g, cols in self.parts if name in cols]
+            pieces = [(self.gids(k), cols.pop(name)) for k, cols in self.parts if name in cols]
             dtypes = {str(p.dtype) for _, p in pieces}
             first = pieces[0][1].dtype
             if len(pieces) == len(self.parts) and all(isinstance(p.dtype, pd.CategoricalDtype) for _, p in pieces):
@@ -467,7 +476,8 @@ class _Table:
             else:
                 order = np.empty(self.n, dtype=np.int64)
                 at = 0
-                for g, _ in self.parts:
+                for k, _ in self.parts:
+                    g = self.gids(k)
                     order[g] = np.arange(at, at + len(g))
                     at += len(g)
                 data[name] = pd.concat([p for _, p in pieces], ignore_index=True).take(order).reset_index(drop=True)

@@ -76,11 +76,13 @@ CONNECTION_BUDGET = 150_000
 #: pass's peak, this 13)
 SPILL_ROWS = 1024
 
-#: the columns the terminal and Markdown reports and `--fail-on` read
+#: the columns the terminal and Markdown reports and `--fail-on` read (not
+#: wireshark_filter: "tcp.stream eq N", 28 bytes a connection, made from the stream
+#: number for the one row the terminal shows it of)
 REPORT_COLUMNS = ("stream", "client_ip", "client_port", "server_ip", "server_port", "start", "duration_s",
                   "client_bytes", "server_bytes", "close_kind", "closer", "close_frame", "closer_state",
                   "peer_state", "conn_state", "history", "packets", "phase", "cause", "confidence", "cause_detail", "python_error",
-                  "fix_section", "fix", "fix_snippet", "abnormal", "inferred", "wireshark_filter", "http_host", "tls_sni",
+                  "fix_section", "fix", "fix_snippet", "abnormal", "inferred", "http_host", "tls_sni",
                   "server_keepalive_timeout_s", "server_keepalive_closes", "server_peak_concurrency",
                   "tls_decrypted")
 
@@ -325,7 +327,8 @@ class _Run:
                         spill.write(block)
                         spill.write(b"\n")
                     spill.close()
-            table.add(k, {col: df[col].astype("category") if col in SHARED_TEXT else df[col]
+            shared = SHARED_TEXT if keep_rows else SHARED_TEXT + REPORT_TEXT
+            table.add(k, {col: df[col].astype("category") if col in shared else df[col]
                           for col in columns if col in df})
             del df
             memory.release()
@@ -428,6 +431,10 @@ class _Run:
         return pd.concat(parts).loc[labels]
 
 
+#: what else the terminal and Markdown reports read as text, kept as categories (about
+#: 8 bytes a connection each as objects): they only count and show them
+REPORT_TEXT = ("http_host", "tls_sni", "tls_decrypted")
+
 #: report columns whose values repeat (one per cause, or per cause and client): kept
 #: as categories, one string per distinct value (as Arrow text, every row's copy of
 #: the fix and the Python error took 35 MiB at 10M packets)
@@ -463,7 +470,14 @@ class _Table:
             dtypes = {str(p.dtype) for _, p in pieces}
             first = pieces[0][1].dtype
             if len(pieces) == len(self.parts) and all(isinstance(p.dtype, pd.CategoricalDtype) for _, p in pieces):
-                cats = union_categoricals([p.array[:0] for _, p in pieces], ignore_order=True).categories
+                # (the categories of union_categoricals(ignore_order=True), first seen first;
+                # a pass where the column is all missing has categories of another type)
+                seen = [p.cat.categories for _, p in pieces if len(p.cat.categories)]
+                cats = union_categoricals([pd.Categorical([], categories=c) for c in seen], ignore_order=True).categories \
+                    if len({str(c.dtype) for c in seen}) == 1 else \
+                    pd.Index(list(dict.fromkeys(v for c in seen for v in c.tolist())))
+                if not seen:
+                    cats = pieces[0][1].cat.categories
                 codes = np.empty(self.n, dtype=np.int32)
                 for g, p in pieces:
                     codes[g] = np.append(cats.get_indexer(p.cat.categories), -1)[p.cat.codes.to_numpy()]
@@ -482,6 +496,7 @@ class _Table:
                     at += len(g)
                 data[name] = pd.concat([p for _, p in pieces], ignore_index=True).take(order).reset_index(drop=True)
             del pieces
+            memory.release()            # (a text column's Arrow buffers, given back before the next column)
         self.parts = []
         return pd.DataFrame(data, copy=False)
 

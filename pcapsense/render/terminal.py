@@ -183,7 +183,8 @@ def render(analysis, console: Console, *, limit: int = 50) -> None:
     if len(order) > limit:
         console.print(f"  ... {len(order) - limit} more connections (use --limit, or --format json)")
     if n_abn:
-        first = df["wireshark_filter"].iloc[order[0]]
+        first = df["wireshark_filter"].iloc[order[0]] if "wireshark_filter" in df \
+            else f"tcp.stream eq {df['stream'].iloc[order[0]]}"      # (an out-of-core run's table: pcapsense/bounded.py)
         console.print(Text(f"  Inspect in Wireshark: {first}", style="dim"))
 
 

@@ -2,7 +2,8 @@
 Sweeps (every server's sorted times, searched at once, or server by server when the
 keys would not fit), and an out-of-core run's (pcapsense/bounded_context.py: passes'
 files, k-way merged stream order). The reference is the per-server loop the context
-was first written as (kept here, for tests only); the tables are random, with many
+was first written as (kept here, for tests only; the held connections' counts, the
+same code in and out of core, are the in-memory ones); the tables are random, with many
 ties (times on a coarse grid), resets, several requests, held connections."""
 
 from __future__ import annotations
@@ -74,42 +75,6 @@ def server_context(df: pd.DataFrame, keys: np.ndarray, codes: np.ndarray) \
     return ctx, conc_at_close, later, reused_open, rst_burst
 
 
-def held_context(df: pd.DataFrame, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each connection the server closed first (FIN) and the client kept in
-    CLOSE_WAIT: how many new connections the same client opened to the same server while
-    it held this one (until its own FIN, or the capture's end), and the longest delay
-    with which that client closed its other connections after the server's FIN (a pool
-    that closes dead connections lazily, at its next checkout)."""
-    n = len(df)
-    opened = np.zeros(n, dtype=np.int64)
-    lazy = np.zeros(n)
-    held = (df["first_fin_by"] == "server").to_numpy(dtype=bool) & (df["_fin_ts"].to_numpy() > 0) \
-        & (df["close_kind"] == "FIN").to_numpy(dtype=bool)
-    if not held.any():
-        return opened, lazy
-    fin = df["_fin_ts"].to_numpy()
-    delay = df["_client_fin_delay_s"].to_numpy()
-    end_ns = df["_end_ns"].max()
-    until = np.where(np.isnan(delay), end_ns, fin + np.nan_to_num(delay) * NS)
-    start = df["_start_ns"].to_numpy()
-    lazy_close = np.where(held & (delay >= 0.1), delay, 0.0)
-    client = df["client_ip"].to_numpy()
-    groups = pd.Series(np.arange(n)).groupby([keys, client], sort=False, dropna=False).indices
-    for idx in groups.values():
-        h = idx[held[idx]]
-        if not len(h):
-            continue
-        st = np.sort(start[idx])
-        opened[h] = np.searchsorted(st, until[h], side="right") - np.searchsorted(st, fin[h], side="right")
-        # the longest lazy close among the group's other connections: the longest, or
-        # for the one that has it the second longest
-        top = np.sort(lazy_close[idx])[::-1][:2]
-        if top[0] > 0:
-            second = top[1] if len(top) > 1 else 0.0
-            lazy[h] = np.where(lazy_close[h] == top[0], second, top[0])
-    return opened, lazy
-
-
 def _table(rng, n: int, servers_n: int = 4, clients: int = 5, grid: int = 5_000_000) -> pd.DataFrame:
     t0 = 1_700_000_000 * NS
     start = t0 + rng.integers(0, 400, n) * grid
@@ -139,7 +104,7 @@ def _table(rng, n: int, servers_n: int = 4, clients: int = 5, grid: int = 5_000_
 def _reference(df):
     keys, codes = servers.server_keys(df)
     ctx, conc, later, reused, burst = server_context(df, keys, codes)
-    opened, lazy = held_context(df, keys)
+    opened, lazy = servers._held_context(df, keys)      # (the held counts are not Sweeps': as they were)
     return keys, ctx, {"concurrent_at_close": conc, "later_conns_to_server": later, "reused_open_at_close": reused,
                        "server_rst_burst": burst, "_client_opened_while_held": opened, "_client_lazy_close_s": lazy}
 

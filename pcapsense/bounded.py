@@ -238,7 +238,7 @@ def _read_pass(part: parallel.Partial, tmp: str, k: int, extra: bool) -> bounded
     df = classify.prepare(conns, app_df, times)
     del conns, app_df, times
     with _spilling(tmp):
-        summary = bounded_context.spill(df, bounded_context._path(tmp, "ctx", k))
+        summary = bounded_context.spill(df, bounded_context.spill_path(tmp, "ctx", k))
     _dump(df, _path(tmp, "pass", k))
     return summary
 
@@ -258,7 +258,7 @@ class _Run:
         # each connection's pass, in stream order (a pass's rows are in that order)
         with _spilling(tmp):
             self.shard_of = bounded_context.owners(
-                [bounded_context._path(tmp, "ctx", k) + ".ff" for k in range(passes)], [s.n for s in summaries])
+                [bounded_context.spill_path(tmp, "ctx", k) + ".ff" for k in range(passes)], [s.n for s in summaries])
         counters = dict(first_part.counters)
         counters["streams"] = n
         first_part.counters = counters

@@ -165,11 +165,15 @@ class Context:
         self.pool_groups = np.unique(np.concatenate([s.pool_groups for s in summaries] or [np.empty(0, np.uint64)]))
 
     def inputs(self, k: int):
-        return np.load(_path(self.tmp, "ctx", k))
+        """Pass k's context inputs (spill()'s file: an NpzFile, to be closed)."""
+        return np.load(spill_path(self.tmp, "ctx", k))
 
     def codes_of(self, k: int, inputs=None) -> np.ndarray:
-        z = inputs if inputs is not None else self.inputs(k)
-        return self.maps[k][z["code"]]
+        """Pass k's rows' global server codes (`inputs`: its file, open)."""
+        if inputs is None:
+            with self.inputs(k) as z:
+                return self.maps[k][z["code"]]
+        return self.maps[k][inputs["code"]]
 
     def build(self) -> None:
         """Step 3: the servers' figures, and every pass's per-row context to its file."""
@@ -215,7 +219,7 @@ class Context:
             if k in held:
                 rows, o, lz = held[k]
                 opened[rows], lazy[rows] = o, lz
-            with open(_path(self.tmp, "ctxrows", k), "wb") as fh:
+            with open(spill_path(self.tmp, "ctxrows", k), "wb") as fh:
                 np.savez(fh, reused_open_at_close=reused_open, concurrent_at_close=conc, later_conns_to_server=later,
                          server_rst_burst=rst_burst, _client_opened_while_held=opened, _client_lazy_close_s=lazy)
         del sw
@@ -237,18 +241,19 @@ class Context:
 
     def rows_of(self, k: int) -> dict:
         """Pass k's rows' context columns (classify.Context.rows)."""
-        with np.load(_path(self.tmp, "ctxrows", k)) as z:
+        with np.load(spill_path(self.tmp, "ctxrows", k)) as z:
             return {name: z[name] for name in z.files}
 
     def keys_of(self, k: int, inputs=None) -> np.ndarray:
+        """Pass k's rows' server keys ("ip|port")."""
         return self.names[self.codes_of(k, inputs)] if len(self.names) else np.empty(0, dtype=object)
 
-    def pool_rows(self, k: int, inputs=None) -> np.ndarray:
-        """Pass k's rows that pool.claims may read (their client has a candidate)."""
+    def pool_rows(self, k: int, inputs) -> np.ndarray:
+        """Pass k's rows that pool.claims may read (their client has a candidate;
+        `inputs`: its file, open)."""
         if not len(self.pool_groups):
             return np.empty(0, dtype=np.int64)
-        z = inputs if inputs is not None else self.inputs(k)
-        return np.flatnonzero(np.isin(z["pgrp"], self.pool_groups))
+        return np.flatnonzero(np.isin(inputs["pgrp"], self.pool_groups))
 
 
 class _Filler:
@@ -280,7 +285,7 @@ class Claims:
     claimed at once (`claimed`): per pass, (row, claim) pairs."""
 
     def __init__(self):
-        self.frames, self.where = [], []
+        self.frames: list[pd.DataFrame] = []
 
     def add(self, k: int, df: pd.DataFrame, rows: np.ndarray, gids: np.ndarray, keys: np.ndarray, cause) -> None:
         if not len(rows):
@@ -325,5 +330,6 @@ class Timeouts:
         return median, count
 
 
-def _path(tmp: str, what: str, k: int) -> str:
+def spill_path(tmp: str, what: str, k: int) -> str:
+    """Where pass k's `what` (ctx: context inputs, ctxrows: per-row context) is kept."""
     return os.path.join(tmp, f"{what}-{k}.npz")

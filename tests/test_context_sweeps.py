@@ -148,8 +148,8 @@ def test_the_out_of_core_context_is_the_in_memory_one(seed, passes, tmp_path):
     summaries = []
     for k in range(passes):
         part = df[shard == k].reset_index(drop=True)
-        summaries.append(bounded_context.spill(part, bounded_context._path(str(tmp_path), "ctx", k)))
-    owners = bounded_context.owners([bounded_context._path(str(tmp_path), "ctx", k) + ".ff" for k in range(passes)],
+        summaries.append(bounded_context.spill(part, bounded_context.spill_path(str(tmp_path), "ctx", k)))
+    owners = bounded_context.owners([bounded_context.spill_path(str(tmp_path), "ctx", k) + ".ff" for k in range(passes)],
                                     [s.n for s in summaries])
     np.testing.assert_array_equal(owners, shard)
     c = bounded_context.Context(str(tmp_path), summaries)

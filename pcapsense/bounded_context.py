@@ -80,9 +80,8 @@ def spill(df: pd.DataFrame, path: str) -> PassSummary:
     n = len(df)
     if not n:
         return PassSummary(0)
-    keys, codes = servers.server_keys(df)
-    names = np.empty(int(codes.max()) + 1, dtype=object)
-    names[codes[::-1]] = keys[::-1]
+    names, codes = servers.server_names(df)
+    keys = names[codes]
     start, end, close_ns, multi, server_rst = servers.server_rows(df)
     held, fin, delay = servers.held_rows(df)
     client = df["client_ip"].to_numpy(dtype=object)
@@ -91,16 +90,14 @@ def spill(df: pd.DataFrame, path: str) -> PassSummary:
     agent = np.where(pd.isna(agent), "", agent)
     pre = pool.precandidates(df)
     pgrp = _hash({"k": keys, "c": client, "a": agent})
-    close = np.where(close_ns > 0, close_ns, end)
-    vals = [start, end, close, close_ns[server_rst]]
+    lo, hi = servers.Sweeps.time_range(start, end, close_ns, server_rst)
     np.asarray(df["first_frame"].to_numpy(), dtype=np.int64).tofile(path + ".ff")
     with open(path, "wb") as fh:
         np.savez(fh, code=codes.astype(np.int32), start=start, end=end, close_ns=close_ns, multi=multi,
                  server_rst=server_rst, held=held, fin=fin, delay=delay, hgrp=hgrp, pgrp=pgrp,
                  client=client.astype("S"))
-    return PassSummary(n, names.tolist(), min(int(v.min()) for v in vals if len(v)),
-                       max(int(v.max()) for v in vals if len(v)), df["_end_ns"].max(), int(multi.sum()),
-                       int(server_rst.sum()), np.unique(hgrp[held]), np.unique(pgrp[pre]))
+    return PassSummary(n, names.tolist(), lo, hi, df["_end_ns"].max(), int(multi.sum()), int(server_rst.sum()),
+                       np.unique(hgrp[held]), np.unique(pgrp[pre]))
 
 
 def owners(paths: list[str], sizes: list[int]) -> np.ndarray:
@@ -116,30 +113,30 @@ def owners(paths: list[str], sizes: list[int]) -> np.ndarray:
     read = [0] * len(paths)
     mark = np.empty(MERGE_WINDOW, dtype=dtype)
     filled, lo = 0, None
+
+    def refill(k: int) -> None:                       # (pass k's next block, if it has one)
+        count = min(MERGE_BLOCK, sizes[k] - read[k])
+        bufs[k] = np.fromfile(paths[k], dtype=np.int64, count=count, offset=8 * read[k])
+        read[k] += count
+        if len(bufs[k]) < count:
+            raise OSError(f"{paths[k]}: a pass's first frames end early")
+
     while filled < n:
-        for k, p in enumerate(paths):                 # (a block of each pass that has none)
+        for k in range(len(paths)):                   # (a block of each pass that has none)
             if not len(bufs[k]) and read[k] < sizes[k]:
-                count = min(MERGE_BLOCK, sizes[k] - read[k])
-                bufs[k] = np.fromfile(p, dtype=np.int64, count=count, offset=8 * read[k])
-                read[k] += count
-                if len(bufs[k]) < count:
-                    raise OSError(f"{p}: a pass's first frames end early")
+                refill(k)
         heads = [int(b[0]) for b in bufs if len(b)]
         lo = min(heads) if lo is None or min(heads) >= lo + MERGE_WINDOW else lo
         hi = lo + MERGE_WINDOW
         mark.fill(-1)
-        for k, p in enumerate(paths):
+        for k in range(len(paths)):
             while len(bufs[k]):
                 m = int(np.searchsorted(bufs[k], hi, side="left"))
                 mark[bufs[k][:m] - lo] = k
                 bufs[k] = bufs[k][m:]
                 if len(bufs[k]) or read[k] >= sizes[k]:
                     break
-                count = min(MERGE_BLOCK, sizes[k] - read[k])
-                bufs[k] = np.fromfile(p, dtype=np.int64, count=count, offset=8 * read[k])
-                read[k] += count
-                if len(bufs[k]) < count:
-                    raise OSError(f"{p}: a pass's first frames end early")
+                refill(k)
         got = mark[mark >= 0]
         out[filled:filled + len(got)] = got
         filled += len(got)
@@ -223,8 +220,7 @@ class Context:
                 rows, o, lz = held[k]
                 opened[rows], lazy[rows] = o, lz
             with open(spill_path(self.tmp, "ctxrows", k), "wb") as fh:
-                np.savez(fh, reused_open_at_close=reused_open, concurrent_at_close=conc, later_conns_to_server=later,
-                         server_rst_burst=rst_burst, _client_opened_while_held=opened, _client_lazy_close_s=lazy)
+                np.savez(fh, **servers.context_columns(conc, later, reused_open, rst_burst, opened, lazy))
         del sw
 
     def _held(self, found: list) -> dict:

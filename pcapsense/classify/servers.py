@@ -19,16 +19,23 @@ from .rules import NS
 RST_BURST_NS = 10_000_000     # server resets this close together: one event (a restart, a crash)
 
 
-def server_keys(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Each connection's server as "ip|port" (one string object per distinct server,
-    none made per row) and as a code (0..servers-1)."""
+def server_names(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The servers ("ip|port", by code, in order of appearance) and each connection's
+    server code (0..servers-1)."""
     # (factorized as stored: as Python objects, a million distinct clients' addresses
     # were 70 MB of strings made only to be compared)
     ip_codes, ips = pd.factorize(df["server_ip"])
     ips = np.asarray(ips, dtype=object)
     pair = ip_codes.astype(np.int64) * 65536 + df["server_port"].to_numpy().astype(np.int64)
     codes, pairs = pd.factorize(pair)
-    names = np.array([f"{ips[p >> 16]}|{p & 0xFFFF}" for p in pairs.tolist()] + [None], dtype=object)
+    names = np.array([f"{ips[p >> 16]}|{p & 0xFFFF}" for p in pairs.tolist()] + [None], dtype=object)[:-1]
+    return names, codes
+
+
+def server_keys(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Each connection's server as "ip|port" (one string object per distinct server,
+    none made per row) and as a code (0..servers-1)."""
+    names, codes = server_names(df)
     return names[codes], codes
 
 
@@ -111,13 +118,18 @@ class Sweeps:
         self.starts, self.ends, self.multi_starts, self.multi_ends = starts, ends, multi_starts, multi_ends
         self.resets = resets
 
+    @staticmethod
+    def time_range(start, end, close_ns, server_rst) -> tuple[int, int]:
+        """The first and last of the times Sweeps holds and searches for (starts, ends,
+        closes or ends, resets), what keyer() needs."""
+        vals = [start, end, np.where(close_ns > 0, close_ns, end), close_ns[server_rst]]
+        return (min((int(v.min()) for v in vals if len(v)), default=0),
+                max((int(v.max()) for v in vals if len(v)), default=0))
+
     @classmethod
     def of(cls, codes, start, end, close_ns, multi, server_rst, ncodes: int) -> "Sweeps":
         """The Sweeps of one table's rows (`close_ns`: _close_ns, 0 when not closed)."""
-        vals = [start, end, np.where(close_ns > 0, close_ns, end), close_ns[server_rst]]
-        lo = min((int(v.min()) for v in vals if len(v)), default=0)
-        hi = max((int(v.max()) for v in vals if len(v)), default=0)
-        kr = keyer(ncodes, lo, hi)
+        kr = keyer(ncodes, *cls.time_range(start, end, close_ns, server_rst))
         return cls(PerServer(codes, start, ncodes, kr), PerServer(codes, end, ncodes, kr),
                    PerServer(codes[multi], start[multi], ncodes, kr), PerServer(codes[multi], end[multi], ncodes, kr),
                    PerServer(codes[server_rst], close_ns[server_rst], ncodes, kr))
@@ -185,9 +197,9 @@ def server_rows(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
             np.asarray(requests >= 2, dtype=bool), server_rst)
 
 
-def _server_context(df: pd.DataFrame, keys: np.ndarray, codes: np.ndarray) \
+def _server_context(df: pd.DataFrame, names: np.ndarray, codes: np.ndarray) \
         -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per server (`keys`/`codes`: server_keys()): peak concurrency, largest burst of
+    """Per server (`names`/`codes`: server_names()): peak concurrency, largest burst of
     server resets within 10 ms; per connection: connections open to its server when it
     closed, whether the client opened more connections to that server afterwards, the
     connections carrying several requests open when it closed, its reset burst."""
@@ -197,19 +209,15 @@ def _server_context(df: pd.DataFrame, keys: np.ndarray, codes: np.ndarray) \
         return {}, z, np.zeros(0, dtype=bool), z.copy(), z.copy()
     start, end, close_ns, multi, server_rst = server_rows(df)
     codes = np.asarray(codes, dtype=np.int64)
-    ncodes = int(codes.max()) + 1
-    sw = Sweeps.of(codes, start, end, close_ns, multi, server_rst, ncodes)
+    sw = Sweeps.of(codes, start, end, close_ns, multi, server_rst, len(names))
     conc, later, reused_open, rst_burst = sw.rows(codes, start, end, close_ns, multi, server_rst)
-    names = np.empty(ncodes, dtype=object)
-    names[codes[::-1]] = keys[::-1]                  # (each code's key)
     return server_dict(names, sw.servers()), conc, later, reused_open, rst_burst
 
 
 def server_dict(names, figures: dict[str, np.ndarray]) -> dict:
     """Context.servers: per server key (`names`, by code), its figures (Sweeps.servers)."""
     cols = [(k, figures[k].tolist()) for k in ("peak_concurrency", "rst_burst", "connections", "reused_connections")]
-    return {name: {k: v[c] for k, v in cols} for c, name in enumerate(names.tolist() if hasattr(names, "tolist") else names)
-            if cols[2][1][c]}
+    return {name: {k: v[c] for k, v in cols} for c, name in enumerate(list(names)) if cols[2][1][c]}
 
 
 def _held_context(df: pd.DataFrame, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -279,21 +287,28 @@ class Context:
 
     def rows(self, g=slice(None)) -> dict:
         """The per-row context columns of rows `g` (add_context() writes them)."""
-        return {"reused_open_at_close": self.reused_open[g], "concurrent_at_close": self.conc_at_close[g],
-                "later_conns_to_server": self.later[g], "server_rst_burst": self.rst_burst[g],
-                "_client_opened_while_held": self.opened_while_held[g], "_client_lazy_close_s": self.lazy_close_s[g]}
+        return context_columns(self.conc_at_close[g], self.later[g], self.reused_open[g], self.rst_burst[g],
+                               self.opened_while_held[g], self.lazy_close_s[g])
 
     def peak_concurrency(self) -> list:
         """Per row, its server's peak concurrency."""
         return [self.servers.get(k, {}).get("peak_concurrency", 0) for k in self.keys]
 
 
+def context_columns(conc, later, reused_open, rst_burst, opened, lazy) -> dict:
+    """The per-row context columns, by name (Sweeps.rows() and held_context()'s
+    results, in their order)."""
+    return {"reused_open_at_close": reused_open, "concurrent_at_close": conc, "later_conns_to_server": later,
+            "server_rst_burst": rst_burst, "_client_opened_while_held": opened, "_client_lazy_close_s": lazy}
+
+
 def context(df: pd.DataFrame) -> Context:
     """The cross-connection context of every row of `df` (the prepared table of every
     connection; an out-of-core run counts it from its passes' files:
     pcapsense/bounded_context.py)."""
-    keys, key_codes = server_keys(df)
-    ctx, conc, later, reused_open, rst_burst = _server_context(df, keys, key_codes)
+    names, key_codes = server_names(df)
+    keys = names[key_codes]
+    ctx, conc, later, reused_open, rst_burst = _server_context(df, names, key_codes)
     opened, lazy = _held_context(df, keys)
     return Context(keys, ctx, conc, later, reused_open, df["_end_ns"].max() / NS, rst_burst, opened, lazy)
 

@@ -306,7 +306,7 @@ class _Run:
         claimed = claims.claimed(passes)
         del claims
         timeout, closes = timeouts.table(len(c.names))
-        table = _Table(n, gids)
+        table = _Table(self.shard_of)
         for k in range(passes):
             if not self.summaries[k].n:
                 continue
@@ -444,58 +444,55 @@ SHARED_TEXT = ("cause_detail", "python_error", "fix_section", "fix", "fix_snippe
 
 
 class _Table:
-    """The columns kept of every connection, pass by pass (`add`: a pass's rows' stream
-    numbers and columns), made one table in stream order (`frame`) a column at a time,
-    each pass's piece freed as its column is done: numpy columns of one type and
-    categories (pd.api.types.union_categoricals' categories) are written in place at
-    the rows' stream numbers; any other column is concatenated and reordered. No copy of
-    the whole table is made besides the result (the passes' tables, their
-    concatenation and its reordered copy were three)."""
+    """The columns kept of every connection, pass by pass (`add`), made one table in
+    stream order (`frame`) a column at a time, each pass's piece freed as its column is
+    done: numpy columns of one type and categories (the passes' categories, first seen
+    first, as union_categoricals gives them) are written in place at the rows' stream
+    numbers; any other column is concatenated and reordered. No copy of the whole table
+    is made besides the result (the passes' tables, their concatenation and its
+    reordered copy were three)."""
 
-    def __init__(self, n: int, gids: Callable[[int], np.ndarray]):
-        self.n, self.gids = n, gids
+    def __init__(self, shard_of: np.ndarray):
+        self.shard_of = shard_of                # (each connection's pass: _Run.shard_of)
         self.parts: list[tuple[int, dict]] = []
 
     def add(self, k: int, cols: dict) -> None:
-        """Pass k's columns (its rows' stream numbers: `gids(k)`, made again when
-        needed: kept, they were 8 bytes a connection)."""
+        """Pass k's columns."""
         # (copies of their own: a column of the pass's table is a view that keeps the
         # whole block of its type alive)
         self.parts.append((k, {name: col.copy(deep=True) for name, col in cols.items()}))
 
     def frame(self) -> pd.DataFrame:
-        from pandas.api.types import union_categoricals
+        n = len(self.shard_of)
+        # every pass's stream numbers at once, for the time the table is made (kept
+        # with the passes, they were 8 bytes a connection): the passes' numbers sorted
+        # stably; its inverse is where each row is in the passes' concatenation
+        perm = np.argsort(self.shard_of, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(self.shard_of))])
+        order = None
         names = list(dict.fromkeys(c for _, cols in self.parts for c in cols))
         data = {}
         for name in names:
-            pieces = [(self.gids(k), cols.pop(name)) for k, cols in self.parts if name in cols]
+            pieces = [(perm[bounds[k]:bounds[k + 1]], cols.pop(name)) for k, cols in self.parts if name in cols]
             dtypes = {str(p.dtype) for _, p in pieces}
             first = pieces[0][1].dtype
             if len(pieces) == len(self.parts) and all(isinstance(p.dtype, pd.CategoricalDtype) for _, p in pieces):
-                # (the categories of union_categoricals(ignore_order=True), first seen first;
-                # a pass where the column is all missing has categories of another type)
+                # (a pass where the column is all missing has categories of another type)
                 seen = [p.cat.categories for _, p in pieces if len(p.cat.categories)]
-                cats = union_categoricals([pd.Categorical([], categories=c) for c in seen], ignore_order=True).categories \
-                    if len({str(c.dtype) for c in seen}) == 1 else \
-                    pd.Index(list(dict.fromkeys(v for c in seen for v in c.tolist())))
-                if not seen:
-                    cats = pieces[0][1].cat.categories
-                codes = np.empty(self.n, dtype=np.int32)
+                cats = seen[0].append(seen[1:]).unique() if seen else pieces[0][1].cat.categories
+                codes = np.empty(n, dtype=np.int32)
                 for g, p in pieces:
                     codes[g] = np.append(cats.get_indexer(p.cat.categories), -1)[p.cat.codes.to_numpy()]
                 data[name] = pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(cats))
             elif len(pieces) == len(self.parts) and len(dtypes) == 1 and isinstance(first, np.dtype) and first != object:
-                col = np.empty(self.n, dtype=first)
+                col = np.empty(n, dtype=first)
                 for g, p in pieces:
                     col[g] = p.to_numpy()
                 data[name] = col
             else:
-                order = np.empty(self.n, dtype=np.int64)
-                at = 0
-                for k, _ in self.parts:
-                    g = self.gids(k)
-                    order[g] = np.arange(at, at + len(g))
-                    at += len(g)
+                if order is None:
+                    order = np.empty(n, dtype=np.int64)
+                    order[perm] = np.arange(n)
                 data[name] = pd.concat([p for _, p in pieces], ignore_index=True).take(order).reset_index(drop=True)
             del pieces
             memory.release()            # (a text column's Arrow buffers, given back before the next column)

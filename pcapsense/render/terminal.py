@@ -15,6 +15,7 @@ from rich.text import Text
 
 from ..classify import keepalive_servers
 from ..memory import only_columns
+from ..tcp.connections import wireshark_filter
 from .tlskeys import keys_line
 
 _CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -183,8 +184,7 @@ def render(analysis, console: Console, *, limit: int = 50) -> None:
     if len(order) > limit:
         console.print(f"  ... {len(order) - limit} more connections (use --limit, or --format json)")
     if n_abn:
-        first = df["wireshark_filter"].iloc[order[0]] if "wireshark_filter" in df \
-            else f"tcp.stream eq {df['stream'].iloc[order[0]]}"      # (an out-of-core run's table: pcapsense/bounded.py)
+        first = wireshark_filter(df["stream"].iloc[order[:1]]).iloc[0]
         console.print(Text(f"  Inspect in Wireshark: {first}", style="dim"))
 
 

@@ -307,7 +307,7 @@ def build(streams: np.ndarray, transitions: np.ndarray) -> pd.DataFrame:
     # abnormal (until the classifier says more): ended by a RST, or never answered/refused
     df["abnormal"] = (df["close_kind"] == "RST").to_numpy() | \
         df["conn_state"].isin(["S0", "REJ", "RSTOS0", "RSTRH", "SH", "SHR"]).to_numpy()
-    df["wireshark_filter"] = _wireshark_filter(df["stream"])
+    df["wireshark_filter"] = wireshark_filter(df["stream"])
     df["_client_dir"] = client_dir
     return df
 
@@ -316,8 +316,10 @@ def renumber(df: pd.DataFrame, streams: np.ndarray) -> None:
     """Give the rows of `df` (built from a shard's own stream numbers) the stream
     numbers `streams`, and everything derived from them."""
     df["stream"] = streams
-    df["wireshark_filter"] = _wireshark_filter(df["stream"])
+    df["wireshark_filter"] = wireshark_filter(df["stream"])
 
 
-def _wireshark_filter(stream: pd.Series) -> pd.Series:
+def wireshark_filter(stream: pd.Series) -> pd.Series:
+    """The display filter that selects each stream in Wireshark (the connections
+    table's wireshark_filter column)."""
     return "tcp.stream eq " + stream.astype(str)

@@ -43,6 +43,8 @@ merge is the one of parallel.py.
 
 from __future__ import annotations
 
+import collections
+import itertools
 import math
 import os
 import pickle
@@ -160,11 +162,14 @@ def run(path, *, passes: int, json_out=None, html_out=None, html_options: dict |
     if connection_budget:
         opts.max_streams = max(1, connection_budget // (min(jobs, passes) if jobs > 1 and passes > 1 else 1))
     with memory.no_cyclic_gc(), spool as tmp:
-        read = _read_in_workers if jobs > 1 and passes > 1 else _read_here
-        summaries, first_part = read(files, opts, passes, tmp, progress, min(jobs, passes))
-        r = _Run(files, unopened, opts, passes, tmp, summaries, first_part)
-        del summaries, first_part
-        res = r.classify(json_out is not None, columns, redact, keep_rows=html_out is not None)
+        with _Workers(min(jobs, passes)) as workers:
+            if workers.pool is not None:
+                summaries, first_part = _read_in_workers(files, opts, passes, tmp, progress, workers)
+            else:
+                summaries, first_part = _read_here(files, opts, passes, tmp, progress)
+            r = _Run(files, unopened, opts, passes, tmp, summaries, first_part)
+            del summaries, first_part
+            res = r.classify(json_out is not None, columns, redact, keep_rows=html_out is not None, workers=workers)
         if json_out is not None:
             r.write_json(res, json_out)
         if html_out is not None:
@@ -193,23 +198,23 @@ def _read_here(files, opts, passes, tmp, progress, jobs=1):
     return summaries, first_part
 
 
-def _read_in_workers(files, opts, passes, tmp, progress, jobs):
-    """Step 1 in `jobs` worker processes (parallel.worker_pool), each leaving its pass's
-    rows in `tmp` and returning its summary; a worker that dies costs time:
-    the passes are then read here."""
+def _read_in_workers(files, opts, passes, tmp, progress, workers: _Workers):
+    """Step 1 in the run's worker processes, each leaving its pass's rows in `tmp` and
+    returning its summary; a worker that dies costs time: the passes are then read
+    here."""
     from concurrent.futures.process import BrokenProcessPool
     total = reader.input_bytes(files)
     try:
-        with parallel.worker_pool(jobs) as pool:          # (Ctrl-C: the passes not started are not read)
-            futures = [pool.submit(_read_pass_in_worker, files, opts, k, passes, tmp) for k in range(passes)]
-            got = []
-            for k, f in enumerate(futures):
-                got.append(f.result())
-                if progress:
-                    progress((k + 1) * total)
+        futures = [workers.pool.submit(_read_pass_in_worker, files, opts, k, passes, tmp) for k in range(passes)]
+        got = []
+        for k, f in enumerate(futures):
+            got.append(f.result())
+            if progress:
+                progress((k + 1) * total)
     except BrokenProcessPool:
+        workers.pool = None
         summaries, first_part = _read_here(files, opts, passes, tmp, progress)
-        first_part.notes.append(parallel.worker_died(jobs, "the passes were read again in one process"))
+        first_part.notes.append(parallel.worker_died(workers.jobs, "the passes were read again in one process"))
         return summaries, first_part
     first_part = got[0][1]
     check_read(first_part)
@@ -249,6 +254,131 @@ def _path(tmp: str, what: str, k: int) -> str:
     return os.path.join(tmp, f"{what}-{k}.pkl")
 
 
+class _Workers:
+    """The run's worker processes (parallel.worker_pool), started once and shared by its
+    steps, or none (`pool` None: one job, or a worker died). They are forked when the
+    first pass is read, while this process is still small (a forked worker's memory
+    starts at its parent's)."""
+
+    def __init__(self, jobs: int):
+        self.jobs, self.pool, self.died = jobs, None, False
+        self._cm = parallel.worker_pool(jobs) if jobs > 1 else None
+
+    def __enter__(self) -> _Workers:
+        if self._cm is not None:
+            self.pool = self._cm.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._cm.__exit__(*exc) if self._cm is not None else False
+
+    def map(self, fn, tasks):
+        """fn(*task) for each of `tasks` (made as they are sent), in order: in the
+        workers, at most two tasks a worker sent ahead (a task's arguments are a pass's
+        stream numbers: 8 bytes a connection of the pass), or here when there are none.
+        A worker that dies costs time: the tasks whose results are missing, and the rest,
+        are run here (`died`)."""
+        from concurrent.futures.process import BrokenProcessPool
+        tasks = iter(tasks)
+        if self.pool is None:
+            yield from (fn(*t) for t in tasks)
+            return
+        ahead: collections.deque = collections.deque()
+        while True:
+            while len(ahead) < 2 * self.jobs:
+                t = next(tasks, None)
+                if t is None:
+                    break
+                ahead.append((t, self.pool.submit(fn, *t)))
+            if not ahead:
+                return
+            t, f = ahead.popleft()
+            try:
+                got = f.result()
+            except BrokenProcessPool:
+                self.pool, self.died = None, True
+                rest = [t] + [t for t, _ in ahead]
+                ahead.clear()
+                yield from (fn(*t) for t in itertools.chain(rest, tasks))
+                return
+            yield got
+
+
+@dataclass(frozen=True)
+class _Finish:
+    """How step 4 writes a pass: its JSON lines (`lines`), the `columns` it keeps of
+    every connection, credentials redacted (`redact`), its whole rows kept for the HTML
+    cards (`keep_rows`)."""
+
+    lines: bool
+    columns: tuple
+    redact: bool
+    keep_rows: bool
+
+
+def _pass_rows(pc: bounded_context.PassContext, gids: np.ndarray) -> pd.DataFrame:
+    """Pass pc.k's prepared rows (step 1's file) with their stream numbers `gids` and
+    their cross-connection context."""
+    df = _load(_path(pc.tmp, "pass", pc.k))
+    conn_table.renumber(df, gids)
+    return classify.add_context(df, pc.rows())
+
+
+def _decide_pass(pc: bounded_context.PassContext, gids: np.ndarray):
+    """Step 3 for one pass (in a worker, or here): its rows decided (classify.decide,
+    kept in a file for step 4); returns its idle closes (their servers' codes in the
+    run and idle times, s) and the rows the pool-overflow pass reads (Claims.piece)."""
+    with memory.no_cyclic_gc():
+        with pc.inputs() as z:
+            local, pool_rows = z["code"], pc.pool_rows(z)
+        keys = pc.names[local]
+        df = _pass_rows(pc, gids)
+        out = classify.decide(df, keys, pc.servers, pc.capture_end_s)
+        idle_s = np.asarray(out["_idle_s"], dtype=float)
+        idle = ~np.isnan(idle_s)
+        piece = bounded_context.Claims.piece(pc.k, df, pool_rows, gids, keys, out["cause"])
+        _dump(out, _path(pc.tmp, "out", pc.k))
+        del df, out
+    memory.release()
+    return pc.gmap[local[idle]], idle_s[idle], piece
+
+
+def _finish_pass(pc: bounded_context.PassContext, gids: np.ndarray, claimed: list, timeout: np.ndarray,
+                 closes: np.ndarray, peak: np.ndarray, how: _Finish) -> dict:
+    """Step 4 for one pass (in a worker, or here): its decided rows given the pool
+    overflow's `claimed` rows and its servers' keep-alive `timeout`, idle `closes` and
+    `peak` concurrency (by the pass's server codes), finished, redacted, written as
+    JSON lines and whole rows as `how` says; returns the columns kept of its rows
+    (copies of their own: a column of the pass's table is a view that keeps the whole
+    block of its type alive)."""
+    with memory.no_cyclic_gc():
+        with pc.inputs() as z:
+            local = z["code"]
+        df, out = _pass_rows(pc, gids), _load(_path(pc.tmp, "out", pc.k))
+        classify.pool.apply(out, claimed)
+        df = classify.finish(df, out, timeout[local], closes[local], peak[local])
+        del out
+        if how.redact:
+            from .render.redact import redact_frame
+            df = redact_frame(df)
+        if how.keep_rows:
+            _dump(df, _path(pc.tmp, "final", pc.k))
+        if how.lines:
+            path = _path(pc.tmp, "lines", pc.k)
+            with _spilling(path), open(path, "wb") as fh:
+                spill = _FrameWriter(fh, lines=True)
+                for block in jsonout.record_blocks(df, chunk_rows=SPILL_ROWS):
+                    spill.write(block)
+                    spill.write(b"\n")
+                spill.close()
+        shared = SHARED_TEXT if how.keep_rows else SHARED_TEXT + REPORT_TEXT
+        cols = {col: (df[col].astype("category") if col in shared else df[col]).copy(deep=True)
+                for col in how.columns if col in df}
+        del df
+    memory.release()
+    return cols
+
+
 class _Run:
     """Steps 2 to 5 over the passes' files in `tmp`."""
 
@@ -270,11 +400,13 @@ class _Run:
         """Pass k's rows' stream numbers (global ids), in its rows' order."""
         return np.flatnonzero(self.shard_of == k)
 
-    def classify(self, lines: bool, columns, redact: bool, keep_rows: bool) -> Result:
-        """Steps 2-4: every pass's rows decided, then finished; their JSON lines (when
-        `lines`) and whole rows (when `keep_rows`, for the HTML cards) to files; the
-        `columns` of every connection returned, in table order."""
+    def classify(self, lines: bool, columns, redact: bool, keep_rows: bool, workers: _Workers | None = None) -> Result:
+        """Steps 2-4: every pass's rows decided, then finished (in `workers` when the run
+        has some, a pass each); their JSON lines (when `lines`) and whole rows (when
+        `keep_rows`, for the HTML cards) to files; the `columns` of every connection
+        returned, in table order."""
         n, gids, passes, tmp = self.n, self.gids, self.passes, self.tmp
+        workers = workers or _Workers(1)
         if not n:
             self.empty = empty = classify.run(conn_table.build(     # (as analyze() makes it)
                 np.empty(0, dtype=layout.STREAM_DTYPE), np.empty(0, dtype=layout.TRANSITION_DTYPE)),
@@ -285,63 +417,33 @@ class _Run:
         with _spilling(tmp):
             c.build()
         memory.release()
+        ks = [k for k in range(passes) if self.summaries[k].n]      # (a pass can hold no connection at all)
         # 3. each pass's rows decided; the rows the pool-overflow pass reads and the
         # idle closes' times kept
         claims, timeouts = bounded_context.Claims(), bounded_context.Timeouts()
-        for k in range(passes):
-            if not self.summaries[k].n:          # (a pass can hold no connection at all)
-                continue
-            g = gids(k)
-            with c.inputs(k) as z:
-                codes, pool_rows = c.codes_of(k, z), c.pool_rows(k, z)
-            keys = c.names[codes]
-            df = self._pass_rows(k, g)
-            out = classify.decide(df, keys, c.servers, c.capture_end_s)
-            timeouts.add(codes, out["_idle_s"])
-            claims.add(k, df, pool_rows, g, keys, out["cause"])
-            _dump(out, _path(tmp, "out", k))     # (the rows are made again from the pass's file)
-            del df, out, keys
-            memory.release()
+        for codes, idle_s, piece in workers.map(_decide_pass, ((c.of_pass(k), gids(k)) for k in ks)):
+            timeouts.add(codes, idle_s)
+            claims.add(piece)
         # 4. across connections, then each pass finished and written
         claimed = claims.claimed(passes)
         del claims
         timeout, closes = timeouts.table(len(c.names))
         table = _Table(self.shard_of)
-        for k in range(passes):
-            if not self.summaries[k].n:
-                continue
-            g = gids(k)
-            codes = c.codes_of(k)
-            path = _path(tmp, "pass", k)
-            df, out = self._pass_rows(k, g), _load(_path(tmp, "out", k))
-            classify.pool.apply(out, claimed[k])
-            df = classify.finish(df, out, timeout[codes], closes[codes], c.peak[codes])
-            del out
-            if redact:
-                from .render.redact import redact_frame
-                df = redact_frame(df)
-            if keep_rows:
-                _dump(df, _path(tmp, "final", k))
-            if lines:
-                with _spilling(path), open(path, "wb") as fh:    # (the pass's rows are done: its lines replace them)
-                    spill = _FrameWriter(fh, lines=True)
-                    for block in jsonout.record_blocks(df, chunk_rows=SPILL_ROWS):
-                        spill.write(block)
-                        spill.write(b"\n")
-                    spill.close()
-            shared = SHARED_TEXT if keep_rows else SHARED_TEXT + REPORT_TEXT
-            table.add(k, {col: df[col].astype("category") if col in shared else df[col]
-                          for col in columns if col in df})
-            del df
-            memory.release()
-        return Result(self.cap, table.frame())
+        how = _Finish(lines, tuple(columns), redact, keep_rows)
 
-    def _pass_rows(self, k: int, g: np.ndarray) -> pd.DataFrame:
-        """Pass k's prepared rows (step 1's file) with their global stream numbers `g`
-        and their cross-connection context (bounded_context.Context.rows_of)."""
-        df = _load(_path(self.tmp, "pass", k))
-        conn_table.renumber(df, g)
-        return classify.add_context(df, self.context.rows_of(k))
+        def tasks():
+            for k in ks:
+                pc = c.of_pass(k)
+                yield pc, gids(k), claimed[k], timeout[pc.gmap], closes[pc.gmap], c.peak[pc.gmap], how
+        for k, cols in zip(ks, workers.map(_finish_pass, tasks())):
+            if lines:
+                os.remove(_path(tmp, "pass", k))       # (its lines replace the pass's rows)
+            table.add(k, cols)
+            del cols
+        if workers.died:
+            self.cap.warnings.append(parallel.worker_died(workers.jobs, "its passes were decided again here"))
+        memory.release()
+        return Result(self.cap, table.frame())
 
     def write_json(self, res: Result, fh) -> None:
         """Step 5: the document: the head, then every pass's lines in stream order (each
@@ -351,12 +453,14 @@ class _Run:
             return
         jsonout.write_head(res, fh)
         with _spilling(self.tmp):
-            sources = [_FrameReader(open(_path(self.tmp, "pass", k), "rb")) for k in range(self.passes)]
+            sources = [_FrameReader(open(_path(self.tmp, "lines", k), "rb")) if s.n else None   # (none: no rows)
+                       for k, s in enumerate(self.summaries)]
         try:
             jsonout.write_records(fh, self._merged_lines(sources))
         finally:
             for s in sources:
-                s.close()
+                if s is not None:
+                    s.close()
 
     def _merged_lines(self, sources, chunk: int = 2048, read_bytes: int = 1 << 18):
         """The passes' lines (`sources`: their files) in stream order, `chunk` lines a
@@ -457,10 +561,8 @@ class _Table:
         self.parts: list[tuple[int, dict]] = []
 
     def add(self, k: int, cols: dict) -> None:
-        """Pass k's columns."""
-        # (copies of their own: a column of the pass's table is a view that keeps the
-        # whole block of its type alive)
-        self.parts.append((k, {name: col.copy(deep=True) for name, col in cols.items()}))
+        """Pass k's columns (copies of their own, not views of its table)."""
+        self.parts.append((k, cols))
 
     def frame(self) -> pd.DataFrame:
         n = len(self.shard_of)

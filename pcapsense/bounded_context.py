@@ -17,9 +17,10 @@ counted, 16 (its start and end in the servers' sorted times, classify.Sweeps):
    the rows of the held groups (held_context is counted on them alone); a second writes
    each pass's per-row context (`Context.rows_of`) next to its rows; the sorted times
    are then freed;
-4. while each pass is decided, `Claims` keeps the rows of the clients that have a pool
-   candidate (pool.claims reads nothing else) and `Timeouts` the idle closes' idle
-   times per server.
+4. each pass is decided with its `PassContext` (its servers' part of the context:
+   small, for a worker process), and `Claims` keeps the rows of the clients that have
+   a pool candidate (pool.claims reads nothing else) and `Timeouts` the idle closes'
+   idle times per server.
 
 On disk, in the run's temporary directory: about 140 bytes a connection, uncompressed
 (the inputs, 90; the first frames, 8; the per-row context, 41): 1.4 GB for 10M.
@@ -240,8 +241,14 @@ class Context:
 
     def rows_of(self, k: int) -> dict:
         """Pass k's rows' context columns (classify.Context.rows)."""
-        with np.load(spill_path(self.tmp, "ctxrows", k)) as z:
-            return {name: z[name] for name in z.files}
+        return _context_rows(self.tmp, k)
+
+    def of_pass(self, k: int) -> PassContext:
+        """What deciding and finishing pass k needs of this context (after build())."""
+        names = np.array(list(self.summaries[k].names) + [None], dtype=object)[:-1]
+        return PassContext(self.tmp, k, self.maps[k], names,
+                           {name: self.servers[name] for name in names.tolist() if name in self.servers},
+                           self.pool_groups, self.capture_end_s)
 
     def keys_of(self, k: int, inputs=None) -> np.ndarray:
         """Pass k's rows' server keys ("ip|port")."""
@@ -250,9 +257,48 @@ class Context:
     def pool_rows(self, k: int, inputs) -> np.ndarray:
         """Pass k's rows that pool.claims may read (their client has a candidate;
         `inputs`: its file, open)."""
-        if not len(self.pool_groups):
-            return np.empty(0, dtype=np.int64)
-        return np.flatnonzero(np.isin(inputs["pgrp"], self.pool_groups))
+        return _pool_rows(self.pool_groups, inputs)
+
+
+@dataclass
+class PassContext:
+    """What deciding and finishing pass `k` needs of the run's context
+    (Context.of_pass), small enough to send to a worker process: the map from the
+    pass's server codes to the run's (`gmap`), its servers' keys by its codes (`names`)
+    and their figures (`servers`, as classify.Context.servers), the groups pool.claims
+    reads and the capture's end; the per-row inputs and context are read from the
+    pass's files in `tmp`."""
+
+    tmp: str
+    k: int
+    gmap: np.ndarray
+    names: np.ndarray
+    servers: dict
+    pool_groups: np.ndarray
+    capture_end_s: float
+
+    def inputs(self):
+        """The pass's context inputs (spill()'s file: an NpzFile, to be closed)."""
+        return np.load(spill_path(self.tmp, "ctx", self.k))
+
+    def rows(self) -> dict:
+        """The pass's rows' context columns (classify.Context.rows)."""
+        return _context_rows(self.tmp, self.k)
+
+    def pool_rows(self, inputs) -> np.ndarray:
+        """The pass's rows that pool.claims may read (`inputs`: its file, open)."""
+        return _pool_rows(self.pool_groups, inputs)
+
+
+def _context_rows(tmp: str, k: int) -> dict:
+    with np.load(spill_path(tmp, "ctxrows", k)) as z:
+        return {name: z[name] for name in z.files}
+
+
+def _pool_rows(groups: np.ndarray, inputs) -> np.ndarray:
+    if not len(groups):
+        return np.empty(0, dtype=np.int64)
+    return np.flatnonzero(np.isin(inputs["pgrp"], groups))
 
 
 class _Filler:
@@ -280,20 +326,27 @@ class _Filler:
 
 
 class Claims:
-    """The rows pool.claims reads, gathered while the passes are decided (`add`), then
-    claimed at once (`claimed`): per pass, (row, claim) pairs."""
+    """The rows pool.claims reads, gathered while the passes are decided (`add` a pass's
+    `piece`), then claimed at once (`claimed`): per pass, (row, claim) pairs."""
 
     def __init__(self):
         self.frames: list[pd.DataFrame] = []
 
-    def add(self, k: int, df: pd.DataFrame, rows: np.ndarray, gids: np.ndarray, keys: np.ndarray, cause) -> None:
+    @staticmethod
+    def piece(k: int, df: pd.DataFrame, rows: np.ndarray, gids: np.ndarray, keys: np.ndarray, cause):
+        """Pass k's `rows` (its decided rows `df`, their stream numbers `gids`, server
+        keys and causes) as claimed() reads them; None when there are none."""
         if not len(rows):
-            return
+            return None
         sub = df.iloc[rows][[c for c in POOL_COLUMNS if c in df]].reset_index(drop=True)
         sub["_gid"], sub["_key"] = gids[rows], keys[rows]
         sub["_cause"] = np.asarray(cause, dtype=object)[rows]
         sub["_pass"], sub["_row"] = k, rows
-        self.frames.append(sub)
+        return sub
+
+    def add(self, piece) -> None:
+        if piece is not None:
+            self.frames.append(piece)
 
     def claimed(self, passes: int) -> list[list]:
         out: list[list] = [[] for _ in range(passes)]

@@ -225,6 +225,37 @@ def test_a_dead_worker_costs_time_not_the_result(monkeypatch):
     assert json.loads(got_json)["connections"] == json.loads(want_json)["connections"]
 
 
+_PARENT = __import__("os").getpid()
+_REAL_STEPS = {"decide": bounded._decide_pass, "finish": bounded._finish_pass}
+
+
+def _dying_step(step):
+    """A worker killed while it decides or finishes pass 1; the same step run in the
+    parent, as it is once the workers are gone, runs as it should."""
+    def run(pc, *args):
+        import os
+        if pc.k == 1 and os.getpid() != _PARENT:
+            os._exit(9)
+        return _REAL_STEPS[step](pc, *args)
+    run.__qualname__ = run.__name__ = f"_dying_{step}"
+    return run
+
+
+_dying_decide, _dying_finish = _dying_step("decide"), _dying_step("finish")
+
+
+@pytest.mark.parametrize("step", ["decide", "finish"])
+def test_a_worker_that_dies_deciding_costs_time_not_the_result(monkeypatch, step):
+    path = LAB / "la-idle-close.pcap"
+    want, want_json = _reference(path)
+    monkeypatch.setattr(bounded, f"_{step}_pass", globals()[f"_dying_{step}"])
+    got, got_json = _bounded(path, 4, jobs=2)
+    assert [w for w in got.capture.warnings if "died" in w] == [
+        "a worker process of --jobs 2 died (killed or out of memory); its passes were decided again here"]
+    assert json.loads(got_json)["connections"] == json.loads(want_json)["connections"]
+    assert (got.connections["cause"].to_numpy() == want.connections["cause"].to_numpy()).all()
+
+
 GENERATED = __import__("re").compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
 
 

@@ -52,6 +52,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from .. import memory
+
 #: failed connections to one server address and port (one cause, one pattern) that make a flood
 MASS_CONNECTIONS = 1000
 #: distinct ports of one host that one client failed to connect to: a port scan (Zeek's threshold)
@@ -229,16 +231,22 @@ def _codes(s: pd.Series):
     by code, not converted: a million distinct addresses as Python strings cost more
     than hashing them); a categorical's own codes."""
     if isinstance(s.dtype, pd.CategoricalDtype):
-        return s.cat.codes.to_numpy().astype(np.int64), s.cat.categories
+        return s.cat.codes.to_numpy().astype(np.int32), s.cat.categories
     codes, uniques = pd.factorize(s, use_na_sentinel=True)
-    return codes.astype(np.int64, copy=False), uniques
+    return codes.astype(_ids(len(uniques))), uniques
+
+
+def _ids(count: int):
+    """The dtype of ids 0..count-1 (and -1): int32 (4 MB a million rows), or int64 for
+    more than int32 holds. Arithmetic on ids (_combine, _distinct) is done in int64."""
+    return np.int32 if count < (1 << 31) - 1 else np.int64
 
 
 def _dense(key: np.ndarray, width: int) -> tuple[np.ndarray, int]:
     """Dense ids 0..k-1 of the values of `key` (0 <= key < width), in value order; k."""
     present = np.zeros(width, dtype=bool)
     present[key] = True
-    lut = np.cumsum(present, dtype=np.int64) - 1
+    lut = np.cumsum(present, dtype=_ids(width)) - 1
     return lut[key], int(lut[-1]) + 1 if width else 0
 
 
@@ -246,7 +254,7 @@ def _combine(*codes: np.ndarray) -> tuple[np.ndarray, int]:
     """One dense group id per distinct tuple of non-negative codes, and how many: by
     arithmetic and a table while the tuples have few possible values, by factorising
     (hashing) when they have many, so the intermediate keys never overflow."""
-    key, width = codes[0], int(codes[0].max(initial=-1)) + 1
+    key, width = codes[0].astype(np.int64), int(codes[0].max(initial=-1)) + 1
     hashed = False
     for c in codes[1:]:
         cw = int(c.max(initial=-1)) + 1
@@ -256,19 +264,19 @@ def _combine(*codes: np.ndarray) -> tuple[np.ndarray, int]:
             key, width, hashed = ids.astype(np.int64, copy=False), len(uniq), True
         else:
             width, hashed = width * cw, False
-    return (key, width) if hashed else _dense(key, width)
+    return (key.astype(_ids(width)), width) if hashed else _dense(key, width)
 
 
 def _distinct(g: np.ndarray, ng: int, v: np.ndarray) -> np.ndarray:
     """Per group id (0..ng-1; -1 is no group), how many distinct values of `v` (>= 0)."""
     ok = g >= 0
     width = int(v.max(initial=-1)) + 1
+    pairs = g[ok].astype(np.int64) * width + v[ok]
     if ng * width <= _TABLE:
         present = np.zeros(ng * width, dtype=bool)
-        present[g[ok] * width + v[ok]] = True
+        present[pairs] = True
         return present.reshape(ng, width).sum(axis=1)
-    pairs = pd.unique(g[ok] * width + v[ok])
-    return np.bincount(pairs // width, minlength=ng)
+    return np.bincount(pd.unique(pairs) // width, minlength=ng)
 
 
 def _select(mask: np.ndarray, *arrays: np.ndarray) -> list[np.ndarray]:
@@ -302,21 +310,25 @@ def mass_findings(df: pd.DataFrame) -> Mass:
             pos, st = pos[keep], st[keep]
             if len(pos) < least:
                 return none
-    port_v = df["server_port"].to_numpy()[pos].astype(np.int64)
-    port, _ = _dense(port_v & 0xFFFF, 65536)
+    # (memory: a million rows make each code array 8 MB, each further group id array
+    # as much; those not read again are dropped as soon as they are done)
+    port, _ = _dense(df["server_port"].to_numpy()[pos].astype(np.int64) & 0xFFFF, 65536)
     cause, cause_u = _codes(df["cause"].iloc[pos])
     sv, sv_u = _codes(df["server_ip"].iloc[pos])
     ok = (sv >= 0) & (cause >= 0) & (st >= 0)
     if not ok.all():
-        pos, st, port, port_v, cause, sv = _select(ok, pos, st, port, port_v, cause, sv)
+        pos, st, port, cause, sv = _select(ok, pos, st, port, cause, sv)
+    del ok
     # which rows can be in a scan: in a (server, cause) with enough distinct ports, or a
     # (port, cause) with enough distinct hosts; in a flood: a (server, cause, pattern)
     # with enough connections (the pattern: the conn_state, whose history is one of a
     # few: S, Sr, SR, Sh, ShR, up to retransmissions)
     by_server, n_bs = _combine(sv, cause)
+    scan_may = _distinct(by_server, n_bs, port)[by_server] >= PORT_SCAN_PORTS
+    del by_server
     by_port, n_bp = _combine(port, cause)
-    scan_may = (_distinct(by_server, n_bs, port)[by_server] >= PORT_SCAN_PORTS) | \
-        (_distinct(by_port, n_bp, sv)[by_port] >= ADDRESS_SCAN_HOSTS)
+    scan_may |= _distinct(by_port, n_bp, sv)[by_port] >= ADDRESS_SCAN_HOSTS
+    del by_port
     fl_host, n_fh = _combine(sv, cause, st)
     flood_may = np.bincount(fl_host, minlength=n_fh)[fl_host] >= MASS_CONNECTIONS
     if not (scan_may.any() or flood_may.any()):
@@ -334,14 +346,16 @@ def mass_findings(df: pd.DataFrame) -> Mass:
             hit[groups] = True
             rows = hit[g]
             free[rows] = False
-            picked.append((kind, np.where(rows, g, -1), groups))
+            picked.append((kind, np.where(rows, g, -1).astype(_ids(ng)), groups))
 
     # the client's address is hashed once, only for the rows that can be in a finding
     # (most of the cost, on a million spoofed sources)
-    cl = np.full(len(pos), -1, dtype=np.int64)
     wanted = np.flatnonzero(scan_may | flood_may)
     codes, cl_u = _codes(df["client_ip"].iloc[pos[wanted]])
+    cl = np.full(len(pos), -1, dtype=_ids(len(cl_u) + 1))
     cl[wanted] = np.where(codes < 0, len(cl_u), codes)   # (a missing client: a source of its own)
+    del codes, wanted
+    memory.release()          # (the hash table of a million addresses, kept by pyarrow's pool)
     # scans first, by client: only clients with enough such rows can have scanned
     per_client = np.bincount(cl[scan_may], minlength=len(cl_u) + 1)
     scan_rows = np.flatnonzero(scan_may & (per_client[np.maximum(cl, 0)] >=
@@ -350,12 +364,14 @@ def mass_findings(df: pd.DataFrame) -> Mass:
         for kind, others, values, threshold in (("port-scan", sv, port, PORT_SCAN_PORTS),
                                                 ("address-scan", port, sv, ADDRESS_SCAN_HOSTS)):
             sub, n_sub = _combine(cl[scan_rows], others[scan_rows], cause[scan_rows])
-            g = np.full(len(pos), -1, dtype=np.int64)
+            g = np.full(len(pos), -1, dtype=_ids(n_sub))
             g[scan_rows] = sub
             take(kind, g, n_sub, values, threshold)
     fl_port, n_fp = _combine(sv, port, cause, st)
     take("port-flood", np.where(flood_may, fl_port, -1), n_fp, None, MASS_CONNECTIONS)
+    del fl_port
     take("host-flood", np.where(flood_may, fl_host, -1), n_fh, None, MASS_CONNECTIONS)
+    del fl_host, flood_may, scan_may
     if not picked:
         return none
 
@@ -384,7 +400,7 @@ def mass_findings(df: pd.DataFrame) -> Mass:
             kind=kind, cause=str(cause_u[cause[r0]]), conn_state=str(st_u[st[r0]]),
             history=None if hist is None else str(hist.iloc[at[0]]),
             count=int(cnt), sources=n_src, hosts=len(pd.unique(sv[rows])), ports=len(pd.unique(port[rows])),
-            server_ip=str(sv_u[sv[r0]]), server_port=int(port_v[r0]),
+            server_ip=str(sv_u[sv[r0]]), server_port=int(df["server_port"].iat[at[0]]),
             client_ip=str(cl_u[cl[r0]]) if cl[r0] < len(cl_u) else "",
             span_s=float(int(tt.max()) - int(tt.min())) * ns / 1e9,
             packets=None if p is None else int(p.sum()), max_packets=None if p is None else int(p.max())))

@@ -21,6 +21,9 @@ one):
    pass's rows are **finished**, redacted and written as JSON lines to a temporary
    file, and the few columns the reports read are kept (`REPORT_COLUMNS` for the
    terminal and Markdown, `HTML_COLUMNS`, `MINIMAL_COLUMNS` for the JSON alone);
+   steps 1, 3 and 4 run in the run's worker processes (`--jobs`, a pass each; one
+   pool, forked while the parent is small, `_Workers`), the parent sending each
+   pass its part of the context (`bounded_context.PassContext`);
 5. the JSON document is the head and the passes' lines merged in stream order; the HTML
    report gets the transitions and HTTP exchanges of the connections its timeline
    draws, and reads its cards' whole rows back from the passes' files (`rows_of`).

@@ -33,6 +33,8 @@ from matplotlib.patches import Patch
 
 from .classify import keepalive_servers
 from .memory import only_columns
+from .render.server_table import Servers
+from .render.server_table import host as _host
 
 #: colour per cause: the benign endings muted, the abnormal ones saturated
 CAUSE_COLORS = {
@@ -48,6 +50,10 @@ SIDE_COLORS = {"client": "#1f4e9c", "server": "#c0392b", "middlebox": "#6a1b9a",
 
 #: connections drawn one bar each; beyond this the timeline samples (and says so)
 TIMELINE_LIMIT = 300
+
+#: points of a server's concurrency line drawn at most (a flood of a million
+#: connections is two million steps; the plot is about a thousand pixels wide)
+STEP_POINTS = 8192
 _CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -87,20 +93,10 @@ def _secs(ts, t0) -> np.ndarray:
     return ((ns - t0.value) / 1e9).to_numpy(dtype=float, na_value=np.nan)
 
 
-def _host(ip) -> str:
-    ip = str(ip)
-    return f"[{ip}]" if ":" in ip else ip
-
-
-def server_key(df: pd.DataFrame) -> pd.Series:
-    """`ip:port` of each connection's server."""
-    return df["server_ip"].astype(str).map(_host) + ":" + df["server_port"].astype(str)
-
-
-def _server_label(df: pd.DataFrame, key: str) -> str:
-    """`ip:port`, plus the SNI or Host most seen on it."""
-    df = only_columns(df, ("server_ip", "server_port", "tls_sni", "http_host"))
-    g = df[server_key(df) == key]
+def _server_label(df: pd.DataFrame, key: str, rows: np.ndarray) -> str:
+    """`ip:port` (`key`), plus the SNI or Host most seen on it (`rows`: its positions
+    in `df`)."""
+    g = only_columns(df, ("tls_sni", "http_host")).iloc[rows]
     name = None
     for col in ("tls_sni", "http_host"):
         if col in g:
@@ -167,10 +163,12 @@ def timeline(analysis, *, limit: int | None = None, width: float = 11.0) -> Figu
         return fig
     t0 = _t0(df_all, analysis if hasattr(analysis, "capture") else None)
     df, note = sample_connections(df_all, limit)
-    df = df.assign(_server=server_key(df))
-    order = server_key(df_all).value_counts().index.tolist()
-    df["_srank"] = df["_server"].map({k: i for i, k in enumerate(order)})
-    df = df.sort_values(["_srank", "start", "stream"])
+    # (the servers of every connection counted once: a sweep has one per connection)
+    sv = Servers.of(df_all)
+    rank = np.empty(len(sv), dtype=np.int64)
+    rank[sv.busiest()] = np.arange(len(sv))
+    server = sv.codes[df_all.index.get_indexer(df.index)]
+    df = df.assign(_server=server, _srank=rank[server]).sort_values(["_srank", "start", "stream"])
     y, ypos, labels, centers, gap = 0.0, [], [], [], 1.0
     last = None
     for srv in df["_server"]:
@@ -182,7 +180,7 @@ def timeline(analysis, *, limit: int | None = None, width: float = 11.0) -> Figu
     df["_y"] = ypos
     for srv, g in df.groupby("_server", sort=False):
         centers.append(g["_y"].mean())
-        labels.append(_server_label(df_all, srv))
+        labels.append(_server_label(df_all, sv.keys([srv])[0], sv.rows(srv)))
     n = len(df)
     fig.set_size_inches(width, min(max(2.2, 0.9 + 0.16 * (n + gap * len(centers))), 10))
     start = _secs(df["start"], t0)
@@ -316,23 +314,48 @@ def time_sequence(analysis, stream: int, packets: pd.DataFrame | None = None) ->
     return fig
 
 
-def concurrency_series(df: pd.DataFrame, t0=None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per server: (seconds, open connections) step series, busiest servers first."""
+def concurrency_series(df: pd.DataFrame, t0=None, limit: int | None = None
+                       ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per server: (seconds, open connections) step series, busiest servers first (the
+    `limit` busiest; default: all)."""
     if not len(df):
         return {}
-    t0 = df["start"].min() if t0 is None else t0
+    return _series(df, df["start"].min() if t0 is None else t0, Servers.of(df), limit)
+
+
+def _series(df: pd.DataFrame, t0, sv: Servers, limit: int | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    order = sv.busiest()[:limit]
+    start, end = _secs(df["start"], t0), _secs(df["end"], t0)
     out = {}
-    df = df[["server_ip", "server_port", "start", "end"]]       # (each server's rows are copied)
-    keys = server_key(df)
-    for srv in keys.value_counts().index:
-        g = df[keys == srv]
-        s = _secs(g["start"], t0)
-        e = _secs(g["end"], t0)
+    for srv, key in zip(order.tolist(), sv.keys(order)):
+        rows = sv.rows(srv)
+        s, e = start[rows], end[rows]
         times = np.concatenate([s, e])
         delta = np.concatenate([np.ones(len(s)), -np.ones(len(e))])
-        order = np.lexsort((-delta, times))  # opens before closes at the same instant
-        out[srv] = (times[order], np.cumsum(delta[order]))
+        order_ = np.lexsort((-delta, times))  # opens before closes at the same instant
+        out[key] = (times[order_], np.cumsum(delta[order_]))
     return out
+
+
+def _step_points(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A step series (`x` sorted) thinned for drawing to at most STEP_POINTS points: in
+    each of STEP_POINTS / 4 equal spans of time, its first, lowest, highest and last
+    points, in time order. At the plot's width the line looks the same, and its peak
+    stays."""
+    if len(x) <= STEP_POINTS or not np.isfinite(x).all():
+        return x, y
+    nb = STEP_POINTS // 4
+    span = max(float(x[-1] - x[0]), 1e-12)
+    bucket = np.minimum(((x - x[0]) / span * nb).astype(np.int64), nb - 1)
+    firsts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    lasts = np.r_[firsts[1:], len(x)] - 1
+    which = np.cumsum(np.r_[True, bucket[1:] != bucket[:-1]]) - 1       # each point's bucket, 0..
+    keep = [firsts, lasts]
+    for reduce in (np.maximum, np.minimum):
+        at = np.flatnonzero(y == reduce.reduceat(y, firsts)[which])
+        keep.append(at[np.unique(which[at], return_index=True)[1]])    # (the first such point of each)
+    keep = np.unique(np.concatenate(keep))
+    return x[keep], y[keep]
 
 
 def concurrency(analysis, *, servers: int = 8) -> Figure:
@@ -346,17 +369,17 @@ def concurrency(analysis, *, servers: int = 8) -> Figure:
         ax.set_axis_off()
         return fig
     t0 = _t0(df, analysis if hasattr(analysis, "capture") else None)
-    series = concurrency_series(df, t0)
-    for i, (srv, (x, y)) in enumerate(series.items()):
-        if i >= servers:
-            break
+    sv = Servers.of(df)
+    series = _series(df, t0, sv, servers)
+    for srv, (key, (x, y)) in zip(sv.busiest()[:servers].tolist(), series.items()):
         peak = int(y.max()) if len(y) else 0
-        ax.step(x, y, where="post", lw=1.2, label=_text(f"{_server_label(df, srv)}: peak {peak}", 70))
+        x, y = _step_points(x, y)
+        ax.step(x, y, where="post", lw=1.2, label=_text(f"{_server_label(df, key, sv.rows(srv))}: peak {peak}", 70))
     ax.set_xlabel(f"seconds since {t0:%Y-%m-%d %H:%M:%S} UTC")
     ax.set_ylabel("open connections")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    more = f" (busiest {servers} of {len(series)} servers)" if len(series) > servers else ""
+    more = f" (busiest {servers} of {len(sv)} servers)" if len(sv) > servers else ""
     ax.set_title("concurrency per server" + more, fontsize=9, loc="left")
     leg = ax.legend(fontsize=7, loc="upper left", frameon=False)
     for t in leg.get_texts():

@@ -25,6 +25,8 @@ from .. import __version__
 from ..classify import all_inferred
 from ..memory import only_columns, release
 from .redact import redact_frame, redact_text
+from .server_table import Servers
+from .server_table import host as _host
 
 TEMPLATES = Path(__file__).with_name("templates")
 #: abnormal disconnects that get a card; the rest are counted
@@ -74,11 +76,6 @@ def _fmt_bytes(n) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
-
-
-def _host(ip) -> str:
-    ip = str(ip)
-    return f"[{ip}]" if ":" in ip else ip
 
 
 def _ladder(pk: pd.DataFrame, client_dir: int, close_frame, evidence: set[int], n: int = LADDER_PACKETS) -> dict:
@@ -151,15 +148,16 @@ def _verdict(df: pd.DataFrame, red: bool, mass=None) -> list[dict]:
     for cause, g in sorted(bad.groupby(bad["cause"].astype(str)),
                            key=lambda kv: (all_inferred(kv[1]), -len(kv[1]), kv[0])):
         first = g.sort_values("start").iloc[0]
-        servers = server_keys(g).value_counts()
+        sv = Servers.of(g)
+        busiest = sv.busiest()
         ka = first.get("server_keepalive_timeout_s")
         streams = g["stream"].sort_values().tolist()
         shown = streams[:30]
         out.append({
             "cause": cause, "count": len(g), "total": len(df), "inferred": all_inferred(g),
             "confidence": float(first.confidence) if "confidence" in g else None,
-            "servers": [{"name": s, "count": int(c)} for s, c in servers.head(5).items()],
-            "more_servers": max(0, len(servers) - 5),
+            "servers": [{"name": s, "count": int(c)} for s, c in zip(sv.keys(busiest[:5]), sv.count[busiest[:5]])],
+            "more_servers": max(0, len(sv) - 5),
             "detail": _s(first.cause_detail, red), "example": int(first.stream),
             "python_error": _s(first.python_error, red), "fix": _s(first.fix, red),
             "fix_section": "" if _s(first.fix_section) in ("", "-") else _s(first.fix_section),
@@ -180,10 +178,6 @@ def _mass(mass) -> dict:
             "more": mass.more if mass else 0}
 
 
-def server_keys(df: pd.DataFrame) -> pd.Series:
-    return df["server_ip"].astype(str).map(_host) + ":" + df["server_port"].astype(str)
-
-
 def _names(s: pd.Series, red: bool, k: int = 3) -> tuple[list[str], int]:
     v = s.dropna().astype(str)
     v = v[v != ""].value_counts()
@@ -192,9 +186,11 @@ def _names(s: pd.Series, red: bool, k: int = 3) -> tuple[list[str], int]:
 
 def _servers(df: pd.DataFrame, red: bool, limit: int = 30) -> tuple[list[dict], int]:
     df = only_columns(df, _SERVER_COLUMNS)
-    keys = server_keys(df)
+    sv = Servers.of(df)
+    shown = sv.ranked(df["abnormal"].to_numpy(dtype=bool), limit, by_key=True)
     out = []
-    for key, g in df.groupby(keys, sort=False):
+    for server, key in zip(shown.tolist(), sv.keys(shown)):
+        g = df.iloc[sv.rows(server)]
         hosts, more_h = _names(g["http_host"], red) if "http_host" in g else ([], 0)
         snis, more_s = _names(g["tls_sni"], red) if "tls_sni" in g else ([], 0)
         ka = g["server_keepalive_timeout_s"].dropna() if "server_keepalive_timeout_s" in g else pd.Series([])
@@ -209,8 +205,7 @@ def _servers(df: pd.DataFrame, red: bool, limit: int = 30) -> tuple[list[dict], 
             g["server_peak_concurrency"].notna().any() else None,
             "clients": int(g["client_ip"].nunique()),
         })
-    out.sort(key=lambda r: (-r["abnormal"], -r["connections"], r["server"]))
-    return out[:limit], max(0, len(out) - limit)
+    return out, max(0, len(sv) - limit)
 
 
 def _card(r, pk: pd.DataFrame | None, red: bool) -> dict:

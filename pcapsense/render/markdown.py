@@ -15,6 +15,8 @@ import pandas as pd
 from ..classify import all_inferred
 from ..memory import only_columns
 from .redact import redact_frame, redact_text
+from .server_table import Servers
+from .server_table import host as _host
 
 _CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _MD = re.compile(r"([\\`*_\[\]|~])")  # enough to keep text inert: no links, emphasis, code, cells
@@ -43,11 +45,6 @@ def code(v, redact: bool = True, maxlen: int = 200) -> str:
     if len(s) > maxlen:
         s = s[:maxlen - 1] + "…"
     return f"`{s}`" if s else ""
-
-
-def _host(ip) -> str:
-    ip = str(ip)
-    return f"[{ip}]" if ":" in ip else ip
 
 
 def render(analysis, *, redact: bool = True, top: int = 10) -> str:
@@ -97,10 +94,11 @@ def render(analysis, *, redact: bool = True, top: int = 10) -> str:
                     key=lambda kv: (all_inferred(kv[1]), -len(kv[1]), kv[0]))
     for cause, g in groups:
         first = df.loc[g.sort_values("start").index[0]]
-        servers = (g["server_ip"].astype(str).map(_host) + ":" + g["server_port"].astype(str)).value_counts()
-        srv = ", ".join(f"{esc(s)} ({n})" for s, n in servers.head(3).items())
-        if len(servers) > 3:
-            srv += f" and {len(servers) - 3} more"
+        sv = Servers.of(g)
+        busiest = sv.busiest()[:3]
+        srv = ", ".join(f"{esc(s)} ({n})" for s, n in zip(sv.keys(busiest), sv.count[busiest].tolist()))
+        if len(sv) > 3:
+            srv += f" and {len(sv) - 3} more"
         if all_inferred(g):
             out.append(f"- **{len(g)} of {len(df)}** connections probably ended in **{cause}** (to {srv}; "
                        f"inferred, confidence {float(g['confidence'].iloc[0]):.2f})")
@@ -139,9 +137,11 @@ def render(analysis, *, redact: bool = True, top: int = 10) -> str:
     out.append("|---|---|--:|--:|---|--:|--:|")
     servers_df = only_columns(df, ("server_ip", "server_port", "http_host", "tls_sni", "abnormal", "cause",
                                    "server_keepalive_timeout_s", "server_peak_concurrency"))
-    keys = servers_df["server_ip"].astype(str).map(_host) + ":" + servers_df["server_port"].astype(str)
+    sv = Servers.of(servers_df)
+    shown = sv.ranked(servers_df["abnormal"].to_numpy(dtype=bool), 20)
     rows = []
-    for key, g in servers_df.groupby(keys, sort=False):
+    for server, key in zip(shown.tolist(), sv.keys(shown)):
+        g = servers_df.iloc[sv.rows(server)]
         names = []
         for col in ("http_host", "tls_sni"):
             if col in g:
@@ -150,15 +150,14 @@ def render(analysis, *, redact: bool = True, top: int = 10) -> str:
         causes = g.loc[g["abnormal"].astype(bool), "cause"].astype(str).value_counts()
         ka = g["server_keepalive_timeout_s"].dropna() if "server_keepalive_timeout_s" in g else pd.Series([])
         peak = g["server_peak_concurrency"].max() if "server_peak_concurrency" in g else None
-        rows.append((int(g["abnormal"].sum()), len(g), "| " + " | ".join([
+        rows.append("| " + " | ".join([
             code(key), ", ".join(esc(n, redact, 60) for n in names[:3]) or "-", str(len(g)),
             str(int(g["abnormal"].sum())), ", ".join(f"{c} {n}" for c, n in causes.head(4).items()) or "-",
             f"{float(ka.iloc[0]):.3f} s" if len(ka) else "-",
-            "-" if peak is None or pd.isna(peak) else str(int(peak))]) + " |"))
-    rows.sort(key=lambda r: (-r[0], -r[1]))
-    out += [r[2] for r in rows[:20]]
-    if len(rows) > 20:
-        out.append(f"| … {len(rows) - 20} more servers | | | | | | |")
+            "-" if peak is None or pd.isna(peak) else str(int(peak))]) + " |")
+    out += rows
+    if len(sv) > 20:
+        out.append(f"| … {len(sv) - 20} more servers | | | | | | |")
     out.append("")
     if len(bad):
         out.append(f"#### Top disconnects ({min(top, len(bad))} of {len(bad)})")

@@ -10,7 +10,13 @@ is all per connection.
     bench/make_synflood.py /tmp/pcapsense-bench/synflood-10m.pcap -n 10000000  # 700 MB
 
 Written with numpy, a million packets per chunk (a few seconds for 10M); the same seed
-gives the same bytes. Hand-written because it is a fixed-layout array job: scapy takes
+gives the same bytes. `--sweep`: the other connection-heavy case, an address scan (one
+scanner, 198.51.100.7, sends one SYN to port 443 of each of N hosts, the same
+10.0.0.0/8 and 100.64.0.0/10 addresses): N connections to N servers.
+
+    bench/make_synflood.py /tmp/pcapsense-bench/sweep-1m.pcap --sweep
+
+Hand-written because it is a fixed-layout array job: scapy takes
 about 50 µs per packet to build and write one (most of an hour for 10M).
 """
 
@@ -39,7 +45,11 @@ def _sum16(buf: np.ndarray) -> np.ndarray:
     return words.sum(axis=1, dtype=np.uint64)
 
 
-def chunk(rng: np.random.Generator, first: int, n: int, total: int, seconds: float, t0: int) -> bytes:
+SCANNER_IP = bytes([198, 51, 100, 7])       # TEST-NET-2
+
+
+def chunk(rng: np.random.Generator, first: int, n: int, total: int, seconds: float, t0: int,
+          sweep: bool = False) -> bytes:
     rec = np.zeros((n, 70), dtype=np.uint8)
     k = np.arange(first, first + n, dtype=np.int64)
     ts_us = t0 * 1_000_000 + (k * int(seconds * 1_000_000)) // max(total, 1)
@@ -64,9 +74,10 @@ def chunk(rng: np.random.Generator, first: int, n: int, total: int, seconds: flo
     # distinct sources: k-th source from a permutation-free mapping (k -> address)
     src = np.where(k < (1 << 24), (10 << 24) + k, (100 << 24) + (64 << 16) + (k - (1 << 24)))
     src = src.astype(np.uint32)
+    at, fixed = (16, SCANNER_IP) if sweep else (12, SERVER_IP)     # (a sweep: these are the targets)
     for b in range(4):
-        ip[:, 12 + b] = (src >> (24 - 8 * b)) & 0xFF
-    ip[:, 16:20] = list(SERVER_IP)
+        ip[:, at + b] = (src >> (24 - 8 * b)) & 0xFF
+    ip[:, 28 - at:32 - at] = list(fixed)
     s = _csum_fold(_sum16(ip))
     ip[:, 10], ip[:, 11] = s >> 8, s & 0xFF
     tcp = f[:, 34:54]
@@ -94,6 +105,7 @@ def main() -> int:
     ap.add_argument("-n", "--connections", type=int, default=1_000_000)
     ap.add_argument("--seconds", type=float, default=60.0, help="capture time the SYNs spread over")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--sweep", action="store_true", help="one scanner, one SYN to each of N hosts (not N sources to one)")
     a = ap.parse_args()
     if a.connections > (1 << 24) + (1 << 22):
         ap.error("at most 20,971,520 connections (the two source ranges)")
@@ -102,7 +114,7 @@ def main() -> int:
     with open(a.out, "wb") as fh:
         fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
         for first in range(0, a.connections, CHUNK):
-            fh.write(chunk(rng, first, min(CHUNK, a.connections - first), a.connections, a.seconds, t0))
+            fh.write(chunk(rng, first, min(CHUNK, a.connections - first), a.connections, a.seconds, t0, a.sweep))
     return 0
 
 

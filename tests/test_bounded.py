@@ -327,6 +327,25 @@ def test_text_kept_as_categories_is_redacted_like_text():
     assert "s3cret" not in str(got.tolist()) and len(got.cat.categories) == 2     # the two redacted details merged
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_redacted_categories_are_the_categorical_of_the_redacted_values(seed):
+    """Categories are redacted from their codes; the result is what pd.Categorical makes
+    of the redacted values (the categories seen, sorted, merged), whatever the
+    categories' order, unused categories or missing values."""
+    from pcapsense.render.redact import redact_text
+    rng = np.random.default_rng(seed)
+    vals = ["GET /a?token=abc", "GET /a?token=xyz", "plain", "b@c", "z", "a;b"]
+    for n in (0, 1, 50, 400):
+        v = np.array(vals + [None], dtype=object)[rng.integers(0, len(vals) + 1 if n != 50 else 1, n)]
+        order = [vals[i] for i in rng.permutation(len(vals))] if seed % 2 else None
+        col = pd.Series(pd.Categorical(v, categories=order), index=np.arange(n) + 5)
+        got = redact_frame(pd.DataFrame({"cause_detail": col}), ("cause_detail",))["cause_detail"]
+        want = pd.Categorical(np.array([None if x is None else redact_text(x) for x in v], dtype=object))
+        assert got.cat.categories.equals(want.categories) and got.cat.categories.dtype == want.categories.dtype
+        np.testing.assert_array_equal(got.cat.codes.to_numpy(), want.codes)
+        assert got.index.equals(col.index)
+
+
 @pytest.mark.parametrize("codec", ["zstd", None])
 def test_spilled_files_round_trip_in_frames(monkeypatch, tmp_path, codec):
     """What a pass spills (its JSON lines, its pickled rows), compressed with zstd when

@@ -115,8 +115,14 @@ def sample_connections(df: pd.DataFrame, limit: int = TIMELINE_LIMIT) -> tuple[p
     evenly spaced sample of the others. Returns the rows and a note when it sampled.
     The choice is made on the `abnormal` and `start` columns alone and only the rows
     chosen are taken from `df` (filtering and sorting `df` itself copied all of it)."""
+    pos, note = _sample(df, limit)
+    return (df if pos is None else df.iloc[pos]), note
+
+
+def _sample(df: pd.DataFrame, limit: int) -> tuple[np.ndarray | None, str | None]:
+    """sample_connections() as positions in `df` (None: every row) and the note."""
     if len(df) <= limit:
-        return df, None
+        return None, None
     # (positions, not labels: a million rows' labels dropped and sorted took 185 MB)
     start = df["start"].reset_index(drop=True)
     abnormal = df["abnormal"].to_numpy(dtype=bool) if "abnormal" in df else np.zeros(len(df), dtype=bool)
@@ -128,13 +134,11 @@ def sample_connections(df: pd.DataFrame, limit: int = TIMELINE_LIMIT) -> tuple[p
         rest = start.iloc[rest].sort_values().index.to_numpy()[np.unique(idx)]
     else:
         rest = rest[:0]
-    abn, rest = df.iloc[abn], df.iloc[rest]
-    out = pd.concat([abn, rest])
-    n_abn_all = int(df["abnormal"].sum()) if "abnormal" in df else 0
-    note = (f"showing {len(out)} of {len(df)} connections: "
+    n_abn_all = int(abnormal.sum())
+    note = (f"showing {len(abn) + len(rest)} of {len(df)} connections: "
             + (f"all {len(abn)} abnormal" if len(abn) == n_abn_all else f"{len(abn)} of {n_abn_all} abnormal")
             + f" and an evenly spaced sample of {len(rest)} of the {len(df) - n_abn_all} others")
-    return out, note
+    return np.concatenate([abn, rest]), note
 
 
 def _close_events(analysis, streams: Iterable[int]) -> pd.DataFrame:
@@ -163,12 +167,13 @@ def timeline(analysis, *, limit: int | None = None, width: float = 11.0) -> Figu
         ax.set_axis_off()
         return fig
     t0 = _t0(df_all, analysis if hasattr(analysis, "capture") else None)
-    df, note = sample_connections(df_all, limit)
+    pos, note = _sample(df_all, limit)
+    df = df_all if pos is None else df_all.iloc[pos]
     # (the servers of every connection counted once: a sweep has one per connection)
     sv = Servers.of(df_all)
     rank = np.empty(len(sv), dtype=np.int64)
     rank[sv.busiest()] = np.arange(len(sv))
-    server = sv.codes[df_all.index.get_indexer(df.index)]
+    server = sv.codes if pos is None else sv.codes[pos]
     df = df.assign(_server=server, _srank=rank[server]).sort_values(["_srank", "start", "stream"])
     y, ypos, labels, centers, gap = 0.0, [], [], [], 1.0
     last = None

@@ -73,3 +73,46 @@ def test_big_capture_concurrency():
     peak = int(big.connections["server_peak_concurrency"].max())
     assert max(int(y.max()) for _, y in series.values()) >= peak - 1
     assert len(plots.timeline(big).axes[0].patches) == plots.TIMELINE_LIMIT
+
+
+def _sample_by_labels(df, limit):
+    """sample_connections as it was written on labels (the reference)."""
+    import numpy as np
+    import pandas as pd
+    if len(df) <= limit:
+        return df
+    key = df[["start"]].assign(_abn=df["abnormal"].astype(bool))
+    abn = key[key["_abn"]]
+    rest = key.drop(abn.index)
+    abn = abn.sort_values("start").head(limit)
+    room = limit - len(abn)
+    if room > 0 and len(rest):
+        idx = np.linspace(0, len(rest) - 1, num=min(room, len(rest))).round().astype(int)
+        rest = rest.sort_values("start").iloc[np.unique(idx)]
+    else:
+        rest = rest.iloc[:0]
+    return pd.concat([df.loc[abn.index], df.loc[rest.index]])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_sample_is_the_label_based_one(seed):
+    """The sample is chosen by positions; it is the rows the label-based code chose,
+    ties in start time included."""
+    import numpy as np
+    import pandas as pd
+    rng = np.random.default_rng(seed)
+    for n in (1, 40, 3000):
+        df = pd.DataFrame({"start": pd.to_datetime(rng.integers(0, 30, n) * 10**9, utc=True),
+                           "abnormal": rng.random(n) < rng.random(), "x": np.arange(n)}, index=np.arange(n) + 9)
+        for limit in (1, 10, 300):
+            got, _ = plots.sample_connections(df, limit)
+            pd.testing.assert_frame_equal(got, _sample_by_labels(df, limit))
+
+
+def test_timeline_of_a_table_with_repeated_labels(a):
+    """Two analyses' tables put together without a new index still draw (the sample
+    and the servers are found by position)."""
+    import pandas as pd
+    both = pd.concat([a.connections, a.connections])
+    fig = plots.timeline(both, limit=5)
+    assert len(fig.axes[0].patches) == 5

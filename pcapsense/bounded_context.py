@@ -15,7 +15,7 @@ counted, 16 (its start and end in the servers' sorted times, classify.Sweeps):
 2. `owners`: the stream order, a k-way merge of the passes' first frames;
 3. `Context.build`: one sweep over the files fills the servers' sorted times and takes
    the rows of the held groups (held_context is counted on them alone); a second writes
-   each pass's per-row context (`Context.rows_of`) next to its rows; the sorted times
+   each pass's per-row context (`PassContext.rows`) next to its rows; the sorted times
    are then freed;
 4. each pass is decided with its `PassContext` (its servers' part of the context:
    small, for a worker process), and `Claims` keeps the rows of the clients that have
@@ -161,8 +161,8 @@ def owners(paths: list[str], sizes: list[int]) -> np.ndarray:
 class Context:
     """The context of every connection of an out-of-core run, built from the passes'
     files (build()): `names` (server key by global code), `servers` (as
-    classify.Context.servers), `capture_end_s`; per pass, its rows' global server codes
-    (`codes_of`) and context columns (`rows_of`, as classify.Context.rows)."""
+    classify.Context.servers), `capture_end_s`, `peak` (per global code); per pass, its
+    rows' global server codes (`codes_of`) and what deciding it needs (`of_pass`)."""
 
     def __init__(self, tmp: str, summaries: list[PassSummary]):
         self.tmp, self.summaries = tmp, summaries
@@ -252,25 +252,12 @@ class Context:
             out[k] = (rows[m], opened[m], lazy[m])
         return out
 
-    def rows_of(self, k: int) -> dict:
-        """Pass k's rows' context columns (classify.Context.rows)."""
-        return _context_rows(self.tmp, k)
-
     def of_pass(self, k: int) -> PassContext:
         """What deciding and finishing pass k needs of this context (after build())."""
-        names = np.array(list(self.summaries[k].names) + [None], dtype=object)[:-1]
+        names = self.names[self.maps[k]]
         return PassContext(self.tmp, k, self.maps[k], names,
                            {name: self.servers[name] for name in names.tolist() if name in self.servers},
                            self.pool_groups, self.capture_end_s)
-
-    def keys_of(self, k: int, inputs=None) -> np.ndarray:
-        """Pass k's rows' server keys ("ip|port")."""
-        return self.names[self.codes_of(k, inputs)] if len(self.names) else np.empty(0, dtype=object)
-
-    def pool_rows(self, k: int, inputs) -> np.ndarray:
-        """Pass k's rows that pool.claims may read (their client has a candidate;
-        `inputs`: its file, open)."""
-        return _pool_rows(self.pool_groups, inputs)
 
 
 @dataclass
@@ -296,22 +283,15 @@ class PassContext:
 
     def rows(self) -> dict:
         """The pass's rows' context columns (classify.Context.rows)."""
-        return _context_rows(self.tmp, self.k)
+        with np.load(spill_path(self.tmp, "ctxrows", self.k)) as z:
+            return {name: z[name] for name in z.files}
 
     def pool_rows(self, inputs) -> np.ndarray:
-        """The pass's rows that pool.claims may read (`inputs`: its file, open)."""
-        return _pool_rows(self.pool_groups, inputs)
-
-
-def _context_rows(tmp: str, k: int) -> dict:
-    with np.load(spill_path(tmp, "ctxrows", k)) as z:
-        return {name: z[name] for name in z.files}
-
-
-def _pool_rows(groups: np.ndarray, inputs) -> np.ndarray:
-    if not len(groups):
-        return np.empty(0, dtype=np.int64)
-    return np.flatnonzero(np.isin(inputs["pgrp"], groups))
+        """The pass's rows that pool.claims may read (their client has a candidate;
+        `inputs`: its file, open)."""
+        if not len(self.pool_groups):
+            return np.empty(0, dtype=np.int64)
+        return np.flatnonzero(np.isin(inputs["pgrp"], self.pool_groups))
 
 
 class _Filler:

@@ -158,8 +158,10 @@ def test_the_out_of_core_context_is_the_in_memory_one(seed, passes, tmp_path):
     assert c.capture_end_s == df["_end_ns"].max() / NS
     for k in range(passes):
         mine = np.flatnonzero(shard == k)
-        assert list(c.keys_of(k)) == list(keys[mine])
-        _same(c.rows_of(k), {name: w[mine] for name, w in want.items()})
+        pc = c.of_pass(k)
+        with pc.inputs() as z:
+            assert list(pc.names[z["code"]]) == list(keys[mine])
+        _same(pc.rows(), {name: w[mine] for name, w in want.items()})
         np.testing.assert_array_equal(c.peak[c.codes_of(k)], [ctx[key]["peak_concurrency"] for key in keys[mine]])
 
 

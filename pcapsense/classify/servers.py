@@ -19,16 +19,22 @@ from .rules import NS
 RST_BURST_NS = 10_000_000     # server resets this close together: one event (a restart, a crash)
 
 
+def server_pairs(ip: pd.Series, port: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's server (address `ip`, TCP `port`) as a code, 0.. in order of first
+    appearance, and per code its address and port; a missing address is one of its own.
+    Addresses are factorized as stored, then the (address, port) pairs as numbers: as
+    Python objects, a million distinct addresses were 70 MB of strings made only to be
+    compared."""
+    ip_codes, ips = pd.factorize(ip, use_na_sentinel=False)
+    codes, pairs = pd.factorize(ip_codes.astype(np.int64) * 65536 + np.asarray(port).astype(np.int64))
+    return codes, np.asarray(ips, dtype=object)[pairs >> 16], pairs & 0xFFFF
+
+
 def server_names(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """The servers ("ip|port", by code, in order of appearance) and each connection's
     server code (0..servers-1)."""
-    # (factorized as stored: as Python objects, a million distinct clients' addresses
-    # were 70 MB of strings made only to be compared)
-    ip_codes, ips = pd.factorize(df["server_ip"])
-    ips = np.asarray(ips, dtype=object)
-    pair = ip_codes.astype(np.int64) * 65536 + df["server_port"].to_numpy().astype(np.int64)
-    codes, pairs = pd.factorize(pair)
-    names = np.array([f"{ips[p >> 16]}|{p & 0xFFFF}" for p in pairs.tolist()] + [None], dtype=object)[:-1]
+    codes, ips, ports = server_pairs(df["server_ip"], df["server_port"].to_numpy())
+    names = np.array([f"{ip}|{port}" for ip, port in zip(ips.tolist(), ports.tolist())] + [None], dtype=object)[:-1]
     return names, codes
 
 

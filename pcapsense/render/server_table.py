@@ -6,9 +6,10 @@ Why: those reports grouped the whole table server by server, pandas per group, a
 concurrency plot compared every row with every server. That is nothing on ordinary
 traffic (a few servers), and hours on an address scan, where every connection has a
 server of its own: the Markdown report of a 200,000-host sweep took 464 s, its HTML
-report more. Here the servers are one factorize of the addresses, one of the
-(address, port) pairs and a bincount; only the servers a report shows are read row by
-row, and "host:port" is written once per server, not per row.
+report more. Here the servers are classify's server_pairs (one factorize of the
+addresses, one of the (address, port) pairs) and a bincount; only the servers a
+report shows are read row by row, and "host:port" is written once per server, not per
+row.
 
 Hand-written: it is pandas' `groupby(keys, sort=False)` with the per-group work cut
 to the groups shown.
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from ..classify.servers import server_pairs
 
 
 def host(ip) -> str:
@@ -36,29 +39,26 @@ class Servers:
 
     codes: np.ndarray
     count: np.ndarray
-    _hosts: list
-    _pairs: np.ndarray
-    _width: int
+    _ips: np.ndarray
+    _ports: np.ndarray
     _members: tuple | None = None
 
     @classmethod
     def of(cls, df: pd.DataFrame) -> Servers:
-        """The servers of `df` (its server_ip and server_port columns); a missing address
-        is a server of its own, shown "nan" (as `astype(str)` and `str()` make it)."""
-        ip_codes, ips = pd.factorize(df["server_ip"].astype(str), use_na_sentinel=False)
-        port = df["server_port"].to_numpy().astype(np.int64)
-        width = int(port.max(initial=0)) + 1
-        codes, pairs = pd.factorize(ip_codes.astype(np.int64) * width + port)
+        """The servers of `df` (its server_ip and server_port columns, the addresses as
+        `astype(str)` gives them: a missing one is shown "nan"), by classify's
+        server_pairs."""
+        codes, ips, ports = server_pairs(df["server_ip"].astype(str), df["server_port"].to_numpy())
         codes = codes.astype(np.int64, copy=False)
-        return cls(codes, np.bincount(codes, minlength=len(pairs)), list(ips), np.asarray(pairs), width)
+        return cls(codes, np.bincount(codes, minlength=len(ips)), ips, ports)
 
     def __len__(self) -> int:
         return len(self.count)
 
     def keys(self, servers=None) -> list[str]:
         """The "host:port" texts of `servers` (codes; default: all)."""
-        pairs = self._pairs if servers is None else self._pairs[np.asarray(servers, dtype=np.int64)]
-        return [f"{host(self._hosts[p // self._width])}:{p % self._width}" for p in pairs.tolist()]
+        pick = slice(None) if servers is None else np.asarray(servers, dtype=np.int64)
+        return [f"{host(ip)}:{port}" for ip, port in zip(self._ips[pick].tolist(), self._ports[pick].tolist())]
 
     def rows(self, server: int) -> np.ndarray:
         """Positions of the rows of `server`, in table order (one stable sort of the

@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 from .. import memory
+from .server_table import host as _host
 
 #: failed connections to one server address and port (one cause, one pattern) that make a flood
 MASS_CONNECTIONS = 1000
@@ -78,10 +79,6 @@ _COMPLETED = set("AaDdFf")
 #: connections the server's RSTs (one per connection)
 _SYN = "tcp.flags.syn==1 && tcp.flags.ack==0"
 _RST = "tcp.flags.reset==1"
-
-
-def _host(ip: str) -> str:
-    return f"[{ip}]" if ":" in ip else ip
 
 
 def _ipf(ip: str) -> str:

@@ -17,6 +17,7 @@ from ..classify import keepalive_servers
 from ..memory import only_columns
 from ..tcp.connections import wireshark_filter
 from .tlskeys import keys_line
+from .server_table import host as _host
 
 _CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -219,7 +220,3 @@ def _row_order(df: pd.DataFrame) -> np.ndarray:
         keys.append(np.where(codes < 0, np.iinfo(np.int64).max, codes))
     keys.append(abn)
     return np.lexsort(keys)
-
-
-def _host(ip: str) -> str:
-    return f"[{ip}]" if ":" in ip else ip
